@@ -1,0 +1,21 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    """The team's real development data: $SEISJAX_SHARED_DATA, else ../shared/data beside the repo."""
+    env = os.environ.get("SEISJAX_SHARED_DATA")
+    path = Path(env) if env else REPO.parent / "shared" / "data"
+    return path if path.is_dir() else None
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("real development data not found: set SEISJAX_SHARED_DATA or place it at ../shared/data")
+    return path
