@@ -93,6 +93,7 @@ class _Store:
         self.path = path
         self.chunks = chunks
         self._files: dict[str, h5py.File] = {}
+        self.arrays: dict[tuple[str, str], h5py.Dataset] = {}
         self.formats = {c: self._read_format(c) for c in chunks}
 
     def waveform_file(self, chunk: str) -> Path:
@@ -124,6 +125,7 @@ class _Store:
         return fmt
 
     def close(self):
+        self.arrays.clear()
         for handle in self._files.values():
             handle.close()
         self._files.clear()
@@ -248,11 +250,15 @@ class Dataset:
         return chunk, bucket, index, slices
 
     def _array(self, chunk: str, bucket: str, row: int) -> h5py.Dataset:
-        try:
-            return self._store.file(chunk)["data"][bucket]
-        except KeyError:
-            raise InputError(f"{self._store.waveform_file(chunk)}: trace {self._metadata['trace_name'].iat[row]!r} "
-                             f"(row {row}): no array data/{bucket}") from None
+        arrays = self._store.arrays
+        array = arrays.get((chunk, bucket))
+        if array is None:
+            try:
+                array = arrays[(chunk, bucket)] = self._store.file(chunk)["data"][bucket]
+            except KeyError:
+                raise InputError(f"{self._store.waveform_file(chunk)}: trace "
+                                 f"{self._metadata['trace_name'].iat[row]!r} (row {row}): no array data/{bucket}") from None
+        return array
 
     def _to_cw(self, chunk: str, waveform: np.ndarray) -> np.ndarray:
         if self._store.formats[chunk]["dimension_order"] == "WC":
@@ -298,11 +304,9 @@ class Dataset:
             if wanted[-1] >= array.shape[0]:
                 raise InputError(f"{self._store.waveform_file(chunk)}: data/{bucket} has {array.shape[0]} rows, "
                                  f"metadata asks for row {wanted[-1]}")
-            # h5py fancy indexing needs increasing indices; contiguous runs read as one slice.
-            if wanted[-1] - wanted[0] + 1 == len(wanted):
-                block = array[wanted[0]: wanted[-1] + 1]
-            else:
-                block = array[wanted]
+            # One slice per run of consecutive rows: h5py's list indexing is far slower than slicing.
+            runs = np.split(np.asarray(wanted), np.flatnonzero(np.diff(wanted) != 1) + 1)
+            block = np.concatenate([array[run[0]: run[-1] + 1] for run in runs])
             where = {index: k for k, index in enumerate(wanted)}
             for pos, index, slices in members:
                 out[pos] = self._to_cw(chunk, block[where[index]][slices])
@@ -325,7 +329,7 @@ class Dataset:
         # h5py handles do not pickle; a worker process reopens the files on first read.
         state = self.__dict__.copy()
         store = _Store.__new__(_Store)
-        store.__dict__.update(self._store.__dict__, _files={})
+        store.__dict__.update(self._store.__dict__, _files={}, arrays={})
         state["_store"] = store
         return state
 
