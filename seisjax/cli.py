@@ -37,14 +37,258 @@ def _add_data_info(sub):
 
 # ----------------------------------------------------------------------------- data build
 def _add_data_build(sub):
-    p = sub.add_parser("build", help="build a dataset from waveform files, a catalog and stations")
-    p.set_defaults(func=lambda args: (_ for _ in ()).throw(InputError("data build: not implemented yet")))
+    p = sub.add_parser(
+        "build", help="build a dataset from waveform files, a catalog and stations",
+        description="Any obspy-readable waveform files (miniSEED, SAC, GSE2, ...) + an event catalog "
+                    "(QuakeML, GSE2 bulletin, CSV; or SAC headers) + station coordinates (StationXML, "
+                    "CSV; or SAC headers) + picks -> a SeisBench-format dataset with one record per "
+                    "(event, station, location, instrument), quality metrics, rejected.csv and "
+                    "build_report.json. File formats and columns: seisjax/data/sources.py and ingest.py.")
+    p.add_argument("--waveforms", nargs="+", required=True, metavar="PATH_OR_GLOB",
+                   help="waveform files, directories (their files) or quoted glob patterns")
+    p.add_argument("--catalog", nargs="+", default=None, metavar="FILE",
+                   help="event catalog(s): QuakeML, GSE2.0 bulletin or CSV (event_id, origin_time, "
+                        "latitude, longitude, depth_km, magnitude, magnitude_type); default: SAC headers")
+    p.add_argument("--stations", nargs="+", default=None, metavar="FILE",
+                   help="station coordinates: StationXML, FDSN station text or CSV (network, station, "
+                        "location, latitude, longitude, elevation_m); default: SAC headers")
+    p.add_argument("--picks", nargs="+", default=None, metavar="FILE",
+                   help="phase picks: QuakeML, GSE2.0 bulletin, CSV (network, station, location, phase, "
+                        "time or time_after_origin_s, event_id) or MTUQ picks.dat")
+    p.add_argument("--out", required=True, help="output dataset directory")
+    p.add_argument("--components", default="ZNE",
+                   help="component order of the output, e.g. ZNE (default) or ZRT for R/T/Z files")
+    p.add_argument("--component-aliases", default="", metavar="X=Y[,...]",
+                   help="map channel letters to components, e.g. 1=N,2=E (no rotation is done)")
+    p.add_argument("--fill-missing", choices=("reject", "zeros"), default="reject",
+                   help="a record missing a component is rejected (default) or zero-filled; "
+                        "trace_components lists the real ones")
+    p.add_argument("--snr-min", type=float, default=1.5,
+                   help="keep records whose max SNR over components exceeds this; negative: no SNR test")
+    p.add_argument("--max-gaps", type=int, default=0, help="gaps allowed per component (-1: any)")
+    p.add_argument("--max-overlaps", type=int, default=0, help="overlaps allowed per component (-1: any)")
+    p.add_argument("--window-before", type=float, default=None, metavar="S",
+                   help="record starts S seconds before P (default: start of the components' common span)")
+    p.add_argument("--window-after", type=float, default=None, metavar="S",
+                   help="record ends S seconds after P (default: end of the common span)")
+    p.add_argument("--noise-window", type=float, nargs=2, default=[-5.0, 0.0], metavar=("START", "END"),
+                   help="SNR noise window, seconds relative to P (default -5 0)")
+    p.add_argument("--signal-window", type=float, nargs=2, default=[0.0, 5.0], metavar=("START", "END"),
+                   help="SNR signal window, seconds relative to P (default 0 5)")
+    p.add_argument("--min-duration", type=float, default=0.0, metavar="S",
+                   help="records shorter than this are rejected as too_short")
+    p.add_argument("--no-theoretical", action="store_true",
+                   help="do not use TauP arrivals where a pick is missing (reject instead)")
+    p.add_argument("--theoretical-s", action="store_true",
+                   help="also use TauP S arrivals where an S pick is missing (about 25 ms per record)")
+    p.add_argument("--velocity-model", default="iasp91", help="TauP model for theoretical arrivals")
+    p.add_argument("--max-lag", type=float, default=1800.0, metavar="S",
+                   help="an event matches data starting up to S seconds after its origin")
+    p.add_argument("--sac-reference-is-origin", action="store_true",
+                   help="SAC files without an origin time 'o': take their reference time as the origin")
+    p.add_argument("--split", default="train=0.8,dev=0.1,test=0.1",
+                   help="split fractions by event hash, NAME=FRACTION[,...], or 'none' (no split column)")
+    p.add_argument("--dtype", default="float32", help="sample type of the stored waveforms")
+    p.add_argument("--unit", default="counts", help="unit written to data_format (e.g. counts, m/s)")
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    def run(args):
+        from seisjax.data.ingest import BuildConfig, build_dataset, parse_split
+
+        aliases = {}
+        for part in filter(None, args.component_aliases.split(",")):
+            key, sep, value = part.partition("=")
+            if not sep or len(key.strip()) != 1 or len(value.strip()) != 1:
+                raise InputError(f"--component-aliases: expected X=Y[,...], got {args.component_aliases!r}")
+            aliases[key.strip().upper()] = value.strip().upper()
+        config = BuildConfig(
+            components=args.components.upper(), component_aliases=aliases, fill_missing=args.fill_missing,
+            snr_min=None if args.snr_min < 0 else args.snr_min,
+            max_gaps=None if args.max_gaps < 0 else args.max_gaps,
+            max_overlaps=None if args.max_overlaps < 0 else args.max_overlaps,
+            noise_window=tuple(args.noise_window), signal_window=tuple(args.signal_window),
+            window_before=args.window_before, window_after=args.window_after,
+            min_duration_s=args.min_duration, theoretical_arrivals=not args.no_theoretical,
+            theoretical_s=args.theoretical_s, sac_reference_is_origin=args.sac_reference_is_origin,
+            velocity_model=args.velocity_model, max_lag_s=args.max_lag, split=parse_split(args.split),
+            dtype=args.dtype, unit=args.unit, overwrite=args.overwrite, progress=not args.quiet)
+        report = build_dataset(args.waveforms, args.out, catalog=args.catalog, stations=args.stations,
+                               picks=args.picks, config=config)
+        print(report)
+
+    p.set_defaults(func=run)
 
 
 # ----------------------------------------------------------------------------- data synth
 def _add_data_synth(sub):
-    p = sub.add_parser("synth", help="write a synthetic dataset with ground truth")
-    p.set_defaults(func=lambda args: (_ for _ in ()).throw(InputError("data synth: not implemented yet")))
+    p = sub.add_parser("synth", help="write a synthetic dataset with ground truth",
+                       description="Physics-based synthetic seismograms (TauP travel times, double-couple "
+                                   "radiation, attenuation, Peterson noise at a drawn SNR) written as a "
+                                   "SeisBench-format dataset plus truth.h5, config.json and figures/. "
+                                   "Deterministic for a seed; the physics is documented in "
+                                   "seisjax/data/synthetic.py.")
+    p.add_argument("--scenario", required=True, choices=("teleseismic-p", "local"),
+                   help="teleseismic-p: deep earthquakes recorded at hundreds of stations at 30-90 degrees "
+                        "(vertical P, for SymAE); local: three-component local and teleseismic records on "
+                        "a fixed network of named stations (for clustering and the VAEs)")
+    p.add_argument("--out", required=True, help="output dataset directory")
+    p.add_argument("--events", type=int, default=None,
+                   help="number of earthquakes (default: the scenario config's `events`)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical waveforms")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set noise.snr=(2,20) --set propagation.t_star_p=0.7; "
+                        "repeatable; unknown keys and wrong types are errors")
+    p.add_argument("--no-figure", action="store_true", help="do not write figures/synthetic_<scenario>.png")
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset that exists in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    def run(args):
+        import json
+
+        from seisjax.data.synthetic import read_truth, synthesize
+
+        out = synthesize(args.scenario, args.out, events=args.events, seed=args.seed, overrides=args.overrides,
+                         figure=not args.no_figure, progress=not args.quiet, overwrite=args.overwrite)
+        attrs = read_truth(out)["attrs"]
+        print(f"wrote {attrs['n_traces']} traces of {attrs['n_events']} {args.scenario} events (seed {args.seed}) "
+              f"to {out}")
+        print(f"  events per split: {json.loads(attrs['events_per_split'])}")
+        print(f"  dataset: {out / 'metadata.csv'}, {out / 'waveforms.hdf5'}")
+        print(f"  truth:   {out / 'truth.h5'}   config: {out / 'config.json'}")
+        if not args.no_figure:
+            print(f"  figure:  {out / 'figures' / f'synthetic_{args.scenario}.png'}")
+
+    p.set_defaults(func=run)
+
+
+# ----------------------------------------------------------------------------- demo
+def _add_demo(commands):
+    p = commands.add_parser("demo", help="the main job on built-in synthetic data",
+                            description="Generate the synthetic datasets (teleseismic-p and local) "
+                                        "with their ground truth and render overview figures.")
+    p.add_argument("--workdir", default="runs/demo", help="output folder (default: runs/demo)")
+    p.add_argument("--events", type=int, default=None, help="events per scenario (default: the scenario's)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace datasets already in the workdir")
+
+    def run(args):
+        from seisjax.demo import run as run_demo
+
+        run_demo(args.workdir, events=args.events, seed=args.seed, overwrite=args.overwrite)
+
+    p.set_defaults(func=run)
+
+
+# ----------------------------------------------------------------------------- train / eval / bench
+class _ConfigOverrideParser(argparse.ArgumentParser):
+    """Takes ``--config.a.b=VALUE`` (or ``--config.a.b VALUE``) out of the arguments into
+    ``args.config_overrides`` before the usual parsing: the keys are the config's, not options."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        overrides, rest, i = [], [], 0
+        while i < len(args):
+            arg = args[i]
+            if arg.startswith("--config."):
+                overrides.append(arg)
+                if "=" not in arg and i + 1 < len(args):
+                    overrides.append(args[i + 1])
+                    i += 1
+            else:
+                rest.append(arg)
+            i += 1
+        namespace, extras = super().parse_known_args(rest, namespace)
+        namespace.config_overrides = overrides
+        return namespace, extras
+
+
+def _config_arguments(p):
+    p.__class__ = _ConfigOverrideParser
+    p.add_argument("--config", required=True, metavar="FILE[:VARIANT]",
+                   help="experiment config, e.g. experiments/conv_ae.py:quick; then any number of "
+                        "--config.KEY=VALUE overrides (typed like the field; an unknown key is an error)")
+
+
+def _load_config(args):
+    from seisjax.config import load_config, parse_override_args
+
+    return load_config(args.config, parse_override_args(args.config_overrides))
+
+
+def _add_train(commands):
+    p = commands.add_parser("train", help="train an experiment config (resumes from its checkpoints)",
+                            description="Train an experiment config in WORKDIR: config.json, "
+                                        "checkpoints/, metrics.jsonl, tensorboard/, figures/. Running the "
+                                        "same command again resumes from the latest checkpoint; Ctrl-C "
+                                        "saves a checkpoint and stops.")
+    _config_arguments(p)
+    p.add_argument("--workdir", required=True, help="folder of the run")
+
+    def run(args):
+        from seisjax.train.logging import NonFiniteError
+        from seisjax.train.loop import train_and_evaluate
+
+        config = _load_config(args)
+        try:
+            result = train_and_evaluate(config, args.workdir)
+        except NonFiniteError as err:
+            print(f"seisjax train: {err}", file=sys.stderr)
+            raise SystemExit(3) from None
+        if result["interrupted"]:
+            raise SystemExit(130)
+        print(f"trained to step {result['step']}; results in {args.workdir}")
+
+    p.set_defaults(func=run)
+
+
+def _add_eval(commands):
+    p = commands.add_parser("eval", help="evaluate a checkpoint of a training run",
+                            description="Restore a checkpoint of WORKDIR (the latest by default) on this "
+                                        "machine's devices and write WORKDIR/eval/step_<N>/metrics.json "
+                                        "and figures. The same checkpoint and data give the same file.")
+    p.add_argument("--workdir", required=True, help="folder of a training run")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    p.add_argument("--data", default=None, help="evaluate on this dataset instead of the run's own")
+    p.add_argument("--out", default=None, help="output folder (default: WORKDIR/eval/step_<N>)")
+
+    def run(args):
+        from seisjax.train.loop import evaluate
+
+        path = evaluate(args.workdir, step=args.step, data_path=args.data, out_dir=args.out)
+        print(path.read_text(), end="")
+        print(f"written: {path}")
+
+    p.set_defaults(func=run)
+
+
+def _add_bench(commands):
+    p = commands.add_parser("bench", help="train-step and input-pipeline throughput (vs PyTorch)",
+                            description="Compile time and examples/s of a config's train step, of the "
+                                        "PyTorch twin of its model (benchmarks/torch_models.py) and of its "
+                                        "input pipeline, from one run.")
+    _config_arguments(p)
+    p.add_argument("--steps", type=int, default=30, help="timed steps after warm-up")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation")
+    p.add_argument("--batches", type=int, default=30, help="input-pipeline batches timed")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch twin")
+    p.add_argument("--workdir", default=None, help="where synthetic data is generated/kept if needed")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
+
+    def run(args):
+        from seisjax.bench import format_results, run_bench
+
+        config = _load_config(args)
+        results = run_bench(config, steps=args.steps, warmup=args.warmup, input_batches=args.batches,
+                            torch=not args.no_torch, workdir=args.workdir, config_spec=args.config)
+        print(format_results(results))
+        if args.json:
+            import json
+
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=2, sort_keys=True)
+
+    p.set_defaults(func=run)
 
 
 # ----------------------------------------------------------------------------- main
@@ -60,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_info(data_sub)
     _add_data_build(data_sub)
     _add_data_synth(data_sub)
+    _add_demo(commands)
+    _add_train(commands)
+    _add_eval(commands)
+    _add_bench(commands)
     return parser
 
 

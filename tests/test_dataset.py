@@ -153,3 +153,20 @@ def test_describe_and_cli(shared_data, tmp_path, capsys):
     assert "traces             100" in out and "20 Hz x 100" in out
     assert main(["data", "info", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_similar_lengths_share_a_padded_bucket(tmp_path):
+    """Records that differ by a few samples must not each open a bucket (memory would grow with the
+    number of distinct lengths); they share one, zero-padded, and read back at their own length."""
+    rng = np.random.default_rng(1)
+    traces = [rng.normal(size=(3, n)) for n in (100, 103, 101, 5000)]
+    with DatasetWriter(tmp_path, flush_every=2) as w:
+        names = [w.add(t, {}) for t in traces]
+    assert names[:3] == ["bucket0$0,:3,:100", "bucket0$1,:3,:103", "bucket0$2,:3,:101"]
+    assert names[3] == "bucket1$0,:3,:5000"
+    with h5py.File(tmp_path / "waveforms.hdf5") as f:
+        assert f["data"]["bucket0"].shape == (3, 3, 103)
+        assert not f["data"]["bucket0"][0, :, 100:].any()
+    back = Dataset(tmp_path).get_waveforms(np.arange(4), pad=False)
+    for t, b in zip(traces, back):
+        np.testing.assert_array_equal(t, b)

@@ -343,18 +343,23 @@ def _jsonable(value):
 
 
 class DatasetWriter:
-    """Writes a SeisBench-format dataset one trace at a time with memory bounded by one bucket.
+    """Writes a SeisBench-format dataset one trace at a time, in bounded memory.
 
-    Traces of equal (components, samples, dtype) share a bucket array of up to ``bucket_size`` rows;
-    rows of metadata go to a temporary JSON-lines file and become ``metadata.csv`` (with the union of
-    all columns) on ``close``. ``chunk="0"`` writes ``metadata0.csv`` + ``waveforms0.hdf5`` and lists
+    Traces with the same number of components and dtype, and lengths within a factor of
+    ``2**(1/4)`` of each other, share a bucket array of up to ``bucket_size`` rows, zero-padded to
+    its longest trace (the slice in each ``trace_name`` gives the trace's own length). So the number
+    of open buckets stays small even when every record has its own length, and padding wastes at
+    most a fifth. Traces wait in memory until ``flush_every`` of a bucket, or ``max_pending_bytes``
+    over all buckets, are pending. Rows of metadata go to a temporary JSON-lines file and become
+    ``metadata.csv`` (with the union of all columns) on ``close``. ``chunk="0"`` writes ``metadata0.csv`` + ``waveforms0.hdf5`` and lists
     the chunk in ``chunks``.
     """
 
     def __init__(self, path: str | os.PathLike, *, component_order: str = "ZNE",
                  sampling_rate: float | None = None, dimension_order: str = "CW",
                  data_format_attrs: Mapping[str, object] | None = None, bucket_size: int = 1024,
-                 chunk: str | None = None, overwrite: bool = False, flush_every: int = 64):
+                 chunk: str | None = None, overwrite: bool = False, flush_every: int = 64,
+                 max_pending_bytes: int = 32 * 2**20):
         if dimension_order not in ("CW", "WC"):
             raise InputError(f"dimension_order must be 'CW' or 'WC', not {dimension_order!r}")
         self.path = Path(path)
@@ -364,6 +369,9 @@ class DatasetWriter:
         self.dimension_order = dimension_order
         self.bucket_size = int(bucket_size)
         self.flush_every = int(flush_every)
+        self.max_pending_bytes = int(max_pending_bytes)
+        self._pending_bytes = 0
+        self._sample_axis = 1 if dimension_order == "CW" else 0
         meta_path = self.path / f"metadata{self.chunk}.csv"
         wave_path = self.path / f"waveforms{self.chunk}.hdf5"
         if meta_path.exists() or wave_path.exists():
@@ -400,10 +408,16 @@ class DatasetWriter:
                 self._flush(bucket)
             name = f"bucket{self._n_buckets}"
             self._n_buckets += 1
-            array = self._data.create_dataset(name, shape=(0, *shape), maxshape=(self.bucket_size, *shape),
+            maxshape = list(shape)
+            maxshape[self._sample_axis] = None
+            array = self._data.create_dataset(name, shape=(0, *shape), maxshape=(self.bucket_size, *maxshape),
                                               dtype=dtype, chunks=(1, *shape))
             bucket = {"name": name, "array": array, "rows": 0, "pending": []}
             self._open_buckets[key] = bucket
+        width = bucket["array"].shape[1 + self._sample_axis]
+        if shape[self._sample_axis] > width:
+            self._flush(bucket)
+            bucket["array"].resize(shape[self._sample_axis], axis=1 + self._sample_axis)
         return bucket
 
     def _flush(self, bucket: dict):
@@ -412,10 +426,18 @@ class DatasetWriter:
             return
         array = bucket["array"]
         start = bucket["rows"]
+        block = np.zeros((len(pending), *array.shape[1:]), dtype=array.dtype)
+        for k, trace in enumerate(pending):
+            block[(k, *(slice(0, n) for n in trace.shape))] = trace
+            self._pending_bytes -= trace.nbytes
         array.resize(start + len(pending), axis=0)
-        array[start:] = np.stack(pending)
+        array[start:] = block
         bucket["rows"] += len(pending)
         pending.clear()
+
+    def _flush_all(self):
+        for bucket in self._open_buckets.values():
+            self._flush(bucket)
 
     def add(self, waveform: np.ndarray, metadata: Mapping[str, object] | None = None) -> str:
         """Append one trace ``(C, W)`` with its metadata (SeisBench column names); returns its
@@ -431,11 +453,15 @@ class DatasetWriter:
             raise InputError(f"trace {self.n_traces}: {n_comp} components, but component_order is "
                              f"{self.component_order!r}")
         stored = waveform if self.dimension_order == "CW" else waveform.T
-        bucket = self._bucket_for((stored.shape, stored.dtype.str), stored.shape, stored.dtype)
+        length_class = int(np.ceil(4 * np.log2(max(n_samp, 1))))
+        bucket = self._bucket_for((n_comp, length_class, stored.dtype.str), stored.shape, stored.dtype)
         index = bucket["rows"] + len(bucket["pending"])
         bucket["pending"].append(np.array(stored))
+        self._pending_bytes += stored.nbytes
         if len(bucket["pending"]) >= self.flush_every:
             self._flush(bucket)
+        elif self._pending_bytes > self.max_pending_bytes:
+            self._flush_all()
         dims = ",".join(f":{d}" for d in stored.shape)
         name = f"{bucket['name']}${index},{dims}"
         row = {k: _jsonable(v) for k, v in (metadata or {}).items()}
@@ -457,8 +483,7 @@ class DatasetWriter:
         if self._closed:
             return
         self._closed = True
-        for bucket in self._open_buckets.values():
-            self._flush(bucket)
+        self._flush_all()
         self._h5.close()
         self._rows.close()
         columns = list(self._columns)
