@@ -19,10 +19,12 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import scipy.fft
 
 from seisjax.errors import InputError
 
-__all__ = ["fourier_shift"]
+__all__ = ["fourier_shift", "delay_padded"]
 
 
 @partial(jax.jit, static_argnames=("axis",))
@@ -61,3 +63,20 @@ def fourier_shift(x, shift, axis: int = -1):
     shifted = jnp.fft.irfft(spectrum * ramp, n=width, axis=-1).astype(x.dtype)
     return jnp.moveaxis(shifted, -1, axis)
 
+
+def delay_padded(x, shift, *, pad: bool = True) -> np.ndarray:
+    """Delay ``x`` ``(..., T)`` by ``shift`` samples (broadcast against ``x.shape[:-1]``; fractional
+    allowed) by multiplying its spectrum by ``exp(-2 pi i f shift)``: ``y(t) = x(t - shift)``.
+
+    With ``pad`` the trace is zero-padded to at least twice its length first, so what leaves one
+    end does not wrap into the other (the shift is then not circular, up to ``T`` samples).
+    The host-side (numpy, float64) sibling of :func:`fourier_shift` for the classical baselines,
+    where traces must not wrap around and no gradient is needed.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[-1]
+    n_fft = scipy.fft.next_fast_len(2 * n, real=True) if pad else n
+    freqs = np.fft.rfftfreq(n_fft)
+    shift = np.asarray(shift, dtype=np.float64)[..., None]
+    spectrum = scipy.fft.rfft(x, n_fft, axis=-1) * np.exp(-2j * np.pi * freqs * shift)
+    return scipy.fft.irfft(spectrum, n_fft, axis=-1)[..., :n]
