@@ -1,6 +1,8 @@
 """HEALPix pixels of stations seen from the source, (event, pixel) groups, and the
 Earthquake-SymAE HDF5 layout."""
 
+from pathlib import Path
+
 import h5py
 import healpy
 import numpy as np
@@ -155,3 +157,19 @@ def test_read_symae_hdf5_needs_a_sampling_rate_and_traces(tmp_path):
     (tmp_path / "junk.hdf5").write_text("not hdf5")
     with pytest.raises(InputError, match="cannot open"):
         read_symae_hdf5(tmp_path / "junk.hdf5", tmp_path / "ds3", sampling_rate=1.0, progress=False)
+
+
+def test_convert_symae_script(tmp_path, capsys):
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "convert_symae_hdf5.py"
+    spec = importlib.util.spec_from_file_location("convert_symae_hdf5", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    source = tmp_path / "deep_EQs.hdf5"
+    traces = write_symae_file(source)
+    assert module.main([str(source), "--out", str(tmp_path / "ds"), "--sampling-rate", "1", "--quiet"]) == 0
+    with Dataset(tmp_path / "ds") as ds:
+        assert len(ds) == len(traces) and ds.sampling_rate == 1.0
+    assert module.main([str(source), "--out", str(tmp_path / "ds2")]) == 2
+    assert "sampling_rate" in capsys.readouterr().err
