@@ -55,7 +55,7 @@ def _add_data_build(sub):
     p.add_argument("--picks", nargs="+", default=None, metavar="FILE",
                    help="phase picks: QuakeML, GSE2.0 bulletin, CSV (network, station, location, phase, "
                         "time or time_after_origin_s, event_id) or MTUQ picks.dat")
-    p.add_argument("--out", required=True, help="output dataset directory")
+    p.add_argument("--out", help="output dataset directory (required unless --show-config)")
     p.add_argument("--components", default="ZNE",
                    help="component order of the output, e.g. ZNE (default) or ZRT for R/T/Z files")
     p.add_argument("--component-aliases", default="", metavar="X=Y[,...]",
@@ -132,7 +132,7 @@ def _add_data_synth(sub):
                    help="teleseismic-p: deep earthquakes recorded at hundreds of stations at 30-90 degrees "
                         "(vertical P, for SymAE); local: three-component local and teleseismic records on "
                         "a fixed network of named stations (for clustering and the VAEs)")
-    p.add_argument("--out", required=True, help="output dataset directory")
+    p.add_argument("--out", help="output dataset directory (required unless --show-config)")
     p.add_argument("--events", type=int, default=None,
                    help="number of earthquakes (default: the scenario config's `events`)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical waveforms")
@@ -142,11 +142,20 @@ def _add_data_synth(sub):
     p.add_argument("--no-figure", action="store_true", help="do not write figures/synthetic_<scenario>.png")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset that exists in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--show-config", action="store_true",
+                   help="print the scenario's resolved config (defaults plus --set) as JSON and exit: every "
+                        "key that --set accepts")
 
     def run(args):
         import json
 
-        from seisjax.data.synthetic import read_truth, synthesize
+        from seisjax.data.synthetic import apply_overrides, default_config, read_truth, synthesize
+
+        if args.show_config:
+            print(apply_overrides(default_config(args.scenario), args.overrides).to_json(indent=2))
+            return
+        if not args.out:
+            raise InputError("data synth: --out DIR is required")
 
         out = synthesize(args.scenario, args.out, events=args.events, seed=args.seed, overrides=args.overrides,
                          figure=not args.no_figure, progress=not args.quiet, overwrite=args.overwrite)
@@ -272,21 +281,81 @@ def _add_bench(commands):
     p.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation")
     p.add_argument("--batches", type=int, default=30, help="input-pipeline batches timed")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch twin")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for both JAX (XLA intra-op) and PyTorch (default: each its own); "
+                        "1 gives stable numbers on a shared machine")
     p.add_argument("--workdir", default=None, help="where synthetic data is generated/kept if needed")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
 
     def run(args):
+        import os
+
+        if args.threads:  # before JAX starts its CPU backend
+            flags = f"--xla_cpu_multi_thread_eigen={'false' if args.threads == 1 else 'true'} " \
+                    f"intra_op_parallelism_threads={args.threads}"
+            os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
         from seisjax.bench import format_results, run_bench
 
         config = _load_config(args)
         results = run_bench(config, steps=args.steps, warmup=args.warmup, input_batches=args.batches,
-                            torch=not args.no_torch, workdir=args.workdir, config_spec=args.config)
+                            torch=not args.no_torch, torch_threads=args.threads, workdir=args.workdir,
+                            config_spec=args.config)
         print(format_results(results))
         if args.json:
             import json
 
             with open(args.json, "w") as f:
                 json.dump(results, f, indent=2, sort_keys=True)
+
+    p.set_defaults(func=run)
+
+
+# ----------------------------------------------------------------------------- stf
+def _add_stf(commands):
+    p = commands.add_parser("stf", help="SymAE source time functions of every event and pixel",
+                            description="Restore a trained SymAE run, extract the coherent information of "
+                                        "every (event, pixel) group in one compiled call (nuisance codes "
+                                        "scored by KL and optimised with jax.grad; per-trace time shifts "
+                                        "refined through the Fourier shift) and write the STFs, virtual "
+                                        "seismograms, aligned traces and shifts to an HDF5 file, with "
+                                        "figures beside it. Algorithm: seisjax/analysis/coherent.py.")
+    p.add_argument("--workdir", required=True, help="folder of a trained SymAE run")
+    p.add_argument("--data", default=None, help="dataset to extract from (default: the run's own data)")
+    p.add_argument("--out", required=True, help="output HDF5 file; figures go to <out stem>_figures/")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    p.add_argument("--steps", type=int, default=100, help="gradient steps on the nuisance codes")
+    p.add_argument("--n-best", type=int, default=10, help="nuisance codes kept per event (N)")
+    p.add_argument("--alpha", type=float, default=0.1, help="weight of the L1 term of the objective")
+    p.add_argument("--lr", type=float, default=0.1, help="learning rate of the nuisance codes")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
+                   help="plain gradient descent (default, the reference's) or Adam")
+    p.add_argument("--shift-steps", type=int, default=30, help="iterations of the per-trace shift refinement")
+    p.add_argument("--shift-search", type=int, default=0, metavar="SAMPLES",
+                   help="integer-lag search around the network's shifts before refining (0: none)")
+    p.add_argument("--shift-template", choices=("pixel", "trace"), default="pixel",
+                   help="refine shifts against the pixel's coherent reconstruction or each trace's own")
+    p.add_argument("--group-batch", type=int, default=None,
+                   help="groups per vectorised batch inside the compiled call (default: all; set to bound memory)")
+    p.add_argument("--input-kind", choices=("auto", "velocity", "displacement"), default="auto",
+                   help="what the traces are, for the displacement envelope in the figures (auto: the "
+                        "dataset's unit; m = displacement, otherwise velocity)")
+    p.add_argument("--figure-events", type=int, default=6, help="events with figures (0: none)")
+
+    def run(args):
+        from seisjax.analysis.coherent import ExtractionConfig, run_stf
+
+        config = ExtractionConfig(n_best=args.n_best, steps=args.steps, lr=args.lr, alpha=args.alpha,
+                                  optimizer=args.optimizer, shift_steps=args.shift_steps,
+                                  shift_search=args.shift_search, shift_template=args.shift_template,
+                                  group_batch=args.group_batch)
+        result = run_stf(args.workdir, args.out, data_path=args.data, step=args.step, config=config,
+                         figures=args.figure_events > 0, max_figure_events=args.figure_events,
+                         input_kind=args.input_kind)
+        print(f"stf: objective {result['initial_loss']:.4g} -> {result['final_loss']:.4g} (mean over events)")
+        print(f"stf: wrote {result['hdf5']} ({result['events']} events, {result['groups']} groups, "
+              f"{result['traces']} traces; checkpoint step {result['checkpoint_step']})")
+        if result["figures"]:
+            print(f"stf: figures in {result['figures'][0].parent}")
 
     p.set_defaults(func=run)
 
@@ -308,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_eval(commands)
     _add_bench(commands)
+    _add_stf(commands)
     return parser
 
 
