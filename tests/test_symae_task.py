@@ -1,0 +1,287 @@
+"""SymAE data preparation, batches and training task: windows, groups, polarity, split and rejections
+on a tiny synthetic teleseismic-p set with known truth, datapoint draws and their resume, a short
+run of the real config through the engine, and the preparation of the real Alaska SAC records."""
+
+import json
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+from seisjax.config import load_config
+from seisjax.data.dataset import Dataset, DatasetWriter
+from seisjax.data.grouping import group_traces
+from seisjax.data.symae_data import (
+    PREP_DEFAULTS,
+    cache_path,
+    prepare_symae_groups,
+    window_traces,
+)
+from seisjax.data.synthetic import read_truth, synthesize
+from seisjax.errors import InputError
+from seisjax.tasks.symae import GroupDrawIterator, SymAETask, eval_datapoints
+from tests.conftest import REPO
+
+CONFIG = str(REPO / "experiments" / "symae.py")
+# Dense arrays of 28 stations within 2 degrees, so that (event, pixel) groups of more than 20 exist
+# in 3 events; records just long enough for the 200 s window at 1 Hz with its margins.
+TINY = ["stations.n_scattered=0", "stations.n_arrays=10", "stations.array_size=28",
+        "stations.array_radius_deg=2.0", "source.depth_km=(100.0, 200.0)", "window.pre_p_s=80.0",
+        "window.post_p_s=180.0"]
+SETTINGS = {"pick_column": "trace_p_predicted_sample"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fast_compile():
+    previous = jax.config.values["jax_disable_most_optimizations"]
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", previous)
+
+
+@pytest.fixture(scope="module")
+def tele(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tele") / "data"
+    synthesize("teleseismic-p", path, events=3, seed=0, overrides=TINY, figure=False, progress=False)
+    dataset = Dataset(path)
+    yield dataset, prepare_symae_groups(dataset, SETTINGS)
+    dataset.close()
+
+
+def _copy_with(dataset, out, edits):
+    """Copy of ``dataset`` with ``edits[row](waveform, metadata) -> (waveform, metadata)`` applied."""
+    meta = dataset.metadata
+    with DatasetWriter(out, component_order=dataset.component_order, sampling_rate=dataset.sampling_rate) as writer:
+        for row in range(len(meta)):
+            waveform = dataset.get_waveforms(row).astype(np.float32)
+            record = {k: v for k, v in meta.iloc[row].items() if k != "trace_name" and not pd.isna(v)}
+            if row in edits:
+                waveform, record = edits[row](waveform.copy(), record)
+            writer.add(waveform, record)
+    return Dataset(out)
+
+
+# ============================================================================ windows
+@pytest.mark.parametrize("rate", [10.0, 50.0])
+def test_window_places_the_pick_and_filters_above_nyquist(rate):
+    """A pulse at the pick peaks at model sample pre_p - trim_start; a 0.8 Hz wave, above the 0.5 Hz
+    Nyquist of 1 sample/s, is filtered out instead of aliasing to 0.2 Hz (plain decimation would
+    keep it at full amplitude)."""
+    settings = dict(PREP_DEFAULTS)
+    t = np.arange(int(400 * rate)) / rate
+    pick = 173.3 * rate  # not on a 1 s grid
+    pulse = np.exp(-0.5 * ((t - pick / rate) / 3.0) ** 2)
+    slow = np.sin(2 * np.pi * 0.02 * t)
+    fast = np.sin(2 * np.pi * 0.8 * t + 0.3)
+    x, start, reason = window_traces([pulse, slow, slow + fast], np.full(3, pick), rate, settings)
+    assert list(reason) == [None, None, None] and x.shape == (3, 192)
+    assert np.argmax(x[0]) == settings["pre_p"] - settings["trim_start"]
+    assert start[0] == round(pick - settings["pre_p"] * rate)
+    assert np.corrcoef(x[1], x[2])[0, 1] > 0.999
+    naive = (slow + fast)[start[2]::int(rate)][:200][8:]   # decimation without a filter
+    assert np.corrcoef(x[1], naive)[0, 1] < 0.8
+
+
+def test_windows_groups_and_timing_against_truth(tele):
+    dataset, prep = tele
+    meta = dataset.metadata
+    x = prep["trace_x"]
+    assert x.shape == (len(prep["trace_row"]), 192) and x.dtype == np.float32
+    np.testing.assert_allclose(x.mean(axis=1), 0.0, atol=1e-5)
+    np.testing.assert_allclose(x.std(axis=1), 1.0, atol=1e-5)
+    # The groups are exactly grouping.group_traces' groups of >= 21 stations (no bad trace here).
+    expected = group_traces(meta, nside=4, min_stations=21)
+    assert len(expected) >= 3
+    got = {(s, p): n for s, p, n in zip(prep["group_source_id"], prep["group_pixel"], prep["group_n_stations"])}
+    assert got == {(s, p): n for s, p, n in zip(expected.source_id, expected.healpix_pixel, expected.n_stations)}
+    small = group_traces(meta, nside=4, min_stations=1)
+    n_small = int(small.loc[small.n_stations < 21, "n_traces"].sum())
+    assert n_small > 0 and prep["report"]["rejected"] == {"small_group": n_small}
+    for g, (s, p) in enumerate(zip(prep["group_source_id"], prep["group_pixel"])):
+        rows = expected.trace_indices[(expected.source_id == s) & (expected.healpix_pixel == p)].iloc[0]
+        members = prep["trace_row"][prep["trace_group"] == g]
+        assert sorted(members) == sorted(rows)
+    # The window starts at the predicted P; the true onset is late by the true timing error.
+    truth = read_truth(dataset.path)["traces"].set_index("trace_name")
+    error = truth.loc[prep["trace_name"], "time_error_s"].to_numpy()
+    np.testing.assert_allclose(prep["trace_pick_in_window_s"], 42.0, atol=0.05 + 1e-9)
+    np.testing.assert_allclose(prep["trace_p_in_window_s"] - prep["trace_pick_in_window_s"], error, atol=2e-3)
+    assert prep["time_start"] == -42.0 and prep["sampling_rate"] == 1.0
+    # Padded per-group arrays hold the same traces.
+    for g in range(len(prep["group_pixel"])):
+        idx = prep["trace_index"][g][prep["mask"][g]]
+        np.testing.assert_array_equal(prep["traces"][g][prep["mask"][g]], x[idx])
+        assert (prep["trace_ids"][g][prep["mask"][g]] == prep["trace_row"][idx]).all()
+
+
+def test_split_is_ninety_ten_disjoint_and_stable(tele, tmp_path):
+    dataset, prep = tele
+    for g in range(len(prep["group_pixel"])):
+        sel = prep["trace_group"] == g
+        train = set(prep["trace_station"][sel & ~prep["trace_is_test"]])
+        test = set(prep["trace_station"][sel & prep["trace_is_test"]])
+        n = prep["group_n_stations"][g]
+        assert not train & test and len(train | test) == n
+        assert len(test) == max(1, round(0.1 * n)) == prep["group_n_test"][g]
+    # Stable: again (through the cache, then without it) and on a subset of the events.
+    first = prepare_symae_groups(dataset, SETTINGS, cache_dir=tmp_path)
+    cached = prepare_symae_groups(dataset, SETTINGS, cache_dir=tmp_path)
+    assert cached["report"]["cache"] == str(cache_path(tmp_path, first["fingerprint"]))
+    for name in ("trace_x", "trace_row", "trace_is_test", "traces", "mask"):
+        np.testing.assert_array_equal(cached[name], prep[name])
+        np.testing.assert_array_equal(first[name], prep[name])
+    keep_events = sorted(set(prep["group_source_id"]))[1:]
+    subset = prepare_symae_groups(dataset.select(dataset.metadata.source_id.isin(keep_events).to_numpy()), SETTINGS)
+    split = dict(zip(dataset.metadata.trace_name.to_numpy()[prep["trace_row"]], prep["trace_is_test"]))
+    assert all(split[name] == t for name, t in zip(subset["trace_name"], subset["trace_is_test"]))
+    other = prepare_symae_groups(dataset, {**SETTINGS, "split_seed": 1}, cache_dir=tmp_path)
+    assert set(other["trace_row"][other["trace_is_test"]]) != set(prep["trace_row"][prep["trace_is_test"]])
+    assert len(list(tmp_path.glob("symae_groups_*.npz"))) == 2
+    # events_split keeps one split's events; rows still index the whole dataset.
+    train = prepare_symae_groups(dataset, {**SETTINGS, "events_split": "train"})
+    split_of = dataset.metadata.split.to_numpy()
+    assert (split_of[train["trace_row"]] == "train").all()
+    assert set(train["trace_row"]) == set(prep["trace_row"][split_of[prep["trace_row"]] == "train"])
+
+
+def test_polarity_flip_and_bad_traces_counted_per_reason(tele, tmp_path):
+    """A sign-flipped copy of a trace comes back identical with the opposite flip; a NaN trace, a
+    dead one, one too short for its window and one without a pick are counted, not used."""
+    dataset, prep = tele
+    meta = dataset.metadata
+    references = set(prep["event_reference_row"])
+    big = np.flatnonzero(prep["group_n_stations"] >= 26)
+    candidates = [r for r, g in zip(prep["trace_row"], prep["trace_group"]) if g in big and r not in references]
+    flipped, nan_row, dead, short, nopick = candidates[0], candidates[3], candidates[-1], candidates[-3], candidates[-5]
+    events = meta.source_id.to_numpy()
+    assert len({flipped, nan_row, dead, short, nopick}) == 5
+    p = meta.trace_p_predicted_sample.to_numpy()
+
+    def negate(w, m):
+        return -w, m
+
+    def nan(w, m):
+        w[0, int(p[nan_row])] = np.nan
+        return w, m
+
+    def zero(w, m):
+        return np.zeros_like(w), m
+
+    def late(w, m):
+        return w, {**m, "trace_p_predicted_sample": w.shape[-1] - 20.0}
+
+    def unpicked(w, m):
+        return w, {k: v for k, v in m.items() if k != "trace_p_predicted_sample"}
+
+    copy = _copy_with(dataset, tmp_path / "copy", {flipped: negate, nan_row: nan, dead: zero, short: late,
+                                                   nopick: unpicked})
+    try:
+        assert (copy.metadata.trace_name.to_numpy() != "").all() and len(copy) == len(meta)
+        again = prepare_symae_groups(copy, SETTINGS)
+    finally:
+        copy.close()
+    assert again["report"]["rejected"] == {"small_group": prep["report"]["rejected"]["small_group"],
+                                           "nan_or_inf": 1, "zero_std": 1, "too_short": 1, "no_pick": 1}
+    listed = {r["row"]: r["reason"] for r in again["report"]["rejected_rows"]}
+    assert listed == {nan_row: "nan_or_inf", dead: "zero_std", short: "too_short", nopick: "no_pick"}
+    assert not {nan_row, dead, short, nopick} & set(again["trace_row"])
+    position = {r: i for i, r in enumerate(prep["trace_row"])}
+    position_again = {r: i for i, r in enumerate(again["trace_row"])}
+    i, j = position[flipped], position_again[flipped]
+    np.testing.assert_allclose(again["trace_x"][j], prep["trace_x"][i], atol=1e-6)
+    assert again["trace_polarity_flip"][j] == -prep["trace_polarity_flip"][i]
+    # Every other trace of the flipped trace's event keeps its flip (same reference trace).
+    same_event = [r for r in again["trace_row"] if events[r] == events[flipped] and r != flipped]
+    assert all(again["trace_polarity_flip"][position_again[r]] == prep["trace_polarity_flip"][position[r]]
+               for r in same_event)
+
+
+# ============================================================================ batches
+def test_draws_are_train_traces_of_the_group_and_resume_exactly(tele):
+    _, prep = tele
+    ntau = 24   # more than some groups' train stations: those datapoints are padded with mask 0
+    kwargs = {"ntau": ntau, "global_batch_size": 4, "seed": 3, "draws_per_group": 4, "prefetch": 0}
+    it = GroupDrawIterator(prep, **kwargs)
+    rows_of = {tuple(np.round(x, 6)): i for i, x in enumerate(prep["trace_x"])}
+    seen = []
+    for _ in range(it.steps_per_epoch + 2):
+        batch = next(it)
+        for x, mask, g in zip(batch["x"], batch["mask"], batch["group"]):
+            idx = [rows_of[tuple(np.round(t, 6))] for t in x[mask > 0]]
+            assert len(idx) == len(set(idx)) == min(ntau, prep["group_n_train"][g])
+            assert (prep["trace_group"][idx] == g).all() and not prep["trace_is_test"][idx].any()
+            assert (x[mask == 0] == 0).all()
+        seen.append(batch)
+    assert not np.array_equal(seen[0]["x"], seen[it.steps_per_epoch]["x"])  # new draws every epoch
+    # Restore to a saved position: the same batches again; two processes' shares make the batch.
+    resumed = GroupDrawIterator(prep, **kwargs)
+    resumed.restore({"seed": 3, "epoch": 1, "index": 1})
+    np.testing.assert_array_equal(next(resumed)["x"], seen[it.steps_per_epoch + 1]["x"])
+    halves = [next(GroupDrawIterator(prep, **kwargs, process_index=k, process_count=2)) for k in (0, 1)]
+    for name in ("x", "mask", "group"):
+        np.testing.assert_array_equal(np.concatenate([h[name] for h in halves]), seen[0][name])
+    # Evaluation: every test trace exactly once.
+    ev = eval_datapoints(prep, 2)
+    got = sorted(rows_of[tuple(np.round(t, 6))] for x, m in zip(ev["x"], ev["mask"]) for t in x[m > 0])
+    assert got == list(np.flatnonzero(prep["trace_is_test"]))
+
+
+# ============================================================================ training
+def test_quick_config_trains_through_the_engine(tele, tmp_path):
+    from seisjax.train.checkpoint import Checkpointer
+    from seisjax.train.logging import read_metrics
+    from seisjax.train.loop import restore_trained, train_and_evaluate
+
+    dataset, _ = tele
+    overrides = ["data.source=dataset", f"data.path={dataset.path}", "batch_size=4", "data.ntau=6",
+                 "eval.batch_size=8", "optim.stages=((100, 1e-2, 1.0),)", "train.num_steps=4",
+                 "train.log_every_steps=1", "train.eval_every_epochs=None", "train.checkpoint_every_epochs=None",
+                 "train.async_checkpointing=false"]
+    config = load_config(f"{CONFIG}:quick", overrides)
+    with pytest.raises(InputError, match="model.nt"):
+        SymAETask(load_config(f"{CONFIG}:quick", overrides + ["model.nt=176"]), workdir=tmp_path / "bad")
+    result = train_and_evaluate(config, tmp_path / "run")
+    losses = [r["train/loss"] for r in read_metrics(tmp_path / "run")]
+    assert result["step"] == 4 and len(losses) == 4 and np.isfinite(losses).all()
+    ckpt = Checkpointer(tmp_path / "run" / "checkpoints")
+    try:
+        assert ckpt.latest_step() == 4
+    finally:
+        ckpt.close()
+    # The loss on the fixed test datapoints (code means, no sampling): the restored checkpoint against
+    # the initial parameters (the engine's: the first half of the seed's key).
+    saved, task, state, step = restore_trained(tmp_path / "run")
+    batch = {k: jax.numpy.asarray(v) for k, v in eval_datapoints(task.prepared, 6).items()}
+    initial = task.init_variables(jax.random.split(jax.random.PRNGKey(saved.seed))[0], batch)
+    loss = jax.jit(lambda params: task.loss(params, {}, batch, jax.random.PRNGKey(0), train=False)[0])
+    before, after = float(loss(initial["params"])), float(loss(state.params))
+    assert step == 4 and after < before - 1.0
+    report = json.loads((tmp_path / "run" / "symae_data.json").read_text())
+    assert report["n_groups"] >= 3 and report["rejected"]["small_group"] > 0
+
+
+# ============================================================================ real data
+def test_alaska_preparation_on_real_sac_records(shared_data, tmp_path):
+    from seisjax.data.ingest import BuildConfig, build_dataset
+
+    folder = shared_data / "mtuq_alaska" / "20090407201255351"
+    build_dataset([str(folder / "*.BH.?")], tmp_path / "ak", picks=str(folder / "picks.dat"),
+                  config=BuildConfig(components="ZRT", progress=False))
+    config = load_config(f"{CONFIG}:alaska")
+    with Dataset(tmp_path / "ak") as dataset:
+        prep = prepare_symae_groups(dataset, config.data)
+        meta = dataset.metadata
+    # Two pixel groups (14 and 4 usable stations); MPEN and SOLD have an all-zero vertical.
+    assert sorted(prep["group_n_stations"]) == [4, 14]
+    assert prep["report"]["rejected"] == {"small_group": 6, "zero_std": 2}
+    dead = {meta.station_code[r["row"]] for r in prep["report"]["rejected_rows"] if r["reason"] == "zero_std"}
+    assert dead == {"MPEN", "SOLD"}
+    assert prep["trace_x"].shape == (18, 192) and prep["sampling_rate"] == 5.0
+    np.testing.assert_allclose(prep["trace_x"].std(axis=1), 1.0, atol=1e-5)
+    # The pick sits 8.4 s into the model window (42 samples at 5 Hz), to within half a 50 Hz sample.
+    np.testing.assert_allclose(prep["trace_pick_in_window_s"], 8.4, atol=0.01 + 1e-9)
+    # The P onset is in the window: the energy after the pick dominates the energy before it.
+    before = np.square(prep["trace_x"][:, 10:40]).mean(axis=1)
+    after = np.square(prep["trace_x"][:, 42:72]).mean(axis=1)
+    assert np.median(after / before) > 3
