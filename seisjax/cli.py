@@ -55,7 +55,7 @@ def _add_data_build(sub):
     p.add_argument("--picks", nargs="+", default=None, metavar="FILE",
                    help="phase picks: QuakeML, GSE2.0 bulletin, CSV (network, station, location, phase, "
                         "time or time_after_origin_s, event_id) or MTUQ picks.dat")
-    p.add_argument("--out", help="output dataset directory (required unless --show-config)")
+    p.add_argument("--out", required=True, help="output dataset directory")
     p.add_argument("--components", default="ZNE",
                    help="component order of the output, e.g. ZNE (default) or ZRT for R/T/Z files")
     p.add_argument("--component-aliases", default="", metavar="X=Y[,...]",

@@ -19,3 +19,18 @@ def shared_data() -> Path:
     if path is None:
         pytest.skip("real development data not found: set SEISJAX_SHARED_DATA or place it at ../shared/data")
     return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fast_compile(request):
+    """Modules that set ``FAST_COMPILE = True`` run with XLA's optimisations off: they check
+    correctness, and compiling dominates their time."""
+    if not getattr(request.module, "FAST_COMPILE", False):
+        yield
+        return
+    import jax
+
+    previous = jax.config.values["jax_disable_most_optimizations"]
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", previous)

@@ -24,12 +24,7 @@ RUN = ["model.channels=(8, 8, 8)", "batch_size=16", "eval.batch_size=32", "optim
        "debug.step_delay_s=0.1"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fast_compile():
-    previous = jax.config.values["jax_disable_most_optimizations"]
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+FAST_COMPILE = True  # see conftest.py
 
 
 # ----------------------------------------------------------------------------- retention

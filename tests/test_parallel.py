@@ -23,12 +23,7 @@ RUN = ["model.channels=(8, 8, 8)", "batch_size=16", "eval.batch_size=32", "train
        "train.log_every_steps=1", "train.checkpoint_every_epochs=None", "train.eval_every_epochs=None"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fast_compile():
-    previous = jax.config.values["jax_disable_most_optimizations"]
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+FAST_COMPILE = True  # see conftest.py
 
 
 def _command(workdir):

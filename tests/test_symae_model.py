@@ -22,12 +22,7 @@ from seisjax.registry import get_model
 NT, P, Q, B, NTAU = 64, 8, 6, 3, 6
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fast_compile():
-    previous = jax.config.values["jax_disable_most_optimizations"]
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+FAST_COMPILE = True  # see conftest.py
 
 
 @pytest.fixture

@@ -32,12 +32,7 @@ TINY = ["stations.n_scattered=0", "stations.n_arrays=10", "stations.array_size=2
 SETTINGS = {"pick_column": "trace_p_predicted_sample"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fast_compile():
-    previous = jax.config.values["jax_disable_most_optimizations"]
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+FAST_COMPILE = True  # see conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -24,12 +24,7 @@ SMALL = ["model.channels=(8, 8, 8)", "batch_size=16", "eval.batch_size=32",
          "train.checkpoint_every_epochs=None", "train.async_checkpointing=false"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fast_compile():
-    previous = jax.config.values["jax_disable_most_optimizations"]
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+FAST_COMPILE = True  # see conftest.py
 
 
 @pytest.fixture(scope="module")
