@@ -138,7 +138,10 @@ def run_bench(config, *, steps: int = 30, warmup: int = 3, input_batches: int = 
 
     from seisjax.train.loop import _Setup
 
-    workdir = Path(workdir) if workdir else Path("runs") / "bench" / Path(str(config_spec or "bench").split(":")[0]).stem
+    if not workdir:  # one folder per config and variant: each generates the data it describes
+        path, _, variant = str(config_spec or "bench").partition(":")
+        workdir = Path("runs") / "bench" / "_".join(filter(None, (Path(path).stem, variant)))
+    workdir = Path(workdir)
     setup = _Setup(config, workdir)
     bs = int(config.batch_size)
     try:
