@@ -18,12 +18,7 @@ NT, P, Q, B, NTAU = 64, 5, 7, 3, 4   # p != q, so a swapped code or head cannot 
 PENALTIES = ("norm", "mean_square")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fast_compile():
-    previous = jax.config.values["jax_disable_most_optimizations"]
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+FAST_COMPILE = True  # see conftest.py
 
 
 @pytest.fixture(scope="module")
