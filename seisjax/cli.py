@@ -174,10 +174,12 @@ def _add_data_synth(sub):
 # ----------------------------------------------------------------------------- demo
 def _add_demo(commands):
     p = commands.add_parser("demo", help="the main job on built-in synthetic data",
-                            description="Generate the synthetic datasets (teleseismic-p and local) "
-                                        "with their ground truth and render overview figures.")
+                            description="SymAE end to end on synthetic teleseismic-p data: generate it "
+                                        "with its ground truth, train the quick variant, extract source "
+                                        "time functions, score them and the classical baselines against "
+                                        "the truth, and write the figures.")
     p.add_argument("--workdir", default="runs/demo", help="output folder (default: runs/demo)")
-    p.add_argument("--events", type=int, default=None, help="events per scenario (default: the scenario's)")
+    p.add_argument("--events", type=int, default=None, help="synthetic events (default: the quick variant's, 24)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--overwrite", action="store_true", help="replace datasets already in the workdir")
 

@@ -1,30 +1,113 @@
-"""The main job: what the README's first command runs on the built-in synthetic data.
+"""The main job: SymAE end to end on the built-in synthetic ``teleseismic-p`` data.
 
-For now it writes the two synthetic datasets (``teleseismic-p`` for SymAE, ``local`` for the
-clustering, VAE and LSTM experiments) with their ground truth and renders an overview of each.
+``python -m seisjax demo --workdir runs/demo`` (about 10 minutes on a 2-core CPU):
+
+1. **Data.** Synthesise the ``teleseismic-p`` scenario (24 events on the smaller station network of
+   ``experiments/symae.py:quick``) with its ground truth into ``<workdir>/data/teleseismic-p``
+   (``truth.h5``: true STFs, sub-events, per-trace timing errors and SNRs) and an overview figure.
+2. **Train** the ``quick`` variant of ``experiments/symae.py`` through the engine
+   (:func:`seisjax.train.loop.train_and_evaluate`) in ``<workdir>/symae`` (checkpoints, metrics,
+   figures; a second run resumes or finds it trained).
+3. **Extract** the STFs of every (event, pixel) group in one compiled call
+   (:func:`seisjax.analysis.coherent.run_stf`) into ``<workdir>/stf/stf.h5`` with figures in
+   ``<workdir>/stf/stf_figures``.
+4. **Score** SymAE's envelope and signed STFs and the four baselines (MCCC / ICCS alignment, linear
+   / phase-weighted stacks, on the same traces) against the truth
+   (:func:`seisjax.analysis.stf_eval.evaluate_stfs`): ``<workdir>/stf/scores.{json,md,png}``, and
+   print the tables.
+
+The ``local`` scenario (for the clustering and spectrogram experiments) is no longer synthesised
+here, to keep the job within its time: ``python -m seisjax data synth local`` writes it.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
+__all__ = ["run", "symae_config"]
+
+
+def _experiment_file() -> Path:
+    """experiments/symae.py of this checkout (the package's parent), else relative to the cwd."""
+    beside = Path(__file__).resolve().parent.parent / "experiments" / "symae.py"
+    return beside if beside.is_file() else Path("experiments") / "symae.py"
+
+
+def symae_config(data_dir, *, seed: int = 0):
+    """The ``quick`` SymAE config reading the dataset at ``data_dir``."""
+    from seisjax.config import load_config
+
+    return load_config(f"{_experiment_file()}:quick", {"data.source": "dataset", "data.path": str(data_dir),
+                                                       "seed": int(seed)})
+
 
 def run(workdir: str | Path, *, events: int | None = None, seed: int = 0, overwrite: bool = False) -> dict:
-    """Synthesise both scenarios into ``workdir/data/<scenario>`` and summarise them; returns the
-    paths of what was written."""
-    from seisjax.data.dataset import describe, format_summary
+    """Run the main job in ``workdir`` (module docstring); ``events`` synthetic events (default 24),
+    ``seed`` of the data and the training, ``overwrite`` replaces the data and the run. Returns the
+    paths written and the scores."""
+    from seisjax.analysis.coherent import ExtractionConfig, run_stf
+    from seisjax.analysis.stf_eval import evaluate_stfs, write_scores
+    from seisjax.data.dataset import Dataset, describe, format_summary
+    from seisjax.data.symae_data import prepare_symae_groups
     from seisjax.data.synthetic import synthesize
+    from seisjax.train.loop import train_and_evaluate
 
     workdir = Path(workdir)
-    results = {}
-    for scenario in ("teleseismic-p", "local"):
-        out = workdir / "data" / scenario
-        started = time.perf_counter()
-        synthesize(scenario, out, events=events, seed=seed, overwrite=overwrite, figure=True, progress=True)
-        summary = describe(out, figure=workdir / "figures" / f"{scenario}_overview.png")
-        print(f"\n== {scenario} ({time.perf_counter() - started:.0f} s)\n{format_summary(summary)}")
-        results[scenario] = {"dataset": str(out), "figures": sorted(str(p) for p in (out / "figures").glob("*.png")),
-                             "overview": summary["figure"], "truth": str(out / "truth.h5")}
-    print(f"\nResults are in {workdir}: datasets under data/, figures under figures/ and data/*/figures/.")
-    return results
+    data_dir = workdir / "data" / "teleseismic-p"
+    run_dir, stf_dir = workdir / "symae", workdir / "stf"
+    timings = {}
+    started = time.perf_counter()
+
+    # ------------------------------------------------------------------ 1. data with ground truth
+    config = symae_config(data_dir, seed=seed)
+    n_events = int(config.data.synthetic_events if events is None else events)
+    if overwrite:
+        for path in (run_dir, stf_dir):
+            shutil.rmtree(path, ignore_errors=True)
+    if overwrite or not (data_dir / "truth.h5").exists():
+        synthesize("teleseismic-p", data_dir, events=n_events, seed=seed, overrides=list(config.data.synthetic_overrides),
+                   overwrite=overwrite, figure=True, progress=True)
+    summary = describe(data_dir, figure=workdir / "figures" / "teleseismic-p_overview.png")
+    print(f"\n== data: teleseismic-p\n{format_summary(summary)}", flush=True)
+    timings["data_s"] = time.perf_counter() - started
+
+    # ------------------------------------------------------------------ 2. train (quick variant)
+    t = time.perf_counter()
+    print(f"\n== training SymAE (experiments/symae.py:quick) in {run_dir}", flush=True)
+    trained = train_and_evaluate(config, run_dir)
+    timings["train_s"] = time.perf_counter() - t
+
+    # ------------------------------------------------------------------ 3. extraction
+    t = time.perf_counter()
+    print(f"\n== extracting STFs of every (event, pixel) group into {stf_dir / 'stf.h5'}", flush=True)
+    extraction = run_stf(run_dir, stf_dir / "stf.h5", config=ExtractionConfig(), max_figure_events=4)
+    timings["extract_s"] = time.perf_counter() - t
+
+    # ------------------------------------------------------------------ 4. scores against the truth
+    t = time.perf_counter()
+    with Dataset(data_dir) as dataset:   # the run's preparation, from its cache
+        prepared = prepare_symae_groups(dataset, config.data, cache_dir=run_dir)
+    scores = evaluate_stfs(extraction["hdf5"], prepared, data_dir / "truth.h5")
+    paths = write_scores(scores, stf_dir)
+    timings["score_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - started
+
+    print("\n== STF scores against the truth (means over (event, pixel) groups)\n" + scores["summary_md"])
+    print("\n== by SNR (group SNR: median of its traces' true SNR)\n" + scores["table_md"])
+    for label, goal in scores["goal"].items():
+        if goal["groups"]:
+            print(f"goal, {label}: SymAE envelope {goal['symae_envelope']:.3f} vs best baseline "
+                  f"{goal['best_baseline']} {goal['best_baseline_correlation']:.3f} ({goal['groups']} groups)")
+    print(f"\nResults are in {workdir} ({timings['total_s'] / 60:.1f} min: data {timings['data_s']:.0f} s, training "
+          f"{timings['train_s']:.0f} s, extraction {timings['extract_s']:.0f} s, scoring {timings['score_s']:.0f} s):\n"
+          f"  data and truth     {data_dir}\n"
+          f"  trained run        {run_dir} (checkpoints/, metrics.jsonl, figures/)\n"
+          f"  STFs               {extraction['hdf5']}\n"
+          f"  STF figures        {stf_dir / 'stf_figures'}\n"
+          f"  scores             {paths['markdown']}, {paths['json']}, {paths['figure']}", flush=True)
+    return {"dataset": str(data_dir), "truth": str(data_dir / "truth.h5"), "run": str(run_dir),
+            "train": trained, "stf": str(extraction["hdf5"]), "figures": [str(p) for p in extraction["figures"]],
+            "scores": {k: str(v) for k, v in paths.items()}, "summary": scores["summary"], "goal": scores["goal"],
+            "timings_s": timings}

@@ -297,6 +297,31 @@ class SymAETask(Task):
             "correlation": (jnp.sum(corr * mask), traces), "shift_mean_square": (shift_sq, traces),
         }
 
+    # ------------------------------------------------------------------ STF scores (synthetic truth)
+    def eval_report(self, params, model_state, out_dir) -> dict | None:
+        """With a ``truth.h5`` beside the dataset (the synthetic ``teleseismic-p`` data): extract the
+        STFs of every (event, pixel) group (:func:`seisjax.analysis.coherent.extract_coherent`, its
+        default settings; ``config.eval.stf_steps`` overrides the number of gradient steps) and
+        score them and the baselines against the truth
+        (:func:`seisjax.analysis.stf_eval.evaluate_stfs`) into ``out_dir/scores.json``,
+        ``scores.md`` and ``scores.png``. ``config.eval.stf_scores = False`` skips it. Returns the
+        scores, or None without truth."""
+        truth = Path(self.dataset_path) / "truth.h5"
+        if not truth.exists() or not bool(self.config.eval.get("stf_scores", True)):
+            return None
+        from seisjax.analysis.coherent import ExtractionConfig, arrays_from_prepared, extract_coherent
+        from seisjax.analysis.stf_eval import evaluate_stfs, write_scores
+
+        groups = arrays_from_prepared(self.prepared)
+        steps = self.config.eval.get("stf_steps", None)
+        config = ExtractionConfig(sampling_rate=groups.sampling_rate,
+                                  **({} if steps is None else {"steps": int(steps)}))
+        result = extract_coherent(self.model, params, groups, config)
+        scores = evaluate_stfs(result, self.prepared, truth)
+        paths = write_scores(scores, out_dir)
+        print(f"symae: STF scores against {truth} in {paths['markdown']}\n{scores['summary_md']}", flush=True)
+        return scores
+
     # ------------------------------------------------------------------ figures
     def predict_shifts(self, params, model_state, traces: np.ndarray, chunk: int = 4096) -> np.ndarray:
         """Shifts (samples) that the shift network predicts for ``traces (N, nt)``."""

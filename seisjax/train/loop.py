@@ -256,6 +256,9 @@ def train_and_evaluate(config, workdir) -> dict:
         train_iter.restore(data_state)
     else:
         tree, start_step = setup.initial(example), 0
+        initial_state = getattr(task, "initial_state", None)
+        if initial_state is not None:  # data-dependent start (e.g. DEC: a pretrained run + k-means)
+            tree["state"] = jax.device_put(initial_state(parallel.to_host(tree["state"])), setup.repl)
     state, rng = tree["state"], tree["rng"]
     if start_step >= total:
         ckpt.close()
@@ -326,7 +329,13 @@ def train_and_evaluate(config, workdir) -> dict:
     try:
         with _Interrupts() as interrupts:
             while step_n < total:
-                task.before_step(state, step_n)
+                stop = task.before_step(state, step_n)
+                if stop:  # the task is done early (e.g. DEC's label-change tolerance): a reason
+                    drain(0)
+                    if ckpt.latest_step() != step_n:
+                        save(step_n)
+                    logger.message(f"step {step_n}: {stop}; stopping")
+                    break
                 batch = setup.shard(next(train_iter))
                 state, metrics = compiled(state, batch, rng)
                 step_n += 1
@@ -421,9 +430,14 @@ def evaluate(workdir, *, step: int | None = None, data_path=None, out_dir=None, 
         if setup.process_index == 0:
             out.mkdir(parents=True, exist_ok=True)
             (out / "metrics.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+            host_state = parallel.to_host(state)
             if figures and first is not None:
-                host_state = parallel.to_host(state)
                 setup.task.eval_figures(host_state.params, host_state.model_state, first, out)
+            # Optional task-level analyses beside metrics.json (e.g. SymAE's STF scores against a
+            # synthetic truth); they write their own files so that metrics.json stays reproducible.
+            eval_report = getattr(setup.task, "eval_report", None)
+            if eval_report is not None:
+                eval_report(host_state.params, host_state.model_state, out)
     finally:
         setup.task.close()
     return out / "metrics.json"
