@@ -1,0 +1,428 @@
+"""Deep embedded clustering (DEC, Xie et al. 2016; IDEC, Guo et al. 2017) of windows around P.
+
+Two runs, two workdirs, one task:
+
+- ``task.stage = "pretrain"``: the network (``config.model``, e.g. ``mousavi_polarity``) trains as an
+  autoencoder (MSE).
+- ``task.stage = "dec"``: a fresh run starts from the pretrained run's parameters
+  (``task.pretrained`` = its workdir; :meth:`DECTask.initial_state`, called by the engine once) and
+  sets the cluster centres (model parameter ``centres``) by k-means (``task.kmeans_n_init``
+  restarts) on the embeddings of the whole training data. Every ``task.update_interval`` steps
+  :meth:`DECTask.before_step` recomputes the target P over the WHOLE training data in one compiled
+  call; the loss is ``KL(P || Q)`` (``task.variant = "dec"``) or ``MSE + task.gamma * KL``
+  (``"idec"``). Training stops when the fraction of hard labels that changed since the previous
+  target update falls below ``task.tol``.
+
+Exact resume: P is a function of the parameters at the last target update. The loss keeps a copy of
+them (model state ``dec_snapshot``, tiny for these networks) which the checkpoint holds, so a run
+resumed between updates recomputes the same P, and the label-change test at an update compares the
+current parameters with that copy, as an uninterrupted run does.
+
+Data (``config.data``): ``source`` "synthetic" (the generator's `local` data, made in
+<workdir>/data when absent), "dataset" (``data.path``) or "pulses" (in-memory clean up/down pulses,
+for tests). Windows of ``data.window`` samples at ``data.sampling_rate`` starting ``data.pre_p``
+samples before ``trace_p_arrival_sample`` (traces at other rates resampled, as in the autoencoder
+task), component ``data.component``, demeaned and divided by their largest absolute value. Labels
+(``data.label_column``, e.g. ``trace_polarity``) serve only the evaluation; so does
+``data.snr_column`` (``trace_snr_db``: 20 log10 SNR), binned in log10 SNR 0-1, 1-2, 2-3, 3-4, >4.
+``data.train_split`` / ``data.eval_split`` = "" use every row (clustering is transductive, as in the
+paper).
+
+Evaluation (``python -m seisjax eval``): metrics.json holds the confusion counts as (sum, count)
+pairs and the reconstruction MSE; ``clustering.json`` beside it holds Hungarian-matched accuracy,
+per-class precision/recall/F1, NMI and ARI overall and per SNR bin, for DEC and the baselines
+(k-means on the raw windows, k-means on the pretrained embeddings), with figures: confusion matrix
+and the 2-D embedding coloured by cluster and by truth.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from seisjax.analysis import clustering as cl
+from seisjax.errors import InputError
+from seisjax.registry import register_task
+from seisjax.tasks.autoencoder import AutoencoderTask, window_and_normalise
+from seisjax.tasks.base import Task, array_fingerprint, dataset_fingerprint, pairs
+
+__all__ = ["DECTask", "pulse_waveforms", "SNR_BINS", "snr_bin"]
+
+#: log10 SNR bin edges of the polarity study (the last bin is open)
+SNR_BINS = (0.0, 1.0, 2.0, 3.0, 4.0)
+_SNAPSHOT = "dec_snapshot"
+
+
+def snr_bin(log10_snr: np.ndarray) -> np.ndarray:
+    """Bin index of each log10 SNR: 0 for [0, 1), ..., 4 for >= 4; -1 below 0 or unknown (NaN)."""
+    log10_snr = np.asarray(log10_snr, np.float64)
+    out = np.clip(np.floor(log10_snr), 0, len(SNR_BINS) - 1)
+    return np.where(np.isfinite(log10_snr) & (log10_snr >= 0), out, -1).astype(np.int64)
+
+
+def _bin_name(b: int) -> str:
+    return f"{SNR_BINS[b]:g}-{SNR_BINS[b] + 1:g}" if b < len(SNR_BINS) - 1 else f">{SNR_BINS[-1]:g}"
+
+
+def pulse_waveforms(n: int, *, length: int = 128, seed: int = 0, noise: float = 0.02,
+                    sampling_rate: float = 100.0) -> dict[str, np.ndarray]:
+    """Clean up/down first-motion pulses for tests: noise, then at a random P sample a damped
+    sinusoid (5-15 Hz) starting with the sign of ``polarity`` (+1 up, -1 down).
+    Returns ``{"waveforms" (n, 1, length), "p" (n,), "polarity" (n,), "log10_snr" (n,)}``."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(length) / sampling_rate
+    p = rng.integers(length // 3, length // 2, size=n)
+    polarity = rng.choice([-1, 1], size=n)
+    freq = rng.uniform(5.0, 15.0, size=(n, 1))
+    tau = np.clip(t[None] - (p / sampling_rate)[:, None], 0.0, None)
+    signal = polarity[:, None] * (tau > 0) * np.sin(2 * np.pi * freq * tau) * np.exp(-8.0 * tau)
+    noise_part = noise * rng.normal(size=(n, length))
+    onset = (t[None] >= (p / sampling_rate)[:, None])
+    snr = np.sqrt((signal ** 2 * onset).sum(1) / onset.sum(1)) / noise if noise > 0 else np.full(n, np.inf)
+    return {"waveforms": (signal + noise_part)[:, None, :].astype(np.float32), "p": p.astype(np.int64),
+            "polarity": polarity.astype(np.int64), "log10_snr": np.log10(snr)}
+
+
+class _TargetBatches:
+    """The training iterator with each batch's rows of the current target P added when the
+    consumer takes the batch (not when the prefetch thread read it), so that a batch drawn after a
+    target update always carries the new target."""
+
+    def __init__(self, inner, task):
+        self._inner, self._task = inner, task
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        batch = dict(next(self._inner))
+        index = batch.pop("index")
+        if self._task.stage == "dec":
+            target = self._task._target
+            if target is None:  # only the engine's shape example comes before the first before_step
+                k = int(self._task.config.task.n_clusters)
+                target = np.full((int(index.max()) + 1, k), 1.0 / k, np.float32)
+            batch["target"] = target[index]
+        return batch
+
+    def state(self):
+        return self._inner.state()
+
+    def restore(self, state):
+        self._inner.restore(state)
+
+    @property
+    def steps_per_epoch(self):
+        return self._inner.steps_per_epoch
+
+    @property
+    def epoch(self):
+        return self._inner.epoch
+
+    def close(self):
+        self._inner.close()
+
+
+@register_task("dec")
+class DECTask(AutoencoderTask):
+    """DEC / IDEC on single-component windows around P; see the module docstring."""
+
+    def __init__(self, config, *, workdir=None, data_path=None):
+        Task.__init__(self, config, workdir=workdir, data_path=data_path)
+        task = config.task
+        self.stage = str(task.stage)
+        if self.stage not in ("pretrain", "dec"):
+            raise InputError(f"task.stage = {self.stage!r}: expected 'pretrain' or 'dec'")
+        self.variant = str(task.variant)
+        if self.variant not in ("dec", "idec"):
+            raise InputError(f"task.variant = {self.variant!r}: expected 'dec' or 'idec'")
+        self.update_interval = int(task.update_interval)
+        if self.update_interval < 1:
+            raise InputError(f"task.update_interval = {self.update_interval}: need at least 1")
+        data = config.data
+        self.window, self.pre_p = int(data.window), int(data.pre_p)
+        self._toy, self._dataset, self._eval_split_used = None, None, None
+        self._target = None
+        self._last_update = None
+        self.label_changes: list[tuple[int, float]] = []  # (step, fraction) of every target update
+        source = data.source if data_path is None else "dataset"
+        self.source = source
+        if source == "pulses":
+            arrays = pulse_waveforms(int(data.toy_examples), length=int(data.toy_length), seed=int(data.toy_seed),
+                                     noise=float(data.toy_noise), sampling_rate=float(data.sampling_rate))
+            x = window_and_normalise(arrays["waveforms"], arrays["p"], window=self.window, pre_p=self.pre_p)
+            self._train = {"x": x}
+            self._eval = {"x": x, "label": arrays["polarity"], "log10_snr": arrays["log10_snr"],
+                          "trace_name": np.array([f"pulse{i}" for i in range(len(x))])}
+        elif source in ("synthetic", "dataset"):
+            from seisjax.data.dataset import Dataset
+
+            self._dataset = Dataset(self._dataset_path(source))
+            self._check_dataset(self._dataset)
+            self._train = self._load(self._rows(data.train_split))
+            self._eval = self._load(self._rows(data.eval_split), labels=True)
+        else:
+            raise InputError(f"data.source = {source!r}: expected 'synthetic', 'dataset' or 'pulses'")
+
+    # ------------------------------------------------------------------ data
+    def _check_dataset(self, dataset):
+        meta = dataset.metadata
+        if "trace_p_arrival_sample" not in meta.columns:
+            raise InputError(f"{dataset.path}: metadata has no trace_p_arrival_sample column; DEC windows "
+                             "each trace around its P arrival")
+        missing = meta["trace_p_arrival_sample"].isna()
+        if missing.any():
+            raise InputError(f"{dataset.path}: {int(missing.sum())} trace(s) have no trace_p_arrival_sample "
+                             f"(e.g. row {int(np.flatnonzero(missing)[0])}); select traces with a P pick first")
+        order = dataset.component_order or ""
+        if self.config.data.component not in order:
+            raise InputError(f"{dataset.path}: component {self.config.data.component!r} not in the "
+                             f"dataset's component order {order!r}")
+
+    def _rows(self, split: str):
+        ds = self._dataset
+        if not split:
+            return ds
+        if "split" in ds.metadata.columns and (ds.metadata["split"] == split).any():
+            return ds.split(split)
+        raise InputError(f"{ds.path}: no rows with split == {split!r}")
+
+    def _load(self, dataset, *, labels: bool = False) -> dict[str, np.ndarray]:
+        """Every window of ``dataset`` on the chosen component, normalised on that component alone."""
+        # the autoencoder's windowing (resampling, NaN handling) cuts all components; keep one
+        c = self._dataset.component_order.index(self.config.data.component)
+        x = self._windows(dataset)["x"][..., c:c + 1]
+        scale = np.abs(x).max(axis=1, keepdims=True)
+        x = x / np.where(scale > 0, scale, 1.0)
+        out = {"x": np.ascontiguousarray(x, np.float32)}
+        if labels:
+            meta = dataset.metadata
+            label_col, snr_col = self.config.data.label_column, self.config.data.snr_column
+            if label_col and label_col in meta:
+                out["label"] = meta[label_col].to_numpy()
+            if snr_col and snr_col in meta:
+                out["log10_snr"] = meta[snr_col].to_numpy(np.float64) / 20.0  # dB = 20 log10 SNR
+            out["trace_name"] = (meta["trace_name"].to_numpy() if "trace_name" in meta
+                                 else np.array([f"row {i}" for i in meta.index]))
+        return out
+
+    def windows(self, which: str = "eval") -> dict[str, np.ndarray]:
+        """The windows (and labels, names) of the training or evaluation rows."""
+        return self._train if which == "train" else self._eval
+
+    def train_batches(self, *, process_index, process_count):
+        from seisjax.data.batches import ArrayBatchIterator
+
+        arrays = {"x": self._train["x"], "index": np.arange(len(self._train["x"]))}
+        inner = ArrayBatchIterator(arrays, global_batch_size=int(self.config.batch_size), seed=int(self.config.seed),
+                                   shuffle=True, drop_remainder=True, process_index=process_index,
+                                   process_count=process_count, prefetch=int(self.config.data.prefetch))
+        return _TargetBatches(inner, self)
+
+    def _eval_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"x": self._eval["x"]}
+        if "label" in self._eval:
+            classes, codes = np.unique(self._eval["label"].astype(str), return_inverse=True)
+            arrays["label"] = codes.astype(np.int32)
+            self._classes = list(classes)
+        return arrays
+
+    def eval_batches(self, *, process_index, process_count):
+        from seisjax.data.batches import ArrayBatchIterator
+
+        return ArrayBatchIterator(self._eval_arrays(), global_batch_size=int(self.config.eval.batch_size), seed=0,
+                                  shuffle=False, drop_remainder=False, num_epochs=1, process_index=process_index,
+                                  process_count=process_count, prefetch=0)
+
+    def data_info(self) -> dict:
+        info = {"source": self.source, "examples": int(len(self._eval["x"])),
+                "split": self.config.data.eval_split or "all"}
+        if self._dataset is not None:
+            info["fingerprint"] = dataset_fingerprint(self._rows(self.config.data.eval_split))
+        else:
+            info["fingerprint"] = array_fingerprint({"x": self._eval["x"], "label": self._eval["label"]})
+        return info
+
+    # ------------------------------------------------------------------ model
+    def model_kwargs(self) -> dict:
+        kwargs = Task.model_kwargs(self)
+        kwargs.setdefault("length", self.window)
+        kwargs.setdefault("n_clusters", int(self.config.task.n_clusters))
+        return kwargs
+
+    def init_variables(self, rng, batch):
+        variables = Task.init_variables(self, rng, batch)
+        if self.stage == "dec":
+            variables[_SNAPSHOT] = {"params": variables["params"], "counter": jnp.zeros((), jnp.int32)}
+        return variables
+
+    def encode(self, params, x, *, chunk: int = 65536) -> np.ndarray:
+        """Embeddings of ``x`` (host arrays), a jitted call per chunk of rows."""
+        fn = jax.jit(lambda p, xb: self.model.apply({"params": p}, xb, method="encode"))
+        return np.concatenate([np.asarray(fn(params, x[i:i + chunk])) for i in range(0, len(x), chunk)])
+
+    def _pretrained_params(self):
+        from seisjax.train.loop import restore_trained
+
+        path = str(self.config.task.pretrained or "")
+        if not path:
+            raise InputError("task.stage = 'dec' needs task.pretrained = the workdir of a pretraining run")
+        if not (Path(path) / "checkpoints").exists():
+            raise InputError(f"task.pretrained = {path}: no checkpoints/ there (train the pretrain stage first)")
+        _, task, state, _ = restore_trained(path)
+        task.close()
+        return jax.tree_util.tree_map(np.asarray, state.params)
+
+    def initial_state(self, state):
+        """Fresh DEC run: the pretrained parameters, centres from k-means on their embeddings."""
+        if self.stage != "dec":
+            return state
+        params = self._pretrained_params()
+        if jax.tree_util.tree_structure(params) != jax.tree_util.tree_structure(state.params):
+            raise InputError(f"task.pretrained = {self.config.task.pretrained}: its parameters do not fit "
+                             f"this model ({self.config.model.name} with {self.model_kwargs()})")
+        z = self.encode(params, self._train["x"])
+        centres, _, _ = cl.kmeans(z, int(self.config.task.n_clusters), n_init=int(self.config.task.kmeans_n_init),
+                                  seed=int(self.config.seed))
+        params = dict(params)
+        params["centres"] = centres.astype(params["centres"].dtype)
+        model_state = dict(state.model_state)
+        model_state[_SNAPSHOT] = {"params": params, "counter": np.zeros((), np.int32)}
+        return state.replace(params=params, model_state=model_state)
+
+    # ------------------------------------------------------------------ target update (host)
+    def _whole(self, params):
+        """q, p and labels of every training window under ``params`` (one compiled call for q/p)."""
+        z = self.encode(params, self._train["x"])
+        q, p, labels = cl.dataset_target(jnp.asarray(z), jnp.asarray(params["centres"]),
+                                         alpha=float(self.config.task.alpha))
+        return np.asarray(q), np.asarray(p), np.asarray(labels)
+
+    def before_step(self, state, step):
+        if self.stage != "dec":
+            return None
+        from seisjax.train.parallel import to_host
+
+        if step % self.update_interval == 0:
+            params = to_host(state.params)
+            _, p, labels = self._whole(params)
+            self._target = p
+            if step > 0:  # the snapshot holds the parameters of the previous update
+                snapshot = to_host(state.model_state[_SNAPSHOT]["params"])
+                _, _, previous = self._whole(snapshot)
+                changed = float(np.mean(labels != previous))
+                self.label_changes.append((int(step), changed))
+                if changed < float(self.config.task.tol):
+                    return f"DEC converged: {changed:.5f} of the labels changed since step " \
+                           f"{step - self.update_interval} (tol {self.config.task.tol})"
+        elif self._target is None:  # resumed between updates: P from the parameters it came from
+            _, self._target, _ = self._whole(to_host(state.model_state[_SNAPSHOT]["params"]))
+        return None
+
+    # ------------------------------------------------------------------ pure functions
+    def loss(self, params, model_state, batch, rng, *, train):
+        x = batch["x"]
+        recon, z = self.model.apply({"params": params}, x)
+        mse = jnp.mean(jnp.square(recon - x))
+        if self.stage == "pretrain":
+            return mse, ({"mse": mse}, model_state)
+        q = cl.soft_assignment(z, params["centres"], float(self.config.task.alpha))
+        kl = jnp.mean(cl.kl_divergence(batch["target"], q))
+        loss = kl if self.variant == "dec" else mse + float(self.config.task.gamma) * kl
+        snap = model_state[_SNAPSHOT]
+        is_update = snap["counter"] % self.update_interval == 0  # before_step made P from these params
+        kept = jax.tree_util.tree_map(lambda old, new: jnp.where(is_update, jax.lax.stop_gradient(new), old),
+                                      snap["params"], params)
+        new_state = {**model_state, _SNAPSHOT: {"params": kept, "counter": snap["counter"] + 1}}
+        return loss, ({"kl": kl, "mse": mse}, new_state)
+
+    def eval_metrics(self, params, model_state, batch, rng):
+        x = batch["x"]
+        recon, z = self.model.apply({"params": params}, x)
+        per_example = {"loss": jnp.mean(jnp.square(recon - x), axis=(1, 2))}
+        if self.stage == "dec" and "label" in batch:
+            q = cl.soft_assignment(z, params["centres"], float(self.config.task.alpha))
+            per_example["confidence"] = jnp.max(q, axis=1)
+            cluster = jnp.argmax(q, axis=1)
+            for c, name in enumerate(getattr(self, "_classes", [])):
+                for k in range(int(self.config.task.n_clusters)):
+                    per_example[f"confusion/{name}_cluster{k}"] = (batch["label"] == c) & (cluster == k)
+        return pairs(per_example, batch["_valid"])
+
+    def eval_figures(self, params, model_state, batch, out_dir):
+        return []
+
+    # ------------------------------------------------------------------ clustering report
+    def assign(self, params, x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(clusters, q, z)`` of windows ``x`` under trained DEC parameters."""
+        z = self.encode(params, x)
+        q = np.asarray(cl.soft_assignment(jnp.asarray(z), jnp.asarray(params["centres"]),
+                                          float(self.config.task.alpha)))
+        return q.argmax(1), q, z
+
+    def eval_report(self, params, model_state, out_dir) -> dict:
+        """clustering.json + figures: DEC (stage dec) and the k-means baselines, overall and per SNR
+        bin. Without labels, only the cluster sizes."""
+        out_dir = Path(out_dir)
+        data = self._eval
+        k = int(self.config.task.n_clusters)
+        seed, n_init = int(self.config.seed), int(self.config.task.kmeans_n_init)
+        x = data["x"]
+        methods = {"kmeans_raw": cl.kmeans(x.reshape(len(x), -1), k, n_init=n_init, seed=seed)[1]}
+        if self.stage == "dec":
+            clusters, _, z = self.assign(params, x)
+            if self.config.task.pretrained and (Path(self.config.task.pretrained) / "checkpoints").exists():
+                z_pre = self.encode(self._pretrained_params(), x)
+                methods["kmeans_pretrained"] = cl.kmeans(z_pre, k, n_init=n_init, seed=seed)[1]
+            methods[self.variant] = clusters
+        else:
+            z = self.encode(params, x)
+            methods["kmeans_pretrained"] = cl.kmeans(z, k, n_init=n_init, seed=seed)[1]
+        report = {"stage": self.stage, "examples": int(len(x)), "methods": {}}
+        truth = data.get("label")
+        if truth is not None and self.config.data.label_column == "trace_polarity":
+            truth = np.where(np.asarray(truth) > 0, "up", "down")
+        bins = snr_bin(data["log10_snr"]) if "log10_snr" in data else None
+        for name, labels in methods.items():
+            entry = {"cluster_sizes": np.bincount(labels, minlength=k).tolist()}
+            if truth is not None:
+                entry.update(cl.clustering_scores(truth, labels))
+                if bins is not None:
+                    entry["per_snr_bin"] = {
+                        _bin_name(b): cl.clustering_scores(truth[bins == b], labels[bins == b])
+                        for b in range(len(SNR_BINS)) if (bins == b).any()}
+            report["methods"][name] = entry
+        main = self.variant if self.stage == "dec" else "kmeans_pretrained"
+        if truth is not None:
+            cl.plot_confusion(truth, methods[main], out_dir / "confusion.png", title=f"{main}: accuracy "
+                              f"{report['methods'][main]['accuracy']:.3f} ({len(x)} traces)")
+        self._plot_embedding(z, methods[main], truth, out_dir / "embedding.png", title=main)
+        (out_dir / "clustering.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        return report
+
+    @staticmethod
+    def _plot_embedding(z, clusters, truth, path, *, title: str):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        if z.shape[1] > 2:  # first two principal axes
+            zc = z - z.mean(0)
+            z = zc @ np.linalg.svd(zc, full_matrices=False)[2][:2].T
+        panels = [("cluster", clusters)] + ([("truth", truth)] if truth is not None else [])
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
+        for ax, (what, labels) in zip(axes[0], panels):
+            for j, value in enumerate(np.unique(labels)):
+                sel = labels == value
+                ax.scatter(z[sel, 0], z[sel, 1] if z.shape[1] > 1 else np.zeros(sel.sum()), s=3,
+                           alpha=0.5, color=f"C{j}", label=f"{what} {value}")
+            ax.legend(fontsize=8, markerscale=3)
+            ax.set_title(f"{title}: embedding coloured by {what}", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)

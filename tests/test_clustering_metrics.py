@@ -1,0 +1,110 @@
+"""Clustering scores against hand computations and identities; k-means on separated blobs; DEC's
+q, p and KL against direct numpy formulas."""
+
+import numpy as np
+import pytest
+from scipy.special import rel_entr
+
+from seisjax.analysis import clustering as cl
+from seisjax.errors import InputError
+
+
+def test_permuted_labels_score_one():
+    truth = np.array([0, 0, 1, 1, 2, 2, 2])
+    clusters = np.array([5, 5, 3, 3, 9, 9, 9])  # a relabelling
+    assert cl.hungarian_accuracy(truth, clusters) == 1.0
+    assert cl.normalized_mutual_info(truth, clusters) == pytest.approx(1.0)
+    assert cl.adjusted_rand_index(truth, clusters) == pytest.approx(1.0)
+
+
+def test_hand_computed_small_cases():
+    # table: class 0 -> clusters {0: 2}, class 1 -> {1: 1, 2: 1}
+    truth, clusters = [0, 0, 1, 1], [0, 0, 1, 2]
+    # sum C(n_ij,2) = 1, a = 2, b = 1, E = a b / C(4,2) = 1/3, max = 1.5 -> (1 - 1/3) / (1.5 - 1/3)
+    assert cl.adjusted_rand_index(truth, clusters) == pytest.approx((1 - 1 / 3) / (1.5 - 1 / 3))
+    # I = ln 2, H(T) = ln 2, H(K) = 1.5 ln 2 -> NMI = 1 / 1.25
+    assert cl.normalized_mutual_info(truth, clusters) == pytest.approx(0.8)
+    assert cl.hungarian_accuracy(truth, clusters) == pytest.approx(0.75)
+
+    truth, clusters = [0, 0, 0, 1, 1, 1], [1, 1, 0, 0, 0, 0]
+    assert cl.hungarian_accuracy(truth, clusters) == pytest.approx(5 / 6)  # 1 -> class 0, 0 -> class 1
+    scores = cl.per_class_scores(truth, clusters)
+    assert scores["0"]["precision"] == pytest.approx(1.0)
+    assert scores["0"]["recall"] == pytest.approx(2 / 3)
+    assert scores["0"]["f1"] == pytest.approx(0.8)
+    assert scores["1"]["precision"] == pytest.approx(0.75)
+    assert scores["1"]["recall"] == pytest.approx(1.0)
+    assert scores["1"]["f1"] == pytest.approx(2 * 0.75 / 1.75)
+    matrix, classes, cluster_names = cl.confusion_matrix(truth, clusters)
+    assert classes == ["0", "1"] and cluster_names == ["1", "0"]  # column c is matched to class c
+    np.testing.assert_array_equal(matrix, [[2, 1], [0, 3]])
+
+
+def test_independent_labels_score_near_zero():
+    rng = np.random.default_rng(0)
+    truth, clusters = rng.integers(0, 2, 20000), rng.integers(0, 3, 20000)
+    assert abs(cl.adjusted_rand_index(truth, clusters)) < 0.002
+    assert cl.normalized_mutual_info(truth, clusters) < 0.002
+    assert cl.hungarian_accuracy(truth, clusters) < 0.52
+
+
+def test_bad_input_is_named():
+    with pytest.raises(InputError, match="differ"):
+        cl.hungarian_accuracy([0, 1], [0, 1, 1])
+    with pytest.raises(InputError, match="non-finite.*row"):
+        cl.kmeans(np.array([[0.0, 1.0], [np.nan, 0.0]]), 1)
+
+
+def test_confusion_figure(tmp_path):
+    path = cl.plot_confusion([0, 0, 1, 1], [1, 1, 0, 1], tmp_path / "c.png")
+    assert path.stat().st_size > 1000
+
+
+def test_kmeans_recovers_separated_blobs():
+    rng = np.random.default_rng(1)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    truth = rng.integers(0, 4, 2000)
+    x = centres[truth] + rng.normal(scale=0.5, size=(2000, 2))
+    found, labels, inertia = cl.kmeans(x, 4, n_init=5, seed=3)
+    assert cl.hungarian_accuracy(truth, labels) == 1.0
+    # each found centre is the mean of its members, within the noise of the true centre
+    order = np.argmin(((found[:, None] - centres[None]) ** 2).sum(-1), axis=1)
+    assert sorted(order) == [0, 1, 2, 3]
+    np.testing.assert_allclose(found, centres[order], atol=0.1)
+    members_mean = np.stack([x[labels == j].mean(0) for j in range(4)])
+    np.testing.assert_allclose(found, members_mean, atol=1e-4)
+    assert inertia == pytest.approx(((x - found[labels]) ** 2).sum(), rel=1e-4)
+
+
+def test_soft_assignment_target_and_kl_by_hand():
+    q = np.asarray(cl.soft_assignment(np.zeros((1, 2), np.float32), np.array([[1.0, 0.0], [0.0, 2.0]], np.float32)))
+    np.testing.assert_allclose(q, [[5 / 7, 2 / 7]], rtol=1e-6)  # kernels 1/2 and 1/5
+
+    q = np.array([[0.6, 0.4], [0.3, 0.7], [0.9, 0.1]])
+    f = q.sum(0)
+    expected = np.array([[q[i, j] ** 2 / f[j] for j in range(2)] for i in range(3)])
+    expected /= expected.sum(1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(cl.target_distribution(q)), expected, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(cl.kl_divergence(expected, q)), rel_entr(expected, q).sum(1), rtol=1e-5, atol=1e-7)
+    # KL(P||P) = 0 and a zero in p contributes nothing
+    np.testing.assert_allclose(np.asarray(cl.kl_divergence(q, q)), 0.0, atol=1e-7)
+    assert float(cl.kl_divergence(np.array([[1.0, 0.0]]), np.array([[0.5, 0.5]]))[0]) == pytest.approx(np.log(2))
+
+
+def test_dataset_target_normalises_over_the_whole_dataset():
+    rng = np.random.default_rng(2)
+    # 100,000 embeddings, most near the first centre: f_j differs a lot between clusters
+    z = np.concatenate([rng.normal(0, 1, (90000, 2)), rng.normal(5, 1, (10000, 2))]).astype(np.float32)
+    centres = np.array([[0.0, 0.0], [5.0, 5.0]], np.float32)
+    q, p, labels = (np.asarray(a) for a in cl.dataset_target(z, centres))
+    d2 = ((z[:, None, :] - centres[None]) ** 2).sum(-1).astype(np.float64)
+    q_ref = 1 / (1 + d2)
+    q_ref /= q_ref.sum(1, keepdims=True)
+    p_ref = q_ref ** 2 / q_ref.sum(0)
+    p_ref /= p_ref.sum(1, keepdims=True)
+    np.testing.assert_allclose(q, q_ref, atol=1e-5)
+    np.testing.assert_allclose(p, p_ref, atol=1e-5)
+    np.testing.assert_array_equal(labels, q_ref.argmax(1))
+    # a target computed from a part only would differ: the normalisation is dataset-wide
+    p_part = np.asarray(cl.target_distribution(q[85000:95000]))
+    assert np.abs(p_part - p[85000:95000]).max() > 0.01
