@@ -362,6 +362,26 @@ def _add_stf(commands):
     p.set_defaults(func=run)
 
 
+def _add_cluster(commands):
+    p = commands.add_parser("cluster", help="cluster a dataset's traces with a trained DEC run",
+                            description="Restore a trained DEC run (stage 'dec'), window every trace of the "
+                                        "dataset at --data as the run's evaluation does, and write each "
+                                        "trace's cluster, soft assignment q and embedding to --out (CSV, or "
+                                        "HDF5 when it ends in .h5). Traces that cannot be clustered are kept "
+                                        "with cluster -1 and the reason. Code: seisjax/analysis/cluster_assign.py.")
+    p.add_argument("--workdir", required=True, help="folder of a trained DEC run")
+    p.add_argument("--data", required=True, help="dataset folder to cluster")
+    p.add_argument("--out", required=True, help="output file: .csv, or .h5 for HDF5")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+
+    def run(args):
+        from seisjax.analysis.cluster_assign import cluster_dataset
+
+        cluster_dataset(args.workdir, args.data, args.out, step=args.step)
+
+    p.set_defaults(func=run)
+
+
 # ----------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -380,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(commands)
     _add_bench(commands)
     _add_stf(commands)
+    _add_cluster(commands)
     return parser
 
 

@@ -38,6 +38,7 @@ and the 2-D embedding coloured by cluster and by truth.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import jax
@@ -62,6 +63,13 @@ def snr_bin(log10_snr: np.ndarray) -> np.ndarray:
     log10_snr = np.asarray(log10_snr, np.float64)
     out = np.clip(np.floor(log10_snr), 0, len(SNR_BINS) - 1)
     return np.where(np.isfinite(log10_snr) & (log10_snr >= 0), out, -1).astype(np.int64)
+
+
+def _numeric(column) -> np.ndarray:
+    """A metadata column as float64, unparsable entries as NaN."""
+    import pandas as pd
+
+    return pd.to_numeric(column, errors="coerce").to_numpy(np.float64)
 
 
 def _bin_name(b: int) -> str:
@@ -363,6 +371,75 @@ class DECTask(AutoencoderTask):
         q = np.asarray(cl.soft_assignment(jnp.asarray(z), jnp.asarray(params["centres"]),
                                           float(self.config.task.alpha)))
         return q.argmax(1), q, z
+
+    def dataset_windows(self, dataset, *, chunk: int = 1024) -> dict[str, np.ndarray]:
+        """Every row of ``dataset`` (any Dataset, not only the run's) windowed as for evaluation.
+
+        Returns ``{"x" (N, window, 1), "trace_name", "problem"}`` (+ ``"label"``, ``"log10_snr"``
+        when the config's columns are present). A row that cannot be clustered is kept with a
+        zero window and its reason in ``problem`` ("" for good rows): no P pick, no valid sampling
+        rate, an unreadable trace, non-finite samples or a flat window. One bad trace never stops
+        the job."""
+        from tqdm.auto import tqdm
+
+        component = self.config.data.component
+        order = dataset.component_order or ""
+        if component not in order:
+            raise InputError(f"{dataset.path}: component {component!r} not in the dataset's component "
+                             f"order {order!r}")
+        c = order.index(component)
+        meta = dataset.metadata.copy()
+        n = len(meta)
+        if "trace_sampling_rate_hz" not in meta:  # the transform's fallback is the run's dataset, not this one
+            meta["trace_sampling_rate_hz"] = dataset.sampling_rate or float(self.config.data.sampling_rate)
+        names = (meta["trace_name"].astype(str).to_numpy() if "trace_name" in meta
+                 else np.array([f"row {i}" for i in range(n)]))
+        problem = np.full(n, "", dtype=object)
+        if "trace_p_arrival_sample" not in meta:
+            problem[:] = "no trace_p_arrival_sample column"
+        else:
+            problem[meta["trace_p_arrival_sample"].isna().to_numpy()] = "no trace_p_arrival_sample"
+        rates = _numeric(meta["trace_sampling_rate_hz"])
+        problem[(problem == "") & ~(np.isfinite(rates) & (rates > 0))] = "no valid sampling rate"
+        x = np.zeros((n, self.window, 1), np.float32)
+
+        def window_rows(rows):
+            raw = dataset.get_waveforms(rows)
+            with warnings.catch_warnings():  # non-finite windows are reported through `problem`
+                warnings.simplefilter("ignore")
+                cut = self._dataset_transform(raw, meta.iloc[rows])["x"][..., c:c + 1]
+            finite = np.isfinite(raw.reshape(len(rows), -1)).all(axis=1)
+            return cut, finite
+
+        good = np.flatnonzero(problem == "")
+        for begin in tqdm(range(0, len(good), chunk), desc="windowing traces", unit="chunk", leave=False,
+                          disable=len(good) <= chunk):
+            rows = good[begin:begin + chunk]
+            try:
+                parts = [window_rows(rows)]
+            except Exception:  # noqa: BLE001 - find the bad trace(s) one by one, keep the others
+                parts = []
+                for row in rows:
+                    try:
+                        parts.append(window_rows(np.array([row])))
+                    except Exception as err:  # noqa: BLE001
+                        problem[row] = f"cannot read or window: {err}"
+                        parts.append((np.zeros((1, self.window, 1), np.float32), np.ones(1, bool)))
+            x[rows] = np.concatenate([p for p, _ in parts])
+            finite = np.concatenate([f for _, f in parts])
+            flat = ~np.any(x[rows] != 0, axis=(1, 2)) & (problem[rows] == "")
+            problem[rows[flat & ~finite]] = "non-finite samples"
+            problem[rows[flat & finite]] = "flat window (all zeros)"
+        # normalised on the chosen component alone, as _load does for training and evaluation
+        scale = np.abs(x).max(axis=1, keepdims=True)
+        x = x / np.where(scale > 0, scale, 1.0)
+        out = {"x": np.ascontiguousarray(x, np.float32), "trace_name": names, "problem": problem.astype(str)}
+        label_col, snr_col = self.config.data.label_column, self.config.data.snr_column
+        if label_col and label_col in meta:
+            out["label"] = meta[label_col].to_numpy()
+        if snr_col and snr_col in meta:
+            out["log10_snr"] = _numeric(meta[snr_col]) / 20.0  # dB = 20 log10 SNR
+        return out
 
     def eval_report(self, params, model_state, out_dir) -> dict:
         """clustering.json + figures: DEC (stage dec) and the k-means baselines, overall and per SNR

@@ -1,0 +1,128 @@
+"""Cluster new data with a trained DEC run: the ``cluster`` command.
+
+``cluster_dataset(workdir, data, out)`` restores the run's checkpoint, windows every row of the
+dataset at ``data`` as the task does for evaluation (all rows, whatever the run's splits;
+:meth:`seisjax.tasks.dec.DECTask.dataset_windows`) and writes one line per trace: its cluster, its
+soft assignment q and its embedding, as CSV or (``out`` ending in .h5/.hdf5) HDF5. Rows that cannot
+be clustered (no P pick, unreadable, non-finite samples, flat) stay in the output with cluster -1,
+NaN q and embedding, and the reason in ``problem``; they are also printed by name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+
+from seisjax.errors import InputError
+
+__all__ = ["cluster_dataset"]
+
+_HDF5_SUFFIXES = (".h5", ".hdf5")
+
+
+def _check_dec_run(workdir: Path):
+    from seisjax import config as config_lib
+
+    config = config_lib.load_saved_config(workdir)
+    name, stage = config.task.get("name"), config.task.get("stage")
+    if name != "dec" or stage != "dec":
+        what = f"task {name!r}" + (f" at stage {stage!r}" if stage is not None else "")
+        raise InputError(f"{workdir}: a {what} run; `cluster` needs a DEC run at stage 'dec' "
+                         "(task.name = 'dec', task.stage = 'dec', trained from a pretrain run)")
+    return config
+
+
+def _table(windows: dict, clusters: np.ndarray, q: np.ndarray, z: np.ndarray, label_column: str) -> pd.DataFrame:
+    columns = {"trace_name": windows["trace_name"], "row": np.arange(len(clusters)), "cluster": clusters}
+    columns.update({f"q_{j}": q[:, j] for j in range(q.shape[1])})
+    columns.update({f"embedding_{j}": z[:, j] for j in range(z.shape[1])})
+    if "label" in windows:
+        columns[label_column] = windows["label"]
+    columns["problem"] = windows["problem"]
+    return pd.DataFrame(columns)
+
+
+def _write_hdf5(path: Path, table: pd.DataFrame, q: np.ndarray, z: np.ndarray, attrs: dict):
+    import h5py
+
+    strings = h5py.string_dtype()
+    with h5py.File(path, "w") as f:
+        f.create_dataset("trace_name", data=table["trace_name"].astype(str).to_numpy().astype(object), dtype=strings)
+        f.create_dataset("row", data=table["row"].to_numpy(np.int64))
+        f.create_dataset("cluster", data=table["cluster"].to_numpy(np.int64))
+        f.create_dataset("q", data=q)
+        f.create_dataset("embedding", data=z)
+        f.create_dataset("problem", data=table["problem"].to_numpy().astype(object), dtype=strings)
+        label_columns = [c for c in table.columns if c not in ("trace_name", "row", "cluster", "problem")
+                         and not c.startswith(("q_", "embedding_"))]
+        for column in label_columns:  # the truth label, numeric when it can be
+            values = table[column]
+            if pd.api.types.is_numeric_dtype(values):
+                f.create_dataset(column, data=values.to_numpy())
+            else:
+                f.create_dataset(column, data=values.astype(str).to_numpy().astype(object), dtype=strings)
+        f.attrs.update(attrs)
+
+
+def cluster_dataset(workdir, data, out, *, step: int | None = None, log=print) -> dict:
+    """Assign every trace of the dataset at ``data`` to a cluster of the trained DEC run in
+    ``workdir`` (checkpoint ``step``, default the latest) and write ``out`` (CSV, or HDF5 for
+    .h5/.hdf5). Returns ``{"out", "rows", "counts" (traces per cluster), "problems" ({trace_name:
+    reason}), "checkpoint_step"}``."""
+    from seisjax.data.dataset import Dataset
+    from seisjax.train.loop import restore_trained
+
+    workdir, data, out = Path(workdir), Path(data), Path(out)
+    config = _check_dec_run(workdir)
+    if not data.is_dir():
+        raise InputError(f"--data {data}: not a dataset folder")
+    if not out.parent.is_dir():
+        raise InputError(f"--out {out}: folder {out.parent} does not exist")
+    dataset = Dataset(data)
+    # The engine rebuilds the run's own task to get the state's structure; the new data is
+    # windowed separately so that its bad rows are reported instead of stopping the restore.
+    try:
+        _, task, state, ckpt_step = restore_trained(workdir, step=step)
+    except (InputError, FileNotFoundError) as err:
+        dataset.close()
+        raise InputError(f"{workdir}: could not restore the run (restoring rebuilds its task, which reads "
+                         f"the run's own training data): {err}") from None
+    try:
+        windows = task.dataset_windows(dataset)
+        params = jax.device_get(state.params)
+        n, k = len(windows["x"]), int(config.task.n_clusters)
+        ok = windows["problem"] == ""
+        clusters = np.full(n, -1, np.int64)
+        q = np.full((n, k), np.nan, np.float32)
+        z_dim = int(np.asarray(params["centres"]).shape[1])
+        z = np.full((n, z_dim), np.nan, np.float32)
+        if ok.any():
+            clusters[ok], q[ok], z[ok] = task.assign(params, windows["x"][ok])
+    finally:
+        task.close()
+        dataset.close()
+
+    table = _table(windows, clusters, q, z, str(config.data.label_column or "label"))
+    if out.suffix.lower() in _HDF5_SUFFIXES:
+        _write_hdf5(out, table, q, z, {"workdir": str(workdir), "data": str(data), "checkpoint_step": int(ckpt_step),
+                                       "n_clusters": k})
+    else:
+        table.to_csv(out, index=False)
+
+    counts = np.bincount(clusters[ok], minlength=k)
+    problems = dict(zip(windows["trace_name"][~ok].tolist(), windows["problem"][~ok].tolist()))
+    log(f"cluster: {n} traces of {data}, checkpoint step {ckpt_step} of {workdir}")
+    for j, count in enumerate(counts):
+        log(f"  cluster {j}: {count} traces")
+    if problems:
+        log(f"  not clustered: {len(problems)} traces (cluster -1, reason in the 'problem' column):")
+        for name, reason in list(problems.items())[:20]:
+            log(f"    {name}: {reason}")
+        if len(problems) > 20:
+            log(f"    ... and {len(problems) - 20} more")
+    log(f"cluster: wrote {out}")
+    return {"out": out, "rows": n, "counts": counts.tolist(), "problems": problems,
+            "checkpoint_step": int(ckpt_step)}
