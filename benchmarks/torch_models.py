@@ -322,3 +322,115 @@ def load_flax_symae(module: SymAETorch, params) -> SymAETorch:
     """Copy a Flax SymAE's parameters into the twin (every parameter, strictly)."""
     module.load_state_dict(flax_symae_to_torch(module, params), strict=True)
     return module
+
+
+# ----------------------------------------------------------------------------- mousavi_polarity
+class MousaviPolarityTorch(nn.Module):
+    """Twin of ``seisjax.models.dec.MousaviPolarity`` (same layers, parameter count, cluster
+    centres and function; a test loads the Flax parameters and compares). Input ``(B, C, L)``.
+
+    Flax's stride-1 "SAME" convolution pads ``(k - 1) // 2`` before and the rest after, which for
+    the odd kernels of this network is PyTorch's ``padding=k // 2``; an even kernel gets the
+    explicit asymmetric pad. The embedding is flattened in Flax's (length, channel) order."""
+
+    def __init__(self, length=32, out_channels=1, channels=(8, 4, 2, 1), kernels=(11, 9, 3, 3), activation="tanh",
+                 n_clusters=2):
+        super().__init__()
+        channels, kernels = tuple(channels), tuple(kernels)
+        if len(channels) != len(kernels):
+            raise ValueError(f"mousavi_polarity twin: {len(channels)} channels but {len(kernels)} kernels")
+        if length % 2 ** len(channels):
+            raise ValueError(f"mousavi_polarity twin: length {length} is not divisible by {2 ** len(channels)}")
+        acts = {"tanh": torch.tanh, "relu": torch.relu, "elu": nn.functional.elu, "linear": lambda h: h}
+        if activation not in acts:
+            raise ValueError(f"mousavi_polarity twin: unknown activation {activation!r}")
+        self.act, self.channels = acts[activation], channels
+        self.pads = [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernels]
+        self.encoder = nn.ModuleList(nn.Conv1d(i, o, k) for i, o, k in
+                                     zip((out_channels,) + channels[:-1], channels, kernels, strict=True))
+        widths = list(channels[-2::-1]) + [out_channels]
+        self.decoder = nn.ModuleList(nn.Conv1d(i, o, k) for i, o, k in
+                                     zip((channels[-1],) + tuple(widths[:-1]), widths, kernels[::-1], strict=True))
+        self.decoder_pads = self.pads[::-1]
+        self.embedding_dim = length // 2 ** len(channels) * channels[-1]
+        self.centres = nn.Parameter(torch.randn(n_clusters, self.embedding_dim))
+
+    def encode(self, x):
+        for conv, pad in zip(self.encoder, self.pads, strict=True):
+            x = nn.functional.max_pool1d(self.act(conv(nn.functional.pad(x, pad))), 2)
+        return x.transpose(1, 2).flatten(1)
+
+    def decode(self, z):
+        x = z.view(z.shape[0], -1, self.channels[-1]).transpose(1, 2)
+        for i, (conv, pad) in enumerate(zip(self.decoder, self.decoder_pads, strict=True)):
+            x = conv(nn.functional.pad(torch.repeat_interleave(x, 2, dim=2), pad))
+            if i < len(self.decoder) - 1:   # linear output
+                x = self.act(x)
+        return x
+
+    def forward(self, x):
+        z = self.encode(x)
+        return self.decode(z), z
+
+
+def soft_assignment_torch(z, centres, alpha=1.0):
+    """Twin of ``seisjax.analysis.clustering.soft_assignment`` (Student's t, log-space softmax)."""
+    d2 = torch.sum((z[:, None, :] - centres[None, :, :]) ** 2, -1)
+    return torch.softmax(-(alpha + 1.0) / 2.0 * torch.log1p(d2 / alpha), dim=1)
+
+
+def target_distribution_torch(q):
+    """Twin of ``clustering.target_distribution``: ``p ∝ q^2 / f_j`` over all rows, per-row normalised."""
+    weight = q ** 2 / q.sum(0, keepdim=True)
+    return weight / weight.sum(1, keepdim=True)
+
+
+def kl_divergence_torch(p, q, eps=1e-12):
+    """Twin of ``clustering.kl_divergence``: ``KL(P || Q)`` per row (0 log 0 = 0)."""
+    terms = p * (torch.log(torch.clamp(p, min=eps)) - torch.log(torch.clamp(q, min=eps)))
+    return torch.where(p > 0, terms, torch.zeros_like(terms)).sum(1)
+
+
+def dec_loss_torch(module, x, target=None, *, variant="dec", gamma=0.1, alpha=1.0):
+    """The DEC task's loss for the twin: MSE without a target (pretraining); with one, ``KL(P || Q)``
+    (``variant="dec"``) or ``MSE + gamma * KL`` (``"idec"``), as ``seisjax.tasks.dec.DECTask.loss``."""
+    recon, z = module(x)
+    mse = torch.mean((recon - x) ** 2)
+    if target is None:
+        return mse
+    kl = kl_divergence_torch(target, soft_assignment_torch(z, module.centres, alpha)).mean()
+    return kl if variant == "dec" else mse + gamma * kl
+
+
+@register("mousavi_polarity")
+def mousavi_polarity(model_kwargs):
+    # The bench passes the model's kwargs only: a batch with a "target" (the DEC stage) gets the
+    # DEC loss with the experiment's defaults (variant "dec", alpha 1), otherwise pretraining's MSE.
+    module = MousaviPolarityTorch(**model_kwargs)
+
+    def loss_fn(module, batch):
+        x = torch.from_numpy(np.ascontiguousarray(np.transpose(batch["x"], (0, 2, 1)), dtype=np.float32))
+        target = torch.from_numpy(np.array(batch["target"], np.float32)) if "target" in batch else None
+        return dec_loss_torch(module, x, target)
+
+    return module, loss_fn
+
+
+def flax_mousavi_polarity_to_torch(params) -> dict:
+    """A Flax MousaviPolarity's ``params`` (or a pytree shaped like them) as the twin's state dict:
+    conv kernels (k, in, out) -> (out, in, k)."""
+    out = {"centres": torch.from_numpy(np.array(params["centres"], np.float32))}
+    for flax_prefix, torch_prefix in (("enc", "encoder"), ("dec", "decoder")):
+        names = sorted((n for n in params if n.startswith(flax_prefix) and n[len(flax_prefix):].isdigit()),
+                       key=lambda n: int(n[len(flax_prefix):]))
+        for i, name in enumerate(names):
+            kernel = np.asarray(params[name]["kernel"]).transpose(2, 1, 0)   # (k, in, out) -> (out, in, k)
+            out[f"{torch_prefix}.{i}.weight"] = torch.from_numpy(kernel.copy())
+            out[f"{torch_prefix}.{i}.bias"] = torch.from_numpy(np.array(params[name]["bias"]))
+    return out
+
+
+def load_flax_mousavi_polarity(module: MousaviPolarityTorch, params) -> MousaviPolarityTorch:
+    """Copy a Flax MousaviPolarity's parameters into the twin (every parameter, strictly)."""
+    module.load_state_dict(flax_mousavi_polarity_to_torch(params), strict=True)
+    return module
