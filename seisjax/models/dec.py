@@ -10,6 +10,20 @@ around P. Encoder Conv1D(8, k11) - MaxPool 2 - Conv1D(4, k9) - MaxPool 2 - Conv1
 - Conv1D(1, k3) - MaxPool 2 -> ``(B, 2, 1)``, flattened to a 2-d embedding. Decoder: the mirror,
 each level an upsampling by repeating samples then a convolution (kernels 3, 3, 9, 11; widths 2, 4,
 8, out), linear output. "Same" padding throughout; tanh activations (the paper's).
+
+Mousavi distance network (:class:`MousaviDistance`): input ``(B, 16, 48, 1)``, the log-magnitude
+STFT (frequency x time) of the vertical component (see ``experiments/dec_distance.py`` for the STFT
+parameters). Encoder Conv2D(4, 3x3, tanh) - MaxPool 2x2 - Conv2D(2) - MaxPool - Conv2D(1) - MaxPool
+-> ``(B, 2, 6, 1)``, flattened to a 12-d embedding. Decoder: the mirror, each level an upsampling by
+repeating rows and columns then a 3x3 convolution (widths 2, 4, out), linear output.
+
+zClust network (:class:`ZClust`, after Nooshiri's zClust package): input ``(B, 87, 67, 1)``
+spectrogram. Five stride-2 3x3 convolutions 1-8-16-32-64-128 ("same" padding, so 87 x 67 -> 44 x 34
+-> 22 x 17 -> 11 x 9 -> 6 x 5 -> 3 x 3) with leaky ReLU (slope 0.02), flattened and a Linear layer to
+a 9-d embedding. Decoder: Linear back to 3 x 3 x 128 (leaky ReLU), then five levels of (nearest
+resize to the encoder's shape at that level, 3x3 convolution) with widths 64-32-16-8-out, leaky ReLU
+between, linear output; resize-then-convolve instead of transposed convolutions (see DESIGN.md,
+performance notes), the receptive field and parameter count of the package's decoder.
 """
 
 from __future__ import annotations
@@ -17,11 +31,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from seisjax.registry import register_model
 
-__all__ = ["MousaviPolarity"]
+__all__ = ["MousaviPolarity", "MousaviDistance", "ZClust"]
 
 _ACTIVATIONS = {"tanh": jnp.tanh, "relu": nn.relu, "elu": nn.elu, "linear": lambda x: x}
 
@@ -72,5 +87,108 @@ class MousaviPolarity(nn.Module):
     def __call__(self, x):
         z = self.encode(x)
         # touch the centres so that init creates them whatever method is called first
+        _ = self.centres
+        return self.decode(z), z
+
+
+@register_model("mousavi_distance")
+class MousaviDistance(nn.Module):
+    """The distance network (see the module docstring). Both sides of ``input_shape`` (frequency,
+    time) must be divisible by ``2 ** len(channels)``."""
+
+    input_shape: Sequence[int] = (16, 48)
+    out_channels: int = 1
+    channels: Sequence[int] = (4, 2, 1)
+    kernel: Sequence[int] = (3, 3)
+    activation: str = "tanh"
+    n_clusters: int = 2
+
+    def setup(self):
+        factor = 2 ** len(self.channels)
+        if len(self.input_shape) != 2 or any(side % factor for side in self.input_shape):
+            raise ValueError(f"mousavi_distance: input_shape {tuple(self.input_shape)} must be two sides "
+                             f"divisible by {factor}")
+        kernel = tuple(self.kernel)
+        self.encoder = [nn.Conv(c, kernel, padding="SAME", name=f"enc{i}") for i, c in enumerate(self.channels)]
+        widths = list(self.channels[-2::-1]) + [self.out_channels]
+        self.decoder = [nn.Conv(c, kernel, padding="SAME", name=f"dec{i}") for i, c in enumerate(widths)]
+        self.code_shape = (self.input_shape[0] // factor, self.input_shape[1] // factor, self.channels[-1])
+        self.embedding_dim = self.code_shape[0] * self.code_shape[1] * self.code_shape[2]
+        self.centres = self.param("centres", nn.initializers.normal(1.0), (self.n_clusters, self.embedding_dim))
+
+    def encode(self, x):
+        act = _ACTIVATIONS[self.activation]
+        for conv in self.encoder:
+            x = nn.max_pool(act(conv(x)), (2, 2), strides=(2, 2))
+        return x.reshape(x.shape[0], -1)
+
+    def decode(self, z):
+        act = _ACTIVATIONS[self.activation]
+        x = z.reshape(z.shape[0], *self.code_shape)
+        for i, conv in enumerate(self.decoder):
+            x = conv(jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2))
+            if i < len(self.decoder) - 1:  # linear output
+                x = act(x)
+        return x
+
+    def __call__(self, x):
+        z = self.encode(x)
+        _ = self.centres  # created by init whatever method is called first
+        return self.decode(z), z
+
+
+def _halved(side: int, levels: int) -> list[int]:
+    """Sides after each of ``levels`` stride-2 "same" convolutions (ceil(side / 2) each time)."""
+    sides = [side]
+    for _ in range(levels):
+        sides.append(-(-sides[-1] // 2))
+    return sides
+
+
+@register_model("zclust")
+class ZClust(nn.Module):
+    """The zClust network (see the module docstring): stride-2 3x3 convolutions, leaky ReLU, a
+    Linear embedding; the mirror decoder resizes then convolves."""
+
+    input_shape: Sequence[int] = (87, 67)
+    out_channels: int = 1
+    channels: Sequence[int] = (8, 16, 32, 64, 128)
+    embedding_dim: int = 9
+    negative_slope: float = 0.02
+    n_clusters: int = 2
+
+    def setup(self):
+        if len(self.input_shape) != 2:
+            raise ValueError(f"zclust: input_shape {tuple(self.input_shape)} must be (frequencies, times)")
+        levels = len(self.channels)
+        self.sides = list(zip(_halved(self.input_shape[0], levels), _halved(self.input_shape[1], levels)))
+        self.encoder = [nn.Conv(c, (3, 3), strides=(2, 2), padding="SAME", name=f"enc{i}")
+                        for i, c in enumerate(self.channels)]
+        self.embed = nn.Dense(self.embedding_dim, name="embed")
+        self.unembed = nn.Dense(self.sides[-1][0] * self.sides[-1][1] * self.channels[-1], name="unembed")
+        widths = list(self.channels[-2::-1]) + [self.out_channels]
+        self.decoder = [nn.Conv(c, (3, 3), padding="SAME", name=f"dec{i}") for i, c in enumerate(widths)]
+        self.centres = self.param("centres", nn.initializers.normal(1.0), (self.n_clusters, self.embedding_dim))
+
+    def _act(self, x):
+        return nn.leaky_relu(x, self.negative_slope)
+
+    def encode(self, x):
+        for conv in self.encoder:
+            x = self._act(conv(x))
+        return self.embed(x.reshape(x.shape[0], -1))
+
+    def decode(self, z):
+        h, w = self.sides[-1]
+        x = self._act(self.unembed(z)).reshape(z.shape[0], h, w, self.channels[-1])
+        for i, conv in enumerate(self.decoder):
+            h, w = self.sides[-2 - i]
+            x = conv(jax.image.resize(x, (x.shape[0], h, w, x.shape[-1]), method="nearest"))
+            if i < len(self.decoder) - 1:  # linear output
+                x = self._act(x)
+        return x
+
+    def __call__(self, x):
+        z = self.encode(x)
         _ = self.centres
         return self.decode(z), z
