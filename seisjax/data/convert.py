@@ -132,6 +132,15 @@ def _stead_array(h5, name: str):
     raise KeyError(f"no array named {name!r} under data/, earthquake/local/ or non_earthquake/noise/")
 
 
+def _sample_problem(array: np.ndarray) -> tuple[str, str] | None:
+    """(reason, detail) when a converter's (N, 3) sample array cannot be taken, else None."""
+    if array.ndim != 2 or array.shape[1] != 3:
+        return "wrong_shape", f"shape {array.shape}, expected (N, 3)"
+    if not np.isfinite(array).all():
+        return "nan_or_inf", f"{int((~np.isfinite(array)).sum())} NaN/inf sample(s)"
+    return None
+
+
 def convert_stead(source, out_dir, *, hdf5=None, metadata=None, split: dict | None = None,
                   split_salt: str = "", overwrite: bool = False, progress: bool = True,
                   chunk_rows: int = 10000) -> ConversionReport:
@@ -171,12 +180,9 @@ def convert_stead(source, out_dir, *, hdf5=None, metadata=None, split: dict | No
                     except Exception as err:
                         rejections.add(str(hdf5), name, "unreadable", f"{type(err).__name__}: {err}")
                         continue
-                    if array.ndim != 2 or array.shape[1] != 3:
-                        rejections.add(str(hdf5), name, "wrong_shape", f"shape {array.shape}, expected (N, 3)")
-                        continue
-                    if not np.isfinite(array).all():
-                        rejections.add(str(hdf5), name, "nan_or_inf",
-                                       f"{int((~np.isfinite(array)).sum())} NaN/inf sample(s)")
+                    problem = _sample_problem(array)
+                    if problem:
+                        rejections.add(str(hdf5), name, *problem)
                         continue
                     meta = {new: _clean(rec.get(old)) for old, new in STEAD_COLUMNS.items() if old in rec}
                     snr_db = _parse_snr_db(rec.get("snr_db"))[STEAD_TO_ZNE]
@@ -247,12 +253,9 @@ def convert_phasenet(source, out_dir, *, csv_file=None, waveform_dir=None, singl
                 except Exception as err:
                     rejections.add(str(path), fname, "unreadable", f"{type(err).__name__}: {err}")
                     continue
-                if data.ndim != 2 or data.shape[1] != 3:
-                    rejections.add(str(path), fname, "wrong_shape", f"data shape {data.shape}, expected (N, 3)")
-                    continue
-                if not np.isfinite(data).all():
-                    rejections.add(str(path), fname, "nan_or_inf",
-                                   f"{int((~np.isfinite(data)).sum())} NaN/inf sample(s)")
+                problem = _sample_problem(data)
+                if problem:
+                    rejections.add(str(path), fname, *problem)
                     continue
                 if (itp, its) != (int(rec["itp"]), int(rec["its"])):
                     rejections.add(str(path), fname, "inconsistent_picks",
