@@ -92,7 +92,7 @@ def get_config(arg=None):
 
     config.debug = ml_collections.ConfigDict({"nan_at_step": -1, "step_delay_s": 0.0})
 
-    if arg == "quick":
+    if arg in ("quick", "medium"):
         config.batch_size = 16
         config.data.synthetic_events = 24
         config.data.synthetic_overrides = QUICK_SYNTHETIC
@@ -107,6 +107,12 @@ def get_config(arg=None):
         config.train.eval_every_epochs = 11.0
         config.train.checkpoint_every_epochs = 11.0
         config.eval.batch_size = 32
+        if arg == "medium":   # the quick setup trained about 7 times longer
+            config.optim.stages = ((300, 1e-3, 0.995), (100, 1e-4, 0.99))
+            config.train.log_every_steps = 50
+            config.train.figure_every_steps = 500
+            config.train.eval_every_epochs = 50.0
+            config.train.checkpoint_every_epochs = 50.0
     elif arg == "alaska":
         config.batch_size = 16
         config.data.source = "dataset"
@@ -122,5 +128,5 @@ def get_config(arg=None):
         config.train.checkpoint_every_epochs = 25.0
         config.eval.batch_size = 8
     elif arg not in (None, ""):
-        raise ValueError(f"symae: unknown variant {arg!r} (expected quick or alaska)")
+        raise ValueError(f"symae: unknown variant {arg!r} (expected quick, medium or alaska)")
     return config

@@ -35,18 +35,24 @@ def _experiment_file() -> Path:
     return beside if beside.is_file() else Path("experiments") / "symae.py"
 
 
-def symae_config(data_dir, *, seed: int = 0):
-    """The ``quick`` SymAE config reading the dataset at ``data_dir``."""
+def symae_config(data_dir, *, seed: int = 0, variant: str = "quick"):
+    """The ``variant`` (``quick`` or ``medium``) SymAE config reading the dataset at ``data_dir``."""
     from seisjax.config import load_config
 
-    return load_config(f"{_experiment_file()}:quick", {"data.source": "dataset", "data.path": str(data_dir),
-                                                       "seed": int(seed)})
+    if variant not in ("quick", "medium"):
+        from seisjax.errors import InputError
+
+        raise InputError(f"demo: variant = {variant!r}; expected 'quick' or 'medium'")
+    return load_config(f"{_experiment_file()}:{variant}", {"data.source": "dataset", "data.path": str(data_dir),
+                                                           "seed": int(seed)})
 
 
-def run(workdir: str | Path, *, events: int | None = None, seed: int = 0, overwrite: bool = False) -> dict:
+def run(workdir: str | Path, *, events: int | None = None, seed: int = 0, overwrite: bool = False,
+        variant: str = "quick") -> dict:
     """Run the main job in ``workdir`` (module docstring); ``events`` synthetic events (default 24),
-    ``seed`` of the data and the training, ``overwrite`` replaces the data and the run. Returns the
-    paths written and the scores."""
+    ``seed`` of the data and the training, ``overwrite`` replaces the data and the run, ``variant``
+    the training (``quick``, or ``medium``: 7x the steps, envelope correlation 0.787 against 0.747;
+    its run goes to ``<workdir>/symae_medium``). Returns the paths written and the scores."""
     from seisjax.analysis.coherent import ExtractionConfig, run_stf
     from seisjax.analysis.stf_eval import evaluate_stfs, write_scores
     from seisjax.data.dataset import Dataset, describe, format_summary
@@ -56,12 +62,13 @@ def run(workdir: str | Path, *, events: int | None = None, seed: int = 0, overwr
 
     workdir = Path(workdir)
     data_dir = workdir / "data" / "teleseismic-p"
-    run_dir, stf_dir = workdir / "symae", workdir / "stf"
+    suffix = "" if variant == "quick" else f"_{variant}"
+    run_dir, stf_dir = workdir / f"symae{suffix}", workdir / f"stf{suffix}"
     timings = {}
     started = time.perf_counter()
 
     # ------------------------------------------------------------------ 1. data with ground truth
-    config = symae_config(data_dir, seed=seed)
+    config = symae_config(data_dir, seed=seed, variant=variant)
     n_events = int(config.data.synthetic_events if events is None else events)
     if overwrite:
         for path in (run_dir, stf_dir):
@@ -75,7 +82,7 @@ def run(workdir: str | Path, *, events: int | None = None, seed: int = 0, overwr
 
     # ------------------------------------------------------------------ 2. train (quick variant)
     t = time.perf_counter()
-    print(f"\n== training SymAE (experiments/symae.py:quick) in {run_dir}", flush=True)
+    print(f"\n== training SymAE (experiments/symae.py:{variant}) in {run_dir}", flush=True)
     trained = train_and_evaluate(config, run_dir)
     timings["train_s"] = time.perf_counter() - t
 

@@ -33,15 +33,19 @@ traces, ``(G, M, nt)``, a mask ``(G, M)`` and the event of each group ``(G,)``. 
    of the demeaned signals); normalised to ``max |.| = 1``.
 5. **Time shifts as nuisance parameters.** Each input trace's delay ``s`` is refined, starting from
    the shift network's prediction, so that the advanced trace ``fourier_shift(x, -s)`` best matches a
-   template in the decoder's (aligned) frame: by default the pixel's coherent reconstruction (the
-   ``stf_signed`` stack before normalisation; ``shift_template="trace"`` uses each trace's own
-   reconstruction ``decode(c_pixel, n_i)`` instead). The objective is the normalised correlation of
-   the demeaned signals; it is maximised by Newton steps using ``jax.grad`` (and the gradient of the
-   gradient) through :func:`~seisjax.ops.fourier.fourier_shift`, falling back to a bounded gradient
-   step where it is not concave, each step clipped to ``max_shift_step`` samples. Optionally
-   (``shift_search > 0``) the start is first moved to the best integer lag within that many samples
-   of the prediction, so that the ascent starts on the right cycle. Outputs: per-trace delays (in
-   samples and seconds; positive = later than the template) and the aligned traces.
+   template in the decoder's (aligned) frame: by default the pixel's coherent code decoded with the
+   trace's own nuisance code, ``decode(c_pixel, n_i)`` (``shift_template="pixel"``: one template per
+   pixel, the ``stf_signed`` stack before normalisation). The objective is the normalised
+   correlation of the demeaned signals minus ``shift_prior * (s - s_mean)^2`` (seconds), a Gaussian
+   prior towards the group's mean network delay ``s_mean``: the SymAE loss's own penalty on the
+   shifts' size. Without it the refinement fits noise and the neighbouring cycles of noisy traces
+   (on the demo's synthetic data, 1.87 s RMS against the true timing errors where the network has
+   0.98 s and zero shifts 0.97 s; with it 0.66 s). The start is the best integer lag within
+   ``shift_search`` samples of the prediction by the same penalised score, then Newton steps using
+   ``jax.grad`` (and the gradient of the gradient) through
+   :func:`~seisjax.ops.fourier.fourier_shift`, falling back to a bounded gradient step where the
+   objective is not concave, each step clipped to ``max_shift_step`` samples. Outputs: per-trace
+   delays (in samples and seconds; positive = later than the template) and the aligned traces.
 
 Every stage runs over all events and pixels at once (:func:`make_extractor`): per-group stages are
 ``jax.vmap``-ed over groups (or ``jax.lax.map``-ed in batches of ``group_batch`` groups when memory
@@ -86,8 +90,10 @@ class ExtractionConfig:
     / gradient iterations of the per-trace shift refinement (0: keep the network's shifts),
     ``max_shift_step`` the largest change of a shift per iteration (samples), ``shift_search`` the
     half-width (samples) of an integer-lag search around the network's prediction before refining
-    (0: none, start from the prediction), ``shift_template`` ``"pixel"`` or ``"trace"`` (see the
-    module docstring); ``sampling_rate`` (Hz) converts shifts to seconds; ``group_batch`` groups per
+    (0: none, start from the prediction), ``shift_template`` ``"trace"`` or ``"pixel"`` (see the
+    module docstring), ``shift_prior`` the weight (per squared second) of the penalty that pulls each
+    delay towards its group's mean network delay (0: none); ``sampling_rate`` (Hz) converts shifts
+    to seconds; ``group_batch`` groups per
     vectorised batch inside the compiled calls (None: all groups at once); ``loop`` how the
     optimisation steps run: ``"scan"`` inside one compiled call, ``"host"`` as one compiled step over
     all events called from Python per step, ``"auto"`` host on CPU, scan elsewhere (XLA:CPU runs the
@@ -100,8 +106,9 @@ class ExtractionConfig:
     optimizer: str = "sgd"
     shift_steps: int = 30
     max_shift_step: float = 1.0
-    shift_search: int = 0
-    shift_template: str = "pixel"
+    shift_search: int = 3
+    shift_template: str = "trace"
+    shift_prior: float = 0.03
     sampling_rate: float = 1.0
     group_batch: int | None = None
     loop: str = "auto"
@@ -112,6 +119,8 @@ class ExtractionConfig:
         if self.steps < 0 or self.shift_steps < 0 or self.shift_search < 0:
             raise InputError(f"extraction: steps ({self.steps}), shift_steps ({self.shift_steps}) and "
                              f"shift_search ({self.shift_search}) must be >= 0")
+        if not self.shift_prior >= 0:
+            raise InputError(f"extraction: shift_prior = {self.shift_prior} must be >= 0")
         if not self.lr > 0 or self.alpha < 0 or not self.max_shift_step > 0:
             raise InputError(f"extraction: lr ({self.lr}) and max_shift_step ({self.max_shift_step}) must be "
                              f"> 0 and alpha ({self.alpha}) >= 0")
@@ -298,30 +307,38 @@ def _demean_normalise(x):
 
 
 def refine_shifts(traces, templates, initial_shifts, *, steps: int = 30, max_step: float = 1.0,
-                  search: int = 0, min_curvature: float = 0.05):
+                  search: int = 0, min_curvature: float = 0.05, prior_centre=None, prior_weight: float = 0.0):
     """Delays ``s`` that make ``fourier_shift(traces, -s)`` best match ``templates``.
 
     ``traces (..., nt)``, ``templates`` broadcastable to them, ``initial_shifts (...)`` in samples.
-    Maximises the normalised correlation of the demeaned signals, trace by trace, starting from
-    ``initial_shifts`` (or from the best integer lag within ``search`` samples of it): Newton steps
-    ``g / -h`` with ``g``, ``h`` from ``jax.grad`` through the Fourier shift where the correlation is
-    concave (``-h > min_curvature``), else gradient steps ``g / min_curvature``; every step clipped to
-    ``max_step`` samples. Returns ``(shifts, correlation)``, each ``(...)``. jit-compatible; the
-    ``steps``, ``search`` arguments must be static."""
+    Maximises, trace by trace, the normalised correlation ``rho(s)`` of the demeaned signals minus a
+    Gaussian prior penalty ``prior_weight * (s - prior_centre)^2`` (``prior_centre`` broadcastable
+    to ``initial_shifts``, default 0; the weight per squared sample; 0: no prior). The prior keeps
+    a noisy trace from jumping to a neighbouring cycle or to a lag that only fits its noise.
+    Starts from ``initial_shifts`` (or from the best integer lag within ``search`` samples of it by
+    the same penalised score), then Newton steps ``g / -h`` with ``g``, ``h`` from ``jax.grad``
+    through the Fourier shift where the objective is concave (``-h > min_curvature``), else gradient
+    steps ``g / min_curvature``; every step clipped to ``max_step`` samples. Returns ``(shifts,
+    correlation)``, each ``(...)`` (``correlation``: ``rho`` at the shifts, without the penalty).
+    jit-compatible; the ``steps``, ``search`` arguments must be static."""
     x = _demean_normalise(jnp.asarray(traces))
     template = _demean_normalise(jnp.broadcast_to(jnp.asarray(templates, x.dtype), x.shape))
     start = jnp.asarray(initial_shifts, x.dtype)
+    centre = jnp.zeros_like(start) if prior_centre is None else \
+        jnp.broadcast_to(jnp.asarray(prior_centre, x.dtype), start.shape)
     if search > 0:
         cc = _circular_xcorr(x, template)        # cc[k]: correlation with x delayed by k
         n = x.shape[-1]
         candidates = jnp.round(start)[..., None] + jnp.arange(-search, search + 1, dtype=x.dtype)
         values = jnp.take_along_axis(cc, jnp.mod(candidates, n).astype(jnp.int32), -1)
+        values = values - prior_weight * jnp.square(candidates - centre[..., None])
         start = jnp.take_along_axis(candidates, jnp.argmax(values, -1)[..., None], -1)[..., 0]
 
     def correlation(s):
         return jnp.sum(fourier_shift(x, -s) * template, axis=-1)
 
-    total = lambda s: jnp.sum(correlation(s))   # traces are independent: its gradient is per trace
+    # traces are independent: the gradient of the sum is per trace
+    total = lambda s: jnp.sum(correlation(s) - prior_weight * jnp.square(s - centre))
     gradient = jax.grad(total)
     curvature_of = jax.grad(lambda s: jnp.sum(gradient(s)))   # the diagonal of the Hessian
 
@@ -436,8 +453,11 @@ def make_extractor(model, config: ExtractionConfig):
         stf_signed = stack / jnp.where(peak > 0, peak, 1.0)
         template = stack[None, :] if cfg.shift_template == "pixel" else decoded
         if cfg.shift_steps > 0 or cfg.shift_search > 0:
+            # the prior pulls each delay towards the group's mean network delay (the delays are relative)
+            centre = jnp.sum(jnp.where(m, shifts0, 0.0)) / jnp.maximum(jnp.sum(m), 1)
             shifts, _ = refine_shifts(x, template, shifts0, steps=cfg.shift_steps, max_step=cfg.max_shift_step,
-                                      search=cfg.shift_search)
+                                      search=cfg.shift_search, prior_centre=centre,
+                                      prior_weight=cfg.shift_prior / cfg.sampling_rate ** 2)
         else:
             shifts = shifts0
         aligned = fourier_shift(x, -shifts)
