@@ -15,7 +15,11 @@ Quick version (the synthetic `local` data is generated in <pretrain workdir>/dat
         --config.task.pretrained=runs/dec_dist_pre --config.data.path=runs/dec_dist_pre/data --workdir runs/dec_dist
     python -m seisjax eval --workdir runs/dec_dist     # eval/step_N/clustering.json, confusion.png, embedding.png
 
-Full version: the same with ``:pretrain`` and no variant (``--config.task.variant=idec`` for IDEC).
+Full version: the same with ``:pretrain`` and no variant. Fine-tuning is IDEC by default (0.658
+against DEC's 0.647 on the quick data; ``--config.task.variant=dec`` for DEC); ``--config.task.init=gmm``
+starts the centres from a diagonal Gaussian mixture. On the quick data the pretrained embeddings
+separate the classes worse than the raw spectrograms do (k-means 0.64 against 0.82): see the
+table in the README.
 Variants: ``pretrain``, ``quick_pretrain``, ``quick`` (DEC stage), ``tones_pretrain`` / ``tones``
 (in-memory short high-frequency bursts vs long low-frequency wave trains; tests).
 """
@@ -36,16 +40,16 @@ def get_config(arg=None):
     config.batch_size = 256
 
     config.task = ml_collections.ConfigDict(dict(
-        name="dec", stage=stage, variant="dec", gamma=0.1, alpha=1.0, n_clusters=2, update_interval=140,
-        tol=0.001, kmeans_n_init=20, pretrained=""))
+        name="dec", stage=stage, variant="idec", gamma=0.1, alpha=1.0, n_clusters=2, update_interval=140,
+        tol=0.001, kmeans_n_init=20, init="kmeans", pretrained=""))
     config.model = ml_collections.ConfigDict(dict(
-        name="mousavi_distance", channels=(4, 2, 1), kernel=(3, 3), activation="tanh"))
+        name="mousavi_distance", channels=(4, 2, 1), kernel=(3, 3), activation="tanh", embedding_activation=""))
 
     config.data = ml_collections.ConfigDict(dict(
         source="synthetic", path="", synthetic_events=2000, synthetic_seed=0, sampling_rate=100.0,
         window=940, pre_p=100, component="Z", components="ZNE", input="stft", stft_margin=100,
         bandpass=(1.0, 20.0), stft_nperseg=30, stft_noverlap=10, stft_floor=1e-3,
-        label_column="path_distance_class", snr_column="trace_snr_db", train_split="", eval_split="",
+        label_column="path_distance_class", snr_column="trace_snr_db", train_split="", eval_split="", query="",
         prefetch=2, toy_examples=2000, toy_seed=0, toy_noise=0.05))
 
     epochs = 100 if stage == "pretrain" else 50
@@ -76,6 +80,7 @@ def get_config(arg=None):
         config.train.checkpoint_every_epochs = 5.0
         config.task.kmeans_n_init = 10
     if size == "tones":
+        config.task.variant = "dec"  # the tests check DEC proper
         config.data.source = "tones"
         config.data.toy_examples = 256
         config.batch_size = 32

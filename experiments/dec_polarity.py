@@ -9,9 +9,34 @@ Two runs: pretrain the autoencoder, then DEC (or IDEC) from it. Quick version (a
     python -m seisjax eval --workdir runs/dec_pol      # eval/step_N/clustering.json, confusion.png, embedding.png
     python -m seisjax cluster --workdir runs/dec_pol --data DIR --out clusters.csv
 
-Full version: the same with ``:pretrain`` and no variant (``--config.task.variant=idec`` for IDEC).
-Variants: ``pretrain``, ``quick_pretrain``, ``quick`` (DEC stage), ``pulses_pretrain`` / ``pulses``
-(in-memory clean up/down pulses; tests).
+Full version: the same with ``:pretrain`` and no variant. The fine-tuning is IDEC by default (it
+beat DEC on the quick data: 0.877 against 0.767; ``--config.task.variant=dec`` for DEC);
+``--config.task.init=gmm`` starts the centres from a diagonal Gaussian mixture instead of k-means.
+
+Data: local records only (``data.query``), 32 samples centred on P (``pre_p = 16``, as in Mousavi's
+code), demeaned and max-abs normalised per trace. The synthetic data mixes local and teleseismic
+records; with both, every clustering split them by kind instead of polarity (k-means on the raw
+windows 0.65; 0.90 on local records alone).
+
+Real data (``real_pretrain`` / ``real``): real P-aligned vertical records and their sign-flipped
+copies, written by ``scripts/make_polarity_flips.py`` (its docstring has the commands). Within a
+pair the labels are exactly opposite by construction; the recorded trace's own label is estimated
+from its first motion, so the accuracy carries the estimate's errors. ``pair_split`` in
+clustering.json (pairs whose copies land in different clusters) is exact but only necessary: any
+clustering that is odd under x -> -x (k-means on this symmetric data) splits every pair, whatever
+feature it uses. Result of the quick run on 228 pairs (STEAD 50, PhaseNet 154, MTUQ Alaska 24):
+accuracy 0.575 (k-means raw), 0.513 (k-means pretrained), 0.515 (IDEC), with pair splits 1.0, 0.97,
+0.94: the clusters do not follow the estimated first motion (on these band-limited, partly
+emergent real onsets the 32-sample window is dominated by later swings; not examined further).
+
+    python -m seisjax train --config experiments/dec_polarity.py:real_pretrain \\
+        --config.data.path=runs/polarity_flips --workdir runs/dec_pol_real_pre
+    python -m seisjax train --config experiments/dec_polarity.py:real --config.data.path=runs/polarity_flips \\
+        --config.task.pretrained=runs/dec_pol_real_pre --workdir runs/dec_pol_real
+    python -m seisjax eval --workdir runs/dec_pol_real
+
+Variants: ``pretrain``, ``quick_pretrain``, ``quick`` (fine-tuning stage), ``real_pretrain`` / ``real``,
+``pulses_pretrain`` / ``pulses`` (in-memory clean up/down pulses; tests).
 """
 
 import ml_collections
@@ -22,23 +47,25 @@ def get_config(arg=None):
     arg = arg or ""
     stage = "pretrain" if arg.endswith("pretrain") else "dec"
     size = arg.removesuffix("pretrain").removesuffix("_") or "full"
-    if size not in ("full", "quick", "pulses"):
-        raise ValueError(f"dec_polarity: unknown variant {arg!r} (expected [quick_|pulses_]pretrain, quick, pulses)")
+    if size not in ("full", "quick", "pulses", "real"):
+        raise ValueError(f"dec_polarity: unknown variant {arg!r} "
+                         "(expected [quick_|pulses_|real_]pretrain, quick, pulses, real)")
 
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.batch_size = 256
 
     config.task = ml_collections.ConfigDict(dict(
-        name="dec", stage=stage, variant="dec", gamma=0.1, alpha=1.0, n_clusters=2, update_interval=140,
-        tol=0.001, kmeans_n_init=20, pretrained=""))
+        name="dec", stage=stage, variant="idec", gamma=0.1, alpha=1.0, n_clusters=2, update_interval=140,
+        tol=0.001, kmeans_n_init=20, init="kmeans", pretrained=""))
     config.model = ml_collections.ConfigDict(dict(
-        name="mousavi_polarity", channels=(8, 4, 2, 1), kernels=(11, 9, 3, 3), activation="tanh"))
+        name="mousavi_polarity", channels=(8, 4, 2, 1), kernels=(11, 9, 3, 3), activation="tanh", embedding_activation=""))
 
     config.data = ml_collections.ConfigDict(dict(
         source="synthetic", path="", synthetic_events=2000, synthetic_seed=0, sampling_rate=100.0,
-        window=32, pre_p=10, component="Z", components="ZNE", label_column="trace_polarity",
-        snr_column="trace_snr_db", train_split="", eval_split="", prefetch=2,
+        window=32, pre_p=16, component="Z", components="ZNE", label_column="trace_polarity",
+        snr_column="trace_snr_db", train_split="", eval_split="", query="path_distance_class == 'local'",
+        pair_column="", prefetch=2,
         toy_examples=2000, toy_length=128, toy_seed=0, toy_noise=0.02))
 
     epochs = 100 if stage == "pretrain" else 50
@@ -64,11 +91,26 @@ def get_config(arg=None):
         config.data.synthetic_events = 300
         config.batch_size = 64
         config.task.update_interval = 50
-        config.optim.stages = ((40 if stage == "pretrain" else 20, 2e-3 if stage == "pretrain" else 1e-3, 1.0),)
+        # 40 epochs at 1e-3 for both stages: IDEC 0.877 (2e-3 pretraining and 20 IDEC epochs: 0.837)
+        config.optim.stages = ((40, 1e-3, 1.0),)
         config.train.log_every_steps = 10
         config.train.checkpoint_every_epochs = 10.0
         config.task.kmeans_n_init = 10
+    if size == "real":
+        # real records and their sign-flipped copies (scripts/make_polarity_flips.py): all local,
+        # trace_polarity of a recorded trace estimated from its first motion, exact within a pair
+        config.data.source = "dataset"
+        config.data.query = ""
+        config.data.pair_column = "trace_pair"
+        config.data.components = "Z"
+        config.batch_size = 32
+        config.task.update_interval = 20
+        config.optim.stages = ((200 if stage == "pretrain" else 40, 2e-3 if stage == "pretrain" else 1e-3, 1.0),)
+        config.train.log_every_steps = 20
+        config.train.checkpoint_every_epochs = 50.0
+        config.task.kmeans_n_init = 10
     if size == "pulses":
+        config.task.variant = "dec"  # the tests check DEC proper
         config.data.source = "pulses"
         config.data.toy_examples = 640
         config.optim.stages = ((8 if stage == "pretrain" else 4, 3e-3 if stage == "pretrain" else 1e-3, 1.0),)

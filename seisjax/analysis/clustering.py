@@ -12,6 +12,9 @@ Scores (numpy, host side):
 k-means (:func:`kmeans`): Lloyd iterations from k-means++ seeds, ``n_init`` restarts run together
 in one compiled JAX call (vmapped), the restart with the lowest inertia kept.
 
+Gaussian mixture (:func:`gmm`): diagonal covariances fitted by EM in one compiled JAX loop, started
+from the k-means partition (means, per-cluster variances, fractions).
+
 DEC (Xie, Girshick & Farhadi 2016), as JAX functions used inside the task's traced loss:
 
 - :func:`soft_assignment`: Student's t kernel ``q_ij ∝ (1 + |z_i - mu_j|^2 / alpha)^(-(alpha+1)/2)``;
@@ -34,7 +37,7 @@ from scipy.optimize import linear_sum_assignment
 from seisjax.errors import InputError
 
 __all__ = ["contingency", "match_clusters", "hungarian_accuracy", "per_class_scores", "normalized_mutual_info",
-           "adjusted_rand_index", "confusion_matrix", "clustering_scores", "plot_confusion", "kmeans",
+           "adjusted_rand_index", "confusion_matrix", "clustering_scores", "plot_confusion", "kmeans", "gmm",
            "soft_assignment", "target_distribution", "kl_divergence", "dataset_target"]
 
 
@@ -250,6 +253,73 @@ def kmeans(x, k: int, *, n_init: int = 20, max_iter: int = 300, tol: float = 1e-
                                               n_init=int(n_init), max_iter=int(max_iter),
                                               tol=jnp.float32(scaled_tol))
     return np.asarray(centres), np.asarray(labels), float(inertia)
+
+
+# ============================================================================ Gaussian mixture
+def _gmm_log_resp(x, means, variances, log_weights):
+    """Per-point log joint ``log w_k + log N(x | mu_k, diag var_k)`` (N, K)."""
+    log_det = jnp.sum(jnp.log(variances), 1)
+    maha = jnp.sum(jnp.square(x[:, None, :] - means[None]) / variances[None], -1)
+    return log_weights[None] - 0.5 * (x.shape[1] * jnp.log(2 * jnp.pi) + log_det[None] + maha)
+
+
+@functools.partial(jax.jit, static_argnames=("max_iter",))
+def _gmm_jit(x, means, variances, weights, reg, max_iter: int, tol):
+    def e_step(means, variances, weights):
+        joint = _gmm_log_resp(x, means, variances, jnp.log(weights))
+        norm = jax.scipy.special.logsumexp(joint, axis=1, keepdims=True)
+        return jnp.exp(joint - norm), jnp.mean(norm)
+
+    def m_step(resp):
+        counts = resp.sum(0) + 10 * jnp.finfo(x.dtype).eps  # an emptied component keeps finite values
+        means = resp.T @ x / counts[:, None]
+        variances = resp.T @ jnp.square(x) / counts[:, None] - jnp.square(means) + reg
+        return means, jnp.maximum(variances, reg), counts / x.shape[0]
+
+    def cond(carry):
+        i, _, _, _, gain = carry
+        return (i < max_iter) & (gain > tol)
+
+    def body(carry):
+        i, means, variances, weights, _ = carry
+        resp, before = e_step(means, variances, weights)
+        means, variances, weights = m_step(resp)
+        _, after = e_step(means, variances, weights)
+        return i + 1, means, variances, weights, after - before
+
+    i, means, variances, weights, _ = jax.lax.while_loop(
+        cond, body, (0, means, variances, weights, jnp.asarray(jnp.inf, x.dtype)))
+    resp, mean_log_likelihood = e_step(means, variances, weights)
+    return means, variances, weights, resp, mean_log_likelihood, i
+
+
+def gmm(x, k: int, *, n_init: int = 20, max_iter: int = 300, tol: float = 1e-6, reg_covar: float = 1e-6,
+        seed: int = 0) -> dict:
+    """Gaussian mixture with diagonal covariances fitted by EM, started from :func:`kmeans`
+    (``n_init`` restarts there): each component's mean, variances and weight from its k-means cluster.
+
+    EM stops when the mean log-likelihood per point gains less than ``tol`` or after ``max_iter``
+    iterations; ``reg_covar`` times the data's mean variance is added to every variance (no
+    component collapses onto one point). Returns ``{"means" (k, D), "variances" (k, D),
+    "weights" (k,), "labels" (N,), "responsibilities" (N, k), "mean_log_likelihood", "iterations"}``.
+    """
+    x = np.asarray(x, np.float32)
+    _, labels, _ = kmeans(x, k, n_init=n_init, seed=seed)
+    onehot = np.eye(k, dtype=np.float64)[labels]
+    counts = np.maximum(onehot.sum(0), 1.0)
+    spread = float(np.mean(np.var(x, axis=0))) or 1.0
+    reg = reg_covar * spread
+    means = (onehot.T @ x) / counts[:, None]
+    variances = np.maximum((onehot.T @ np.square(x.astype(np.float64))) / counts[:, None] - means ** 2, 0) + reg
+    # a singleton cluster has zero variance: give it the data's spread rather than a spike
+    variances = np.where(onehot.sum(0)[:, None] > 1, variances, spread)
+    means, variances, weights, resp, mll, iters = _gmm_jit(
+        jnp.asarray(x), jnp.asarray(means, jnp.float32), jnp.asarray(variances, jnp.float32),
+        jnp.asarray(counts / len(x), jnp.float32), jnp.float32(reg), max_iter=int(max_iter), tol=jnp.float32(tol))
+    resp = np.asarray(resp)
+    return {"means": np.asarray(means), "variances": np.asarray(variances), "weights": np.asarray(weights),
+            "labels": resp.argmax(1), "responsibilities": resp, "mean_log_likelihood": float(mll),
+            "iterations": int(iters)}
 
 
 # ============================================================================ DEC

@@ -41,6 +41,17 @@ __all__ = ["MousaviPolarity", "MousaviDistance", "ZClust"]
 _ACTIVATIONS = {"tanh": jnp.tanh, "relu": nn.relu, "elu": nn.elu, "linear": lambda x: x}
 
 
+def _encoder_activations(activation: str, embedding_activation: str, levels: int) -> list:
+    """Activation of each encoder level: ``activation``, the last one ``embedding_activation`` when set."""
+    names = [activation] * levels
+    if embedding_activation:
+        names[-1] = embedding_activation
+    unknown = sorted(set(names) - set(_ACTIVATIONS))
+    if unknown:
+        raise ValueError(f"unknown activation(s) {unknown}; expected one of {sorted(_ACTIVATIONS)}")
+    return [_ACTIVATIONS[name] for name in names]
+
+
 def _upsample(x, factor: int = 2):
     return jnp.repeat(x, factor, axis=1)
 
@@ -54,6 +65,7 @@ class MousaviPolarity(nn.Module):
     channels: Sequence[int] = (8, 4, 2, 1)
     kernels: Sequence[int] = (11, 9, 3, 3)
     activation: str = "tanh"
+    embedding_activation: str = ""  # of the last encoder convolution; "" = ``activation``
     n_clusters: int = 2
 
     def setup(self):
@@ -70,8 +82,8 @@ class MousaviPolarity(nn.Module):
         self.centres = self.param("centres", nn.initializers.normal(1.0), (self.n_clusters, self.embedding_dim))
 
     def encode(self, x):
-        act = _ACTIVATIONS[self.activation]
-        for conv in self.encoder:
+        acts = _encoder_activations(self.activation, self.embedding_activation, len(self.encoder))
+        for conv, act in zip(self.encoder, acts):
             x = nn.max_pool(act(conv(x)), (2,), strides=(2,))
         return x.reshape(x.shape[0], -1)
 
@@ -101,6 +113,7 @@ class MousaviDistance(nn.Module):
     channels: Sequence[int] = (4, 2, 1)
     kernel: Sequence[int] = (3, 3)
     activation: str = "tanh"
+    embedding_activation: str = ""  # of the last encoder convolution; "" = ``activation``
     n_clusters: int = 2
 
     def setup(self):
@@ -117,8 +130,8 @@ class MousaviDistance(nn.Module):
         self.centres = self.param("centres", nn.initializers.normal(1.0), (self.n_clusters, self.embedding_dim))
 
     def encode(self, x):
-        act = _ACTIVATIONS[self.activation]
-        for conv in self.encoder:
+        acts = _encoder_activations(self.activation, self.embedding_activation, len(self.encoder))
+        for conv, act in zip(self.encoder, acts):
             x = nn.max_pool(act(conv(x)), (2, 2), strides=(2, 2))
         return x.reshape(x.shape[0], -1)
 

@@ -7,7 +7,8 @@ Two runs, two workdirs, one task:
 - ``task.stage = "dec"``: a fresh run starts from the pretrained run's parameters
   (``task.pretrained`` = its workdir; :meth:`DECTask.initial_state`, called by the engine once) and
   sets the cluster centres (model parameter ``centres``) by k-means (``task.kmeans_n_init``
-  restarts) on the embeddings of the whole training data. Every ``task.update_interval`` steps
+  restarts; ``task.init = "kmeans"``) or by a diagonal Gaussian mixture started from it (``"gmm"``)
+  on the embeddings of the whole training data. Every ``task.update_interval`` steps
   :meth:`DECTask.before_step` recomputes the target P over the WHOLE training data in one compiled
   call; the loss is ``KL(P || Q)`` (``task.variant = "dec"``) or ``MSE + task.gamma * KL``
   (``"idec"``). Training stops when the fraction of hard labels that changed since the previous
@@ -24,16 +25,24 @@ for tests). Windows of ``data.window`` samples at ``data.sampling_rate`` startin
 samples before ``trace_p_arrival_sample`` (traces at other rates resampled, as in the autoencoder
 task), component ``data.component``, demeaned and divided by their largest absolute value. Labels
 (``data.label_column``, e.g. ``trace_polarity``) serve only the evaluation; so does
-``data.snr_column`` (``trace_snr_db``: 20 log10 SNR), binned in log10 SNR 0-1, 1-2, 2-3, 3-4, >4.
+``data.snr_column`` (``trace_snr_db``: 20 log10 SNR), binned in log10 SNR 0-1, 1-2, 2-3, 3-4, >4, and
+``data.pair_column`` (e.g. ``trace_pair`` of scripts/make_polarity_flips.py: a real trace and its
+sign-flipped copy), whose ``pair_split`` (fraction of pairs split between the clusters) is exact but
+only necessary: a clustering odd under x -> -x splits every pair, whatever feature it uses.
 ``data.train_split`` / ``data.eval_split`` = "" use every row (clustering is transductive, as in the
-paper).
+paper). ``data.query`` (a ``DataFrame.query`` string, "" for all rows) selects the rows first: the
+polarity experiment clusters local records only (``path_distance_class == 'local'``), as the paper
+did; mixed with teleseismic records, whose P pulses are ten times longer, any clustering of the
+32-sample windows splits local from teleseismic instead of up from down (k-means on the raw
+windows: 0.65 on both kinds together, 0.90 on the local ones alone).
 
 Input kind (``data.input``): "waveform" (default; the windows above, ``(B, window, 1)``) or "stft"
 (the distance network's spectrograms, ``(B, F, T, 1)``, :func:`distance_spectrograms`): the
 waveform is cut ``data.stft_margin`` samples wider on both sides, Hann-tapered over the margins, bandpassed
 ``data.bandpass`` Hz (4-pole Butterworth, zero phase, so that the filter's edge effects fall in the
 margins), trimmed back to ``data.window`` samples, and turned into ``log10`` STFT magnitudes
-(``data.stft_nperseg``, ``data.stft_noverlap``, nfft = nperseg, Hann) with a floor of
+(``data.stft_nperseg``, ``data.stft_noverlap``, nfft = nperseg, window ``data.stft_window``, Hann
+by default; zClust's Kaiser window is ``("kaiser", beta)``) with a floor of
 ``data.stft_floor`` times the trace's largest magnitude, standardised per trace (mean 0, std 1). Source
 "tones" (in-memory, for tests): two clearly different spectral shapes, a short 8-18 Hz burst
 ("local") and a long 1-3 Hz wave train ("teleseismic").
@@ -61,7 +70,8 @@ from seisjax.registry import register_task
 from seisjax.tasks.autoencoder import AutoencoderTask, window_and_normalise
 from seisjax.tasks.base import Task, array_fingerprint, dataset_fingerprint, pairs
 
-__all__ = ["DECTask", "pulse_waveforms", "tone_waveforms", "distance_spectrograms", "SNR_BINS", "snr_bin"]
+__all__ = ["DECTask", "pulse_waveforms", "tone_waveforms", "distance_spectrograms", "stft_window", "SNR_BINS",
+           "snr_bin", "pair_split"]
 
 #: log10 SNR bin edges of the polarity study (the last bin is open)
 SNR_BINS = (0.0, 1.0, 2.0, 3.0, 4.0)
@@ -125,12 +135,23 @@ def tone_waveforms(n: int, *, length: int, p: int, seed: int = 0, noise: float =
             "label": np.where(local, "local", "teleseismic"), "log10_snr": np.log10(snr)}
 
 
+def stft_window(spec):
+    """A config's ``data.stft_window`` as scipy takes it: "hann", or ("kaiser", beta) from a
+    sequence (ml_collections keeps tuples as tuples, JSON round trips make them lists)."""
+    if isinstance(spec, str):
+        return spec
+    name, *args = list(spec)
+    return (str(name), *(float(a) for a in args))
+
+
 def distance_spectrograms(x: np.ndarray, sampling_rate: float, *, margin: int, band=(1.0, 20.0),
-                          nperseg: int = 30, noverlap: int = 10, floor: float = 1e-3) -> np.ndarray:
+                          nperseg: int = 30, noverlap: int = 10, floor: float = 1e-3,
+                          window="hann") -> np.ndarray:
     """Waveform windows ``(N, margin + W + margin, 1)`` -> normalised log-magnitude STFTs
     ``(N, nperseg // 2 + 1, ceil(W / hop) + 1, 1)`` (see the module docstring). With the distance
-    experiment's 100 Hz, W = 940, nperseg 30, noverlap 10 (hop 20): 16 x 48. A flat (all-zero)
-    window gives zeros."""
+    experiment's 100 Hz, W = 940, nperseg 30, noverlap 10 (hop 20): 16 x 48; with zClust's
+    W = 5676, nperseg 172, noverlap 86 and a Kaiser window (beta = 1.8 pi): 87 x 67. ``window`` is
+    scipy's (a name or a tuple such as ``("kaiser", 5.65)``). A flat (all-zero) window gives zeros."""
     from seisjax.data.preprocess import bandpass, taper
     from seisjax.data.spectral import stft
 
@@ -142,7 +163,7 @@ def distance_spectrograms(x: np.ndarray, sampling_rate: float, *, margin: int, b
     w = bandpass(w, band[0], band[1], sampling_rate, corners=4, zerophase=True)
     if margin > 0:
         w = w[:, margin:-margin]
-    mag = np.abs(stft(w, sampling_rate, nperseg=nperseg, noverlap=noverlap, nfft=nperseg))
+    mag = np.abs(stft(w, sampling_rate, nperseg=nperseg, noverlap=noverlap, nfft=nperseg, window=window))
     peak = mag.max(axis=(1, 2), keepdims=True)
     log_mag = np.log10(mag + floor * np.where(peak > 0, peak, 1.0))
     # standardised rather than min-max scaled: the extremes (floor, peak) of one trace are noisy,
@@ -151,6 +172,22 @@ def distance_spectrograms(x: np.ndarray, sampling_rate: float, *, margin: int, b
     spread = log_mag.std(axis=(1, 2), keepdims=True)
     scaled = (log_mag - log_mag.mean(axis=(1, 2), keepdims=True)) / np.where(spread > 0, spread, 1.0)
     return np.ascontiguousarray(scaled[..., None], np.float32)
+
+
+def pair_split(pairs: np.ndarray, clusters: np.ndarray) -> dict:
+    """Of the rows grouped two by two by ``pairs`` (a trace and its sign-flipped copy), the fraction
+    of pairs whose two rows fall in different clusters: exact whatever the label of the recorded
+    trace, but satisfied by any clustering that is odd under x -> -x. Ids that do not occur
+    exactly twice (NaN included) are not counted."""
+    pairs, clusters = np.asarray(pairs, np.float64), np.asarray(clusters)
+    ok = np.isfinite(pairs)
+    _, inverse, counts = np.unique(pairs[ok], return_inverse=True, return_counts=True)
+    two = counts[inverse] == 2
+    rows = np.flatnonzero(ok)[two]
+    order = np.argsort(pairs[rows], kind="stable")
+    first, second = rows[order][0::2], rows[order][1::2]
+    n = len(first)
+    return {"pairs": n, "split": float(np.mean(clusters[first] != clusters[second])) if n else float("nan")}
 
 
 class _TargetBatches:
@@ -206,6 +243,9 @@ class DECTask(AutoencoderTask):
         self.variant = str(task.variant)
         if self.variant not in ("dec", "idec"):
             raise InputError(f"task.variant = {self.variant!r}: expected 'dec' or 'idec'")
+        self.init = str(task.get("init", "kmeans"))
+        if self.init not in ("kmeans", "gmm"):
+            raise InputError(f"task.init = {self.init!r}: expected 'kmeans' or 'gmm'")
         self.update_interval = int(task.update_interval)
         if self.update_interval < 1:
             raise InputError(f"task.update_interval = {self.update_interval}: need at least 1")
@@ -248,6 +288,12 @@ class DECTask(AutoencoderTask):
             from seisjax.data.dataset import Dataset
 
             self._dataset = Dataset(self._dataset_path(source))
+            query = str(data.get("query", "") or "")
+            if query:  # e.g. polarity on local records only (see the module docstring)
+                selected = self._dataset.select(query)
+                if len(selected) == 0:
+                    raise InputError(f"{self._dataset.path}: data.query = {query!r} selects no rows")
+                self._dataset = selected
             self._check_dataset(self._dataset)
             self._train = self._load(self._rows(data.train_split))
             self._eval = self._load(self._rows(data.eval_split), labels=True)
@@ -294,6 +340,9 @@ class DECTask(AutoencoderTask):
                 out["log10_snr"] = meta[snr_col].to_numpy(np.float64) / 20.0  # dB = 20 log10 SNR
             out["trace_name"] = (meta["trace_name"].to_numpy() if "trace_name" in meta
                                  else np.array([f"row {i}" for i in meta.index]))
+            pair_col = str(self.config.data.get("pair_column", "") or "")
+            if pair_col and pair_col in meta:
+                out["pair"] = _numeric(meta[pair_col])
         return out
 
     def _model_input(self, x: np.ndarray) -> np.ndarray:
@@ -304,7 +353,7 @@ class DECTask(AutoencoderTask):
         return distance_spectrograms(
             x, float(data.sampling_rate), margin=self.margin, band=tuple(data.get("bandpass", (1.0, 20.0))),
             nperseg=int(data.get("stft_nperseg", 30)), noverlap=int(data.get("stft_noverlap", 10)),
-            floor=float(data.get("stft_floor", 1e-3)))
+            floor=float(data.get("stft_floor", 1e-3)), window=stft_window(data.get("stft_window", "hann")))
 
     def windows(self, which: str = "eval") -> dict[str, np.ndarray]:
         """The windows (and labels, names) of the training or evaluation rows."""
@@ -376,6 +425,15 @@ class DECTask(AutoencoderTask):
         task.close()
         return jax.tree_util.tree_map(np.asarray, state.params)
 
+    def initial_centres(self, z: np.ndarray) -> np.ndarray:
+        """Cluster centres for the start of DEC from embeddings ``z``: k-means (``task.init =
+        "kmeans"``) or the means of a diagonal Gaussian mixture started from it (``"gmm"``)."""
+        task = self.config.task
+        k, n_init, seed = int(task.n_clusters), int(task.kmeans_n_init), int(self.config.seed)
+        if self.init == "gmm":
+            return cl.gmm(z, k, n_init=n_init, seed=seed)["means"]
+        return cl.kmeans(z, k, n_init=n_init, seed=seed)[0]
+
     def initial_state(self, state):
         """Fresh DEC run: the pretrained parameters, centres from k-means on their embeddings."""
         if self.stage != "dec":
@@ -385,8 +443,7 @@ class DECTask(AutoencoderTask):
             raise InputError(f"task.pretrained = {self.config.task.pretrained}: its parameters do not fit "
                              f"this model ({self.config.model.name} with {self.model_kwargs()})")
         z = self.encode(params, self._train["x"])
-        centres, _, _ = cl.kmeans(z, int(self.config.task.n_clusters), n_init=int(self.config.task.kmeans_n_init),
-                                  seed=int(self.config.seed))
+        centres = self.initial_centres(z)
         params = dict(params)
         params["centres"] = centres.astype(params["centres"].dtype)
         model_state = dict(state.model_state)
@@ -558,6 +615,8 @@ class DECTask(AutoencoderTask):
         bins = snr_bin(data["log10_snr"]) if "log10_snr" in data else None
         for name, labels in methods.items():
             entry = {"cluster_sizes": np.bincount(labels, minlength=k).tolist()}
+            if "pair" in data:
+                entry["pair_split"] = pair_split(data["pair"], labels)
             if truth is not None:
                 entry.update(cl.clustering_scores(truth, labels))
                 if bins is not None:

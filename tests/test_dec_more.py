@@ -1,0 +1,242 @@
+"""Deep embedded clustering, second round: Gaussian-mixture initialisation, the linear embedding
+option, the polarity data selection, zClust's Kaiser-window spectrogram and network size, the
+flipped-pair real-data script, the pair split score and the table that gathers DEC and IDEC runs."""
+
+import importlib.util
+import itertools
+import json
+import math
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+import scipy.signal
+
+from seisjax.analysis import clustering as cl
+from seisjax.config import load_config
+from seisjax.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(f"_test_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _anisotropic_blobs(seed=0, sizes=(300, 500)):
+    """Two axis-aligned elongated blobs (std 5 along x, 0.3 along y) 2 apart in y: k-means cuts
+    them across x, a diagonal Gaussian mixture separates them."""
+    rng = np.random.default_rng(seed)
+    parts = [rng.normal(size=(n, 2)) * [5.0, 0.3] + [0.0, y] for n, y in zip(sizes, (-1.0, 1.0))]
+    return np.concatenate(parts), np.repeat([0, 1], sizes)
+
+
+# ---------------------------------------------------------------------------- Gaussian mixture
+def test_gmm_beats_kmeans_on_anisotropic_blobs_and_recovers_them():
+    x, truth = _anisotropic_blobs()
+    assert cl.hungarian_accuracy(truth, cl.kmeans(x, 2, n_init=10)[1]) < 0.75
+    fit = cl.gmm(x, 2, n_init=10)
+    assert cl.hungarian_accuracy(truth, fit["labels"]) > 0.97
+    order = np.argsort(fit["means"][:, 1])  # component of the lower blob first
+    np.testing.assert_allclose(fit["means"][order, 1], [-1.0, 1.0], atol=0.05)
+    np.testing.assert_allclose(np.sqrt(fit["variances"][order]), [[5.0, 0.3], [5.0, 0.3]], rtol=0.12)
+    np.testing.assert_allclose(fit["weights"][order], [300 / 800, 500 / 800], atol=0.02)
+    np.testing.assert_allclose(fit["responsibilities"].sum(1), 1.0, atol=1e-5)
+
+
+def test_dec_init_gmm_puts_the_centres_on_the_blobs():
+    from seisjax.registry import get_task
+
+    x, _ = _anisotropic_blobs(seed=1)
+    centres = {}
+    for init in ("kmeans", "gmm"):
+        config = load_config("experiments/dec_polarity.py:pulses", {"task.init": init, "data.toy_examples": 64})
+        centres[init] = get_task("dec")(config).initial_centres(x.astype(np.float32))
+    np.testing.assert_allclose(np.sort(centres["gmm"][:, 1]), [-1.0, 1.0], atol=0.05)
+    assert np.abs(centres["kmeans"][:, 1]).max() < 0.5  # k-means splits along the long axis instead
+    with pytest.raises(InputError, match="task.init"):
+        get_task("dec")(load_config("experiments/dec_polarity.py:pulses", {"task.init": "spectral"}))
+
+
+# ---------------------------------------------------------------------------- networks
+def test_linear_embedding_is_the_tanh_embedding_before_its_tanh():
+    """Max-pooling commutes with the monotonic tanh, so with the same weights the tanh network's
+    embedding is exactly tanh of the linear-embedding network's."""
+    from seisjax.models.dec import MousaviPolarity
+
+    x = 3.0 * jax.random.normal(jax.random.PRNGKey(0), (16, 32, 1))
+    tanh_net, linear_net = MousaviPolarity(), MousaviPolarity(embedding_activation="linear")
+    params = jax.tree_util.tree_map(np.asarray, tanh_net.init(jax.random.PRNGKey(1), x))
+    params["params"]["enc3"]["kernel"] = 10.0 * params["params"]["enc3"]["kernel"]  # drive the last tanh into saturation
+    z_tanh = tanh_net.apply(params, x, method="encode")
+    z_linear = linear_net.apply(params, x, method="encode")
+    np.testing.assert_allclose(np.tanh(z_linear), z_tanh, atol=1e-6)
+    assert np.abs(z_linear).max() > 1.0  # unbounded, where the tanh layer saturates
+    with pytest.raises(ValueError, match="unknown activation"):
+        MousaviPolarity(embedding_activation="sigmoid").init(jax.random.PRNGKey(1), x)
+
+
+def test_zclust_parameter_count_and_shapes_by_hand():
+    from seisjax.models.dec import ZClust
+
+    config = load_config("experiments/dec_zclust.py:quick")
+    model = ZClust(input_shape=(87, 67), **{k: v for k, v in config.model.items() if k != "name"})
+    x = jax.ShapeDtypeStruct((2, 87, 67, 1), np.float32)
+    variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)  # shapes only: nothing to compile
+    recon, z = jax.eval_shape(model.apply, variables, x)
+    assert recon.shape == x.shape and z.shape == (2, 9)
+    def conv(cin, cout):  # 3x3 kernel and bias
+        return (9 * cin + 1) * cout
+
+    widths = [1, 8, 16, 32, 64, 128]
+    encoder = sum(conv(a, b) for a, b in itertools.pairwise(widths))  # 98,240
+    embed = 3 * 3 * 128 * 9 + 9  # 87 x 67 -> 44 x 34 -> 22 x 17 -> 11 x 9 -> 6 x 5 -> 3 x 3
+    unembed = 9 * 3 * 3 * 128 + 3 * 3 * 128
+    decoder = sum(conv(a, b) for a, b in zip(widths[:0:-1], widths[-2::-1]))  # 128-64-32-16-8-1
+    centres = 2 * 9
+    counts = jax.tree_util.tree_map(lambda a: a.size, variables["params"])
+    assert sum(jax.tree_util.tree_leaves(counts)) == encoder + embed + unembed + decoder + centres == 218_268
+
+
+def test_zclust_input_is_the_87_by_67_kaiser_spectrogram():
+    """The task's spectrogram for the zClust config against scipy's STFT with a Kaiser window
+    (beta = 1.8 pi) computed here, after the same taper and bandpass."""
+    from seisjax.data.preprocess import bandpass, taper
+    from seisjax.tasks.dec import distance_spectrograms, stft_window
+
+    config = load_config("experiments/dec_zclust.py:quick")
+    data = config.data
+    assert stft_window(data.stft_window) == ("kaiser", pytest.approx(1.8 * math.pi))
+    margin, rate = int(data.stft_margin), float(data.sampling_rate)
+    rng = np.random.default_rng(0)
+    n = data.window + 2 * margin
+    t = np.arange(n) / rate
+    x = rng.normal(size=(2, n)) * 0.1 + np.sin(2 * np.pi * 6.0 * t) * (t > 10) * np.exp(-(t - 10).clip(0) / 5)
+    ours = distance_spectrograms(x[..., None].astype(np.float32), rate, margin=margin, band=tuple(data.bandpass),
+                                 nperseg=data.stft_nperseg, noverlap=data.stft_noverlap, floor=data.stft_floor,
+                                 window=stft_window(data.stft_window))
+    assert ours.shape == (2, 87, 67, 1)
+
+    def reference(window):
+        w = x.astype(np.float32).astype(np.float64)
+        w = w - w.mean(1, keepdims=True)
+        w = taper(w, max_percentage=None, type="hann", max_length=margin / rate, sampling_rate=rate)
+        w = bandpass(w, *data.bandpass, rate, corners=4, zerophase=True)[:, margin:-margin]
+        _, _, spec = scipy.signal.stft(w, fs=rate, window=window, nperseg=data.stft_nperseg,
+                                       noverlap=data.stft_noverlap, nfft=data.stft_nperseg)
+        mag = np.abs(spec)
+        log_mag = np.log10(mag + data.stft_floor * mag.max(axis=(1, 2), keepdims=True))
+        return (log_mag - log_mag.mean(axis=(1, 2), keepdims=True)) / log_mag.std(axis=(1, 2), keepdims=True)
+
+    np.testing.assert_allclose(ours[..., 0], reference(("kaiser", 1.8 * np.pi)), atol=2e-4)
+    assert np.abs(ours[..., 0] - reference("hann")).max() > 0.05  # the window is really the Kaiser one
+
+
+# ---------------------------------------------------------------------------- data
+def _write_pulses(path, *, rate=100.0, n=24, length=1200, p=600, seed=0, bad_rows=()):
+    """Clean first-motion pulses on Z (noise on N/E), half labelled local and half teleseismic."""
+    from seisjax.data.dataset import DatasetWriter
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(length) / rate
+    signs = rng.choice([-1, 1], size=n)
+    with DatasetWriter(path, component_order="ZNE", sampling_rate=rate) as writer:
+        for i in range(n):
+            tau = np.clip(t - p / rate, 0, None)
+            z = signs[i] * (tau > 0) * np.sin(2 * np.pi * 5 * tau) * np.exp(-3 * tau) + 0.001 * rng.normal(size=length)
+            w = np.stack([z, 0.01 * rng.normal(size=length), 0.01 * rng.normal(size=length)]).astype(np.float32)
+            if i in bad_rows:
+                w[0, 5] = np.nan
+            writer.add(w, {"trace_p_arrival_sample": p, "trace_polarity": int(signs[i]), "trace_snr_db": 40.0,
+                           "path_distance_class": "local" if i % 2 == 0 else "teleseismic",
+                           "station_code": f"S{i:02d}"})
+    return signs
+
+
+def test_polarity_query_keeps_only_local_records(tmp_path):
+    from seisjax.registry import get_task
+
+    signs = _write_pulses(tmp_path / "ds")
+    config = load_config("experiments/dec_polarity.py:quick_pretrain",
+                         {"data.source": "dataset", "data.path": str(tmp_path / "ds")})
+    assert config.data.query == "path_distance_class == 'local'" and config.data.pre_p == 16
+    task = get_task("dec")(config)
+    windows = task.windows("eval")
+    assert len(windows["x"]) == 12
+    np.testing.assert_array_equal(windows["label"], signs[::2])
+    # centred on P: the sign of the first samples after P is the label
+    x = windows["x"][..., 0]
+    np.testing.assert_array_equal(np.sign(x[:, 18] - x[:, 15]), signs[::2])
+    with pytest.raises(InputError, match="selects no rows"):
+        get_task("dec")(load_config("experiments/dec_polarity.py:quick_pretrain", {
+            "data.source": "dataset", "data.path": str(tmp_path / "ds"), "data.query": "trace_snr_db > 100"}))
+
+
+def test_make_polarity_flips_writes_exact_opposite_pairs(tmp_path):
+    from seisjax.data.dataset import Dataset
+
+    script = _script("make_polarity_flips")
+    signs = _write_pulses(tmp_path / "src", rate=50.0, n=6, length=600, p=300, bad_rows=(2,))
+    with Dataset(tmp_path / "src") as src:
+        meta = src.metadata
+    report = script.make_polarity_flips([tmp_path / "src"], tmp_path / "out", rate=100.0, pre_s=2.0, post_s=2.0,
+                                        band=None, progress=False)
+    assert report == {"pairs": 5, "rejected": 1}
+    rejected = (tmp_path / "out" / "rejected.csv").read_text()
+    assert "non-finite samples" in rejected and meta["trace_name"][2] in rejected
+    with Dataset(tmp_path / "out") as out:
+        m = out.metadata
+        x = out.get_waveforms(list(range(len(m))))[:, 0]
+    assert len(m) == 10 and x.shape == (10, 400) and out.component_order == "Z"
+    assert (m["trace_p_arrival_sample"] == 200).all() and (m["trace_sampling_rate_hz"] == 100.0).all()
+    np.testing.assert_array_equal(m["trace_pair"].to_numpy(), np.repeat(np.arange(5), 2))
+    np.testing.assert_array_equal(m["trace_flipped"].to_numpy(), np.tile([0, 1], 5))
+    np.testing.assert_array_equal(x[1::2], -x[0::2])  # bit for bit
+    kept = np.delete(signs, 2)
+    np.testing.assert_array_equal(m["trace_polarity"].to_numpy()[0::2], kept)  # clean pulses: estimate right
+    np.testing.assert_array_equal(m["trace_polarity"].to_numpy()[1::2], -kept)
+    # 50 -> 100 Hz: the onset stays at the window's P sample (zero before, the pulse's sign after)
+    assert np.abs(x[0::2, :195]).max() < 0.05
+    assert np.abs(x[0::2, 200:230]).max(axis=1).min() > 0.5
+    np.testing.assert_array_equal(np.sign(x[0::2, 205]), kept)
+
+
+def test_pair_split_counts_pairs_in_different_clusters():
+    from seisjax.tasks.dec import pair_split
+
+    pairs = np.array([0, 0, 1, 1, 2, 2, 3, np.nan, 4, 4, 4])
+    clusters = np.array([0, 1, 1, 1, 1, 0, 0, 1, 0, 1, 0])
+    # pairs 0 and 2 split, 1 not; 3 (one row), NaN and 4 (three rows) not counted
+    assert pair_split(pairs, clusters) == {"pairs": 3, "split": pytest.approx(2 / 3)}
+
+
+# ---------------------------------------------------------------------------- one table for DEC and IDEC
+def _fake_run(root, name, methods, fingerprint="abc"):
+    step = root / name / "eval" / "step_100"
+    step.mkdir(parents=True)
+    (step / "clustering.json").write_text(json.dumps({"examples": 10, "methods": methods}))
+    (step / "metrics.json").write_text(json.dumps({"data": {"fingerprint": fingerprint}}))
+    return root / name
+
+
+def test_dec_table_gathers_dec_and_idec_runs(tmp_path):
+    script = _script("dec_table")
+    base = {"kmeans_raw": {"accuracy": 0.6}, "kmeans_pretrained": {"accuracy": 0.7}}
+    dec = _fake_run(tmp_path, "dec", {**base, "dec": {"accuracy": 0.8, "per_snr_bin": {"0-1": {"accuracy": 0.5}}}})
+    idec = _fake_run(tmp_path, "idec", {**base, "idec": {"accuracy": 0.9}})
+    table = script.gather([dec, idec])
+    assert {k: v["accuracy"] for k, v in table["methods"].items()} == {
+        "kmeans_raw": 0.6, "kmeans_pretrained": 0.7, "dec": 0.8, "idec": 0.9}
+    lines = script.markdown(table).splitlines()
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["kmeans_raw", "kmeans_pretrained", "dec", "idec"]
+    assert "| 0.800 |" in lines[4] and "0.500" in lines[4]
+    other = _fake_run(tmp_path, "other", {**base, "idec": {"accuracy": 0.9}}, fingerprint="xyz")
+    with pytest.raises(InputError, match="other data"):
+        script.gather([dec, other])
+    changed = _fake_run(tmp_path, "changed", {"kmeans_raw": {"accuracy": 0.65}, "idec": {"accuracy": 0.9}})
+    with pytest.raises(InputError, match="not the same baseline"):
+        script.gather([dec, changed])
