@@ -182,11 +182,15 @@ def _add_demo(commands):
     p.add_argument("--events", type=int, default=None, help="synthetic events (default: the quick variant's, 24)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--overwrite", action="store_true", help="replace datasets already in the workdir")
+    p.add_argument("--variant", choices=("quick", "medium"), default="quick",
+                   help="SymAE training: quick (default, minutes) or medium (7x the steps, about 3x the time, "
+                        "better STFs)")
 
     def run(args):
         from seisjax.demo import run as run_demo
 
-        run_demo(args.workdir, events=args.events, seed=args.seed, overwrite=args.overwrite)
+        run_demo(args.workdir, events=args.events, seed=args.seed, overwrite=args.overwrite,
+                 variant=args.variant)
 
     p.set_defaults(func=run)
 
@@ -325,17 +329,22 @@ def _add_stf(commands):
     p.add_argument("--data", default=None, help="dataset to extract from (default: the run's own data)")
     p.add_argument("--out", required=True, help="output HDF5 file; figures go to <out stem>_figures/")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
-    p.add_argument("--steps", type=int, default=100, help="gradient steps on the nuisance codes")
-    p.add_argument("--n-best", type=int, default=10, help="nuisance codes kept per event (N)")
-    p.add_argument("--alpha", type=float, default=0.1, help="weight of the L1 term of the objective")
-    p.add_argument("--lr", type=float, default=0.1, help="learning rate of the nuisance codes")
-    p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
+    # Defaults live in one place, seisjax.analysis.coherent.ExtractionConfig; a flag left out keeps it.
+    p.add_argument("--steps", type=int, help="gradient steps on the nuisance codes (default 100)")
+    p.add_argument("--n-best", type=int, help="nuisance codes kept per event, N (default 10)")
+    p.add_argument("--alpha", type=float, help="weight of the L1 term of the objective (default 0.1)")
+    p.add_argument("--lr", type=float, help="learning rate of the nuisance codes (default 0.1)")
+    p.add_argument("--optimizer", choices=("sgd", "adam"),
                    help="plain gradient descent (default, the reference's) or Adam")
-    p.add_argument("--shift-steps", type=int, default=30, help="iterations of the per-trace shift refinement")
-    p.add_argument("--shift-search", type=int, default=0, metavar="SAMPLES",
-                   help="integer-lag search around the network's shifts before refining (0: none)")
-    p.add_argument("--shift-template", choices=("pixel", "trace"), default="pixel",
-                   help="refine shifts against the pixel's coherent reconstruction or each trace's own")
+    p.add_argument("--shift-steps", type=int, help="iterations of the per-trace shift refinement (default 30)")
+    p.add_argument("--shift-search", type=int, metavar="SAMPLES",
+                   help="integer-lag search around the network's shifts before refining (default 3; 0: none)")
+    p.add_argument("--shift-template", choices=("pixel", "trace"),
+                   help="refine shifts against each trace's own coherent reconstruction (default, 'trace') "
+                        "or the pixel's stack of them")
+    p.add_argument("--shift-prior", type=float, metavar="PER_S2",
+                   help="weight of the penalty pulling each shift towards its group's mean network delay "
+                        "(default 0.03 per squared second; 0: none)")
     p.add_argument("--group-batch", type=int, default=None,
                    help="groups per vectorised batch inside the compiled call (default: all; set to bound memory)")
     p.add_argument("--input-kind", choices=("auto", "velocity", "displacement"), default="auto",
@@ -346,10 +355,11 @@ def _add_stf(commands):
     def run(args):
         from seisjax.analysis.coherent import ExtractionConfig, run_stf
 
-        config = ExtractionConfig(n_best=args.n_best, steps=args.steps, lr=args.lr, alpha=args.alpha,
-                                  optimizer=args.optimizer, shift_steps=args.shift_steps,
-                                  shift_search=args.shift_search, shift_template=args.shift_template,
-                                  group_batch=args.group_batch)
+        chosen = dict(n_best=args.n_best, steps=args.steps, lr=args.lr, alpha=args.alpha,
+                      optimizer=args.optimizer, shift_steps=args.shift_steps, shift_search=args.shift_search,
+                      shift_template=args.shift_template, shift_prior=args.shift_prior,
+                      group_batch=args.group_batch)
+        config = ExtractionConfig(**{k: v for k, v in chosen.items() if v is not None})
         result = run_stf(args.workdir, args.out, data_path=args.data, step=args.step, config=config,
                          figures=args.figure_events > 0, max_figure_events=args.figure_events,
                          input_kind=args.input_kind)
@@ -382,6 +392,51 @@ def _add_cluster(commands):
     p.set_defaults(func=run)
 
 
+def _add_generate(commands):
+    p = commands.add_parser("generate", help="generate three-component seismograms with a trained CVAE",
+                            description="Sample spectrograms from the prior of a trained spectrogram CVAE "
+                                        "for the given conditions, turn them into waveforms with "
+                                        "Griffin-Lim and write them as a dataset with a figure. "
+                                        "Code: seisjax/analysis/generation.py.")
+    p.add_argument("--workdir", required=True, help="folder of a trained CVAE run")
+    p.add_argument("--magnitude", type=float, required=True, help="source magnitude")
+    p.add_argument("--lat", type=float, required=True, help="source latitude (deg)")
+    p.add_argument("--lon", type=float, required=True, help="source longitude (deg)")
+    p.add_argument("--depth", type=float, required=True, help="source depth (km)")
+    p.add_argument("--station", required=True, help="station code (as in the training data)")
+    p.add_argument("-n", type=int, default=8, help="number of seismograms to generate")
+    p.add_argument("--out", required=True, help="output dataset folder")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the prior samples")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+
+    def run(args):
+        from seisjax.analysis.generation import generate_from_checkpoint
+
+        generate_from_checkpoint(args.workdir, out=args.out, magnitude=args.magnitude, lat=args.lat,
+                                 lon=args.lon, depth=args.depth, station=args.station, n=args.n,
+                                 seed=args.seed, step=args.step)
+
+    p.set_defaults(func=run)
+
+
+def _add_embed(commands):
+    p = commands.add_parser("embed", help="one embedding per record with a trained LSTM autoencoder",
+                            description="Restore a trained LSTM autoencoder run and write one embedding "
+                                        "per record of the dataset at --data, with its trace name, to "
+                                        "--out (HDF5). Code: seisjax/analysis/embeddings.py.")
+    p.add_argument("--workdir", required=True, help="folder of a trained LSTM autoencoder run")
+    p.add_argument("--data", required=True, help="dataset folder to embed")
+    p.add_argument("--out", required=True, help="output HDF5 file")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+
+    def run(args):
+        from seisjax.analysis.embeddings import embed_dataset
+
+        embed_dataset(args.workdir, args.data, args.out, step=args.step)
+
+    p.set_defaults(func=run)
+
+
 # ----------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -401,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(commands)
     _add_stf(commands)
     _add_cluster(commands)
+    _add_generate(commands)
+    _add_embed(commands)
     return parser
 
 

@@ -1,0 +1,241 @@
+"""Seismograms from a trained spectrogram CVAE (the ``generate`` command) and latent interpolation.
+
+:func:`generate_from_checkpoint` restores a ``spectral_vae`` run with model ``spectral_cvae``, draws
+``n`` latent codes from the prior N(0, I) (seeded), decodes them at the given conditions (magnitude,
+source latitude, longitude, depth, station), un-scales them with the CVAE's predicted ``log1p``
+min/max, turns them into three-component waveforms with Griffin-Lim and writes them as a dataset
+(SeisBench layout, components in the run's order, the unit of the training data) with a figure
+``generated.png`` of the waveforms and spectrograms.
+
+Unknown stations: a station code that the run did not train on is generated with the
+"unknown station" embedding (row 0, which training fed with ``task.station_dropout`` of the
+records, so it stands for an average station) and a printed warning naming the known stations; the
+output marks such traces with ``generation_station_known = False``.
+
+:func:`interpolate_latent` encodes two records, walks the straight line between their codes
+(spatial maps for the AE, means for the VAE/CVAE, with the CVAE's conditions interpolated too and
+the station switching at the midpoint) and draws the decoded spectrograms along the path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from seisjax.errors import InputError
+
+__all__ = ["generate_from_checkpoint", "interpolate_latent"]
+
+
+def _check_run(workdir: Path, *, need_cvae: bool):
+    from seisjax import config as config_lib
+
+    if not (workdir / "config.json").exists():
+        raise InputError(f"--workdir {workdir}: no config.json there (not a training run)")
+    config = config_lib.load_saved_config(workdir)
+    task, model = config.task.get("name"), config.model.get("name")
+    if task != "spectral_vae":
+        raise InputError(f"{workdir}: a {task!r} run; this needs a spectral_vae run")
+    if need_cvae and model != "spectral_cvae":
+        raise InputError(f"{workdir}: model {model!r}; generation from conditions needs a spectral_cvae run")
+    return config
+
+
+def _restore(workdir: Path, step):
+    from seisjax.train.loop import restore_trained
+
+    _, task, state, ckpt_step = restore_trained(workdir, step=step)
+    params = jax.device_get(state.params)
+    model_state = jax.device_get(state.model_state)
+    return task, params, model_state, int(ckpt_step)
+
+
+def generate_from_checkpoint(workdir, *, out, magnitude: float, lat: float, lon: float, depth: float,
+                             station: str, n: int = 8, seed: int = 0, step: int | None = None,
+                             chunk: int = 16, log=print) -> dict:
+    """Generate ``n`` records at one set of conditions and write them as a dataset at ``out``.
+
+    Returns ``{"out", "n", "station_known", "checkpoint_step", "figure", "trace_names"}``."""
+    from tqdm.auto import tqdm
+
+    from seisjax.data.dataset import DatasetWriter
+
+    workdir, out = Path(workdir), Path(out)
+    _check_run(workdir, need_cvae=True)
+    if int(n) < 1:
+        raise InputError(f"-n {n}: need at least one record")
+    values = {"magnitude": magnitude, "lat": lat, "lon": lon, "depth": depth}
+    bad = [k for k, v in values.items() if not np.isfinite(float(v))]
+    if bad:
+        raise InputError(f"--{bad[0]} {values[bad[0]]}: not a finite number")
+    if not -90 <= float(lat) <= 90 or not -180 <= float(lon) <= 360:
+        raise InputError(f"--lat {lat} --lon {lon}: outside the globe")
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"--out {out}: exists and is not empty; choose a new folder")
+    task, params, model_state, ckpt_step = _restore(workdir, step)
+    try:
+        spec = task.spec
+        index = int(task.station_indices([station])[0])
+        known = index > 0
+        if not known:
+            shown = ", ".join(task.stations[:20]) + (" ..." if len(task.stations) > 20 else "")
+            log(f"generate: warning: station {station!r} is not one the run trained on ({shown}); "
+                "using the unknown-station embedding")
+        n = int(n)
+        cond = task.condition_vector(np.full(n, float(magnitude)), np.full(n, float(lat)), np.full(n, float(lon)),
+                                     np.full(n, float(depth)), np.full(n, str(station), dtype=object))
+        if task.distance_condition and str(station) not in task.station_coords:
+            log(f"generate: warning: no coordinates for station {station!r}; the distance condition takes the "
+                "training mean distance")
+        stations = np.full(n, index, np.int32)
+        mags, waves = [], []
+        for begin in tqdm(range(0, n, chunk), desc="generating", unit="batch", leave=False, disable=n <= chunk):
+            sl = slice(begin, min(begin + chunk, n))
+            _, mag, wave = task.generate(params, model_state, cond[sl], stations[sl], seed=int(seed) + begin)
+            mags.append(mag)
+            waves.append(wave)
+        mag, wave = np.concatenate(mags), np.concatenate(waves).astype(np.float32)
+        unit = task._dataset.data_format.get("unit", "counts")
+        unit = unit.decode() if isinstance(unit, bytes) else str(unit)
+        names = []
+        with DatasetWriter(out, component_order=spec.components, sampling_rate=spec.sampling_rate,
+                           data_format_attrs={"unit": unit}) as writer:
+            for k in range(n):
+                names.append(writer.add(wave[k], {
+                    "source_id": f"generated{k:05d}", "source_magnitude": float(magnitude),
+                    "source_latitude_deg": float(lat), "source_longitude_deg": float(lon),
+                    "source_depth_km": float(depth), "station_code": str(station),
+                    "trace_sampling_rate_hz": spec.sampling_rate, "trace_npts": spec.n_samples,
+                    "trace_p_arrival_sample": spec.before_s * spec.sampling_rate, "trace_category": "generated",
+                    "trace_component_order": spec.components, "generation_seed": int(seed) + k // chunk * chunk,
+                    "generation_index": k, "generation_station_known": bool(known),
+                    "generation_workdir": str(workdir), "generation_checkpoint_step": ckpt_step}))
+        figure = _plot_generated(wave, mag, spec, out / "generated.png",
+                                 title=f"M {magnitude:g}, {lat:g} N {lon:g} E, {depth:g} km, station {station}"
+                                       + ("" if known else " (unknown: average station)"))
+    finally:
+        task.close()
+    log(f"generate: wrote {n} records of {len(spec.components)} components to {out} (checkpoint step {ckpt_step})")
+    return {"out": out, "n": n, "station_known": known, "checkpoint_step": ckpt_step, "figure": figure,
+            "trace_names": names}
+
+
+def _plot_generated(wave, mag, spec, path: Path, *, title: str, n_max: int = 4) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(n_max, len(wave))
+    comps = spec.components
+    freqs, times = spec.axes()
+    t = np.arange(wave.shape[-1]) / spec.sampling_rate - spec.before_s
+    fig, axes = plt.subplots(n, len(comps) + 1, figsize=(3.0 * (len(comps) + 1), 1.9 * n), squeeze=False)
+    for i in range(n):
+        for c, name in enumerate(comps):
+            ax = axes[i, c]
+            ax.plot(t, wave[i, c], lw=0.6, color="0.2")
+            ax.set_title(f"#{i} {name}", fontsize=8)
+            ax.tick_params(labelsize=7)
+        ax = axes[i, -1]
+        ax.imshow(np.log1p(mag[i, -1]), origin="lower", aspect="auto", cmap="magma",
+                  extent=(times[0] - spec.before_s, times[-1] - spec.before_s, freqs[0], freqs[-1]))
+        ax.set_title(f"#{i} log1p |STFT| {comps[-1]}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel("s from P", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def interpolate_latent(workdir, data, index_a: int, index_b: int, steps: int, out_png, *,
+                       step: int | None = None) -> Path:
+    """Decode ``steps`` points on the line between the codes of records ``index_a`` and ``index_b``
+    and draw their spectrograms (one row per point, one column per component) to ``out_png``.
+
+    ``data``: a dataset folder (the indices are its rows) or None for the run's own evaluation
+    records (indices into them). A row that the data checks reject is an InputError with the reason."""
+    from seisjax.data.spectrogram_data import prepare_records
+
+    workdir, out_png = Path(workdir), Path(out_png)
+    _check_run(workdir, need_cvae=False)
+    if int(steps) < 2:
+        raise InputError(f"steps = {steps}: need at least 2 (the two ends)")
+    task, params, model_state, _ = _restore(workdir, step)
+    try:
+        if data is None:
+            arrays = task._eval
+            if not (0 <= index_a < len(arrays["x"]) and 0 <= index_b < len(arrays["x"])):
+                raise InputError(f"indices {index_a}, {index_b}: the run has {len(arrays['x'])} evaluation records")
+            pick = {k: v[[index_a, index_b]] for k, v in arrays.items()}
+        else:
+            from seisjax.data.dataset import Dataset
+
+            with Dataset(data) as ds:
+                if not (0 <= index_a < len(ds) and 0 <= index_b < len(ds)):
+                    raise InputError(f"{data}: indices {index_a}, {index_b} outside its {len(ds)} rows")
+                pick, rejected = prepare_records(ds.select([index_a, index_b]), task.spec, progress=False,
+                                                 need_conditions=task.kind == "cvae")
+            if rejected:
+                raise InputError(f"{data}: row(s) rejected: " + "; ".join(f"{r['trace_name']}: {r['reason']} "
+                                                                          f"({r['detail']})" for r in rejected))
+            pick["cond"] = task.condition_vector(pick["magnitude"], pick["lat"], pick["lon"], pick["depth"],
+                                                 pick["station"])
+            pick["station_index"] = task.station_indices(pick["station"])
+        variables = {"params": params, **model_state}
+        model = task.model
+        x = jnp.asarray(pick["x"])
+        weights = np.linspace(0.0, 1.0, int(steps))
+        if task.kind == "ae":
+            h = model.apply(variables, x, train=False, method="encode")
+            path_h = jnp.stack([(1 - w) * h[0] + w * h[1] for w in weights])
+            decoded = model.apply(variables, path_h, train=False, method="decode")
+        else:
+            args = () if task.kind == "vae" else (jnp.asarray(pick["cond"]), jnp.asarray(pick["station_index"]))
+            mean, _ = model.apply(variables, x, *args, train=False, method="encode")
+            z = jnp.stack([(1 - w) * mean[0] + w * mean[1] for w in weights])
+            if task.kind == "vae":
+                decoded = model.apply(variables, z, train=False, method="decode")
+            else:
+                cond = jnp.stack([(1 - w) * args[0][0] + w * args[0][1] for w in weights])
+                station = jnp.where(jnp.asarray(weights) < 0.5, args[1][0], args[1][1]).astype(jnp.int32)
+                decoded = model.apply(variables, z, cond, station, train=False, method="decode")
+        decoded = np.asarray(decoded)
+        spec = task.spec
+    finally:
+        task.close()
+    return _plot_path(np.asarray(pick["x"]), decoded, weights, spec, out_png)
+
+
+def _plot_path(ends, decoded, weights, spec, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frames = spec.stft_shape[1]
+    comps = spec.components
+    rows = [("record A", ends[0])] + [(f"t = {w:.2f}", d) for w, d in zip(weights, decoded)] + [("record B", ends[1])]
+    fig, axes = plt.subplots(len(rows), len(comps), figsize=(2.8 * len(comps), 1.5 * len(rows)), squeeze=False)
+    for r, (label, image) in enumerate(rows):
+        for c, name in enumerate(comps):
+            ax = axes[r, c]
+            ax.imshow(image[:, :frames, c], origin="lower", aspect="auto", vmin=0, vmax=1, cmap="magma")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, fontsize=8)
+            if r == 0:
+                ax.set_title(name, fontsize=9)
+    fig.suptitle("latent interpolation (scaled log1p |STFT|)", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,268 @@
+"""Spectrogram autoencoders of the Marmara study: AE, beta-VAE and CVAE on ``(B, F, T, C)`` inputs.
+
+Encoder (all three): four 3x3 stride-2 convolutions ``features`` wide (32-64-128-256), each followed
+by batch normalisation and ReLU, so the input's height and width must be multiples of 16.
+
+Decoder: four 2x upsampling stages mirroring the encoder (256 -> 128 -> 64 -> 32 -> ``out_channels``),
+batch normalisation and ReLU after all but the last, and a sigmoid at the end: the inputs are
+min-max scaled to [0, 1], and an output in [0, 1] un-scales to magnitudes >= 0. ``upsample`` picks
+how a stage doubles the size:
+
+- ``"subpixel"`` (default): a 2x2 convolution to 4x the channels at the low resolution, then
+  depth-to-space. Each output pixel sees a 2x2 low-resolution neighbourhood, which holds every tap
+  of a 3x3 stride-2 transposed convolution, so this stage can express exactly what ``"transpose"``
+  does (16 against 9 weights per channel pair) while XLA runs it as a plain convolution;
+- ``"resize"``: nearest-neighbour 2x, then a 3x3 convolution (as many weights as ``"transpose"``);
+- ``"transpose"``: the seed's layer, a 3x3 stride-2 transposed convolution with
+  ``nn.ConvTranspose``'s parameters, computed as four phase convolutions
+  (:mod:`seisjax.ops.upsample`), because XLA's own CPU lowering of it is 20-50x slower than PyTorch.
+
+Latents: the AE keeps the spatial map ``(F/16, T/16, features[-1])``; the VAE and CVAE flatten it
+to mean and log-variance heads of ``latent`` dimensions and sample ``z = mean + exp(logvar/2) eps``
+with the ``"sample"`` RNG stream when ``train=True`` (the mean when ``train=False``, so evaluation is
+deterministic); their decoders start from a dense projection of ``z`` back to that map and need the
+input size (``input_shape`` = (F, T)) to do so.
+
+CVAE conditions: ``cond`` ``(B, 4)`` = magnitude and normalised latitude, longitude, depth;
+``station`` ``(B,)`` int32, where 0 is the "unknown station" embedding and known stations are
+1..``n_stations``. The station embedding (``station_dim``) and ``cond`` pass through a two-layer MLP
+to a ``cond_dim`` vector that joins the flattened encoder features before the mean/log-variance
+heads and ``z`` before the decoder's projection. The CVAE also predicts, from the condition vector,
+the per-channel minimum and maximum of the ``log1p`` magnitudes (output ``"log_scale"``, ``(B, 2,
+C)``), so that a spectrogram generated for new conditions can be un-scaled to amplitudes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from seisjax.errors import InputError
+from seisjax.ops.upsample import ConvTranspose3x3S2, depth_to_space
+from seisjax.registry import register_model
+
+__all__ = [
+    "UPSAMPLE_MODES",
+    "SpectralAE",
+    "SpectralCVAE",
+    "SpectralDecoder",
+    "SpectralEncoder",
+    "SpectralVAE",
+    "depth_to_space",
+    "kl_divergence",
+]
+
+UPSAMPLE_MODES = ("subpixel", "resize", "transpose")
+
+
+def kl_divergence(mean: jax.Array, logvar: jax.Array) -> jax.Array:
+    """``KL(N(mean, exp(logvar)) || N(0, 1))`` summed over the latent dimensions: ``(B, L)`` -> ``(B,)``."""
+    return 0.5 * jnp.sum(jnp.exp(logvar) + jnp.square(mean) - 1.0 - logvar, axis=-1)
+
+
+def _check_input(x, *, levels: int, input_shape=None):
+    if x.ndim != 4:
+        raise InputError(f"spectral models take (batch, frequencies, frames, channels), got shape {x.shape}")
+    if x.shape[1] % 2 ** levels or x.shape[2] % 2 ** levels:
+        raise InputError(f"spectrogram of {x.shape[1]} x {x.shape[2]}: both must be multiples of {2 ** levels} "
+                         f"for {levels} stride-2 levels (pad or crop the input)")
+    if input_shape is not None and tuple(x.shape[1:3]) != tuple(input_shape):
+        raise InputError(f"spectrogram of {x.shape[1]} x {x.shape[2]}, but the model was built for "
+                         f"input_shape={tuple(input_shape)}")
+
+
+class SpectralEncoder(nn.Module):
+    """Stride-2 3x3 convolutions + batch norm + ReLU: ``(B, F, T, C)`` -> ``(B, F/16, T/16, features[-1])``."""
+
+    features: Sequence[int] = (32, 64, 128, 256)
+    bn_momentum: float = 0.9
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        for i, width in enumerate(self.features):
+            x = nn.Conv(width, (3, 3), strides=(2, 2), padding="SAME", use_bias=False, name=f"conv{i}")(x)
+            x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, name=f"bn{i}")(x)
+            x = nn.relu(x)
+        return x
+
+
+class _Upsample(nn.Module):
+    width: int
+    mode: str
+    use_bias: bool
+
+    @nn.compact
+    def __call__(self, x):
+        if self.mode == "subpixel":
+            x = nn.Conv(4 * self.width, (2, 2), padding="SAME", use_bias=self.use_bias, name="conv")(x)
+            return depth_to_space(x, 2)
+        if self.mode == "resize":
+            x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+            return nn.Conv(self.width, (3, 3), padding="SAME", use_bias=self.use_bias, name="conv")(x)
+        if self.mode == "transpose":
+            # nn.ConvTranspose's parameters and function without XLA's slow CPU lowering (ops/upsample.py)
+            return ConvTranspose3x3S2(self.width, use_bias=self.use_bias, name="conv")(x)
+        raise InputError(f"upsample = {self.mode!r}: expected one of {', '.join(UPSAMPLE_MODES)}")
+
+
+class SpectralDecoder(nn.Module):
+    """Mirror of :class:`SpectralEncoder`: ``(B, F/16, T/16, features[-1])`` -> ``(B, F, T, out_channels)``
+    in [0, 1]."""
+
+    features: Sequence[int] = (32, 64, 128, 256)
+    out_channels: int = 3
+    upsample: str = "subpixel"
+    bn_momentum: float = 0.9
+
+    @nn.compact
+    def __call__(self, h, *, train: bool):
+        widths = list(self.features[-2::-1]) + [self.out_channels]
+        for i, width in enumerate(widths):
+            last = i == len(widths) - 1
+            h = _Upsample(width, self.upsample, use_bias=last, name=f"up{i}")(h)
+            if not last:
+                h = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, name=f"bn{i}")(h)
+                h = nn.relu(h)
+        return nn.sigmoid(h)
+
+
+@register_model("spectral_ae")
+class SpectralAE(nn.Module):
+    """Convolutional autoencoder with a spatial latent; see the module docstring."""
+
+    features: Sequence[int] = (32, 64, 128, 256)
+    out_channels: int = 3
+    upsample: str = "subpixel"
+    bn_momentum: float = 0.9
+
+    def setup(self):
+        if self.upsample not in UPSAMPLE_MODES:
+            raise InputError(f"upsample = {self.upsample!r}: expected one of {', '.join(UPSAMPLE_MODES)}")
+        self.encoder = SpectralEncoder(tuple(self.features), self.bn_momentum)
+        self.decoder = SpectralDecoder(tuple(self.features), self.out_channels, self.upsample, self.bn_momentum)
+
+    def encode(self, x, *, train: bool = False):
+        _check_input(x, levels=len(self.features))
+        return self.encoder(x, train=train)
+
+    def decode(self, h, *, train: bool = False):
+        return self.decoder(h, train=train)
+
+    def __call__(self, x, *, train: bool = False):
+        return {"recon": self.decode(self.encode(x, train=train), train=train)}
+
+
+class _Variational(nn.Module):
+    """Shared pieces of the VAE and the CVAE (not registered)."""
+
+    features: Sequence[int] = (32, 64, 128, 256)
+    latent: int = 128
+    out_channels: int = 3
+    upsample: str = "subpixel"
+    input_shape: Sequence[int] = (128, 112)
+    bn_momentum: float = 0.9
+
+    def _setup_common(self):
+        if self.upsample not in UPSAMPLE_MODES:
+            raise InputError(f"upsample = {self.upsample!r}: expected one of {', '.join(UPSAMPLE_MODES)}")
+        levels = len(self.features)
+        f, t = (int(v) for v in self.input_shape)
+        if f % 2 ** levels or t % 2 ** levels:
+            raise InputError(f"input_shape = {tuple(self.input_shape)}: both must be multiples of {2 ** levels}")
+        self.bottom = (f // 2 ** levels, t // 2 ** levels, int(self.features[-1]))
+        self.encoder = SpectralEncoder(tuple(self.features), self.bn_momentum)
+        self.decoder = SpectralDecoder(tuple(self.features), self.out_channels, self.upsample, self.bn_momentum)
+        self.to_mean = nn.Dense(self.latent)
+        self.to_logvar = nn.Dense(self.latent)
+        self.from_latent = nn.Dense(self.bottom[0] * self.bottom[1] * self.bottom[2])
+
+    def _features(self, x, train):
+        _check_input(x, levels=len(self.features), input_shape=self.input_shape)
+        h = self.encoder(x, train=train)
+        return h.reshape(h.shape[0], -1)
+
+    def _heads(self, h):
+        return self.to_mean(h), self.to_logvar(h)
+
+    def _project(self, z, train):
+        h = nn.relu(self.from_latent(z)).reshape(z.shape[0], *self.bottom)
+        return self.decoder(h, train=train)
+
+    def _sample(self, mean, logvar, train):
+        if not train:
+            return mean
+        eps = jax.random.normal(self.make_rng("sample"), mean.shape, mean.dtype)
+        return mean + jnp.exp(0.5 * logvar) * eps
+
+
+@register_model("spectral_vae")
+class SpectralVAE(_Variational):
+    """beta-VAE with a ``latent``-dimensional Gaussian code; see the module docstring."""
+
+    def setup(self):
+        self._setup_common()
+
+    def encode(self, x, *, train: bool = False):
+        """``(mean, logvar)``, each ``(B, latent)``."""
+        return self._heads(self._features(x, train))
+
+    def decode(self, z, *, train: bool = False):
+        """``(B, latent)`` -> ``(B, F, T, out_channels)`` in [0, 1]."""
+        return self._project(z, train)
+
+    def __call__(self, x, *, train: bool = False):
+        mean, logvar = self.encode(x, train=train)
+        z = self._sample(mean, logvar, train)
+        return {"recon": self.decode(z, train=train), "mean": mean, "logvar": logvar}
+
+
+@register_model("spectral_cvae")
+class SpectralCVAE(_Variational):
+    """Conditional VAE; ``n_stations`` known stations (embedding rows 1..n, row 0 = unknown)."""
+
+    n_stations: int = 1
+    station_dim: int = 16
+    cond_dim: int = 64
+    n_conditions: int = 4
+
+    def setup(self):
+        self._setup_common()
+        if int(self.n_stations) < 1:
+            raise InputError(f"n_stations = {self.n_stations}: need at least one known station")
+        self.station_embedding = nn.Embed(int(self.n_stations) + 1, self.station_dim)
+        self.cond_hidden = nn.Dense(self.cond_dim)
+        self.cond_out = nn.Dense(self.cond_dim)
+        self.to_log_scale = nn.Dense(2 * self.out_channels)
+
+    def condition(self, cond, station):
+        """The ``(B, cond_dim)`` condition vector of ``cond`` ``(B, 4)`` and ``station`` ``(B,)``."""
+        if cond.ndim != 2 or cond.shape[1] != self.n_conditions:
+            raise InputError(f"cond must be (batch, {self.n_conditions}) = magnitude, lat, lon, depth; "
+                             f"got shape {cond.shape}")
+        emb = self.station_embedding(station.astype(jnp.int32))
+        h = nn.relu(self.cond_hidden(jnp.concatenate([cond.astype(emb.dtype), emb], axis=-1)))
+        return nn.relu(self.cond_out(h))
+
+    def encode(self, x, cond, station, *, train: bool = False):
+        """``(mean, logvar)`` of q(z | x, c)."""
+        c = self.condition(cond, station)
+        return self._heads(jnp.concatenate([self._features(x, train), c], axis=-1))
+
+    def decode(self, z, cond, station, *, train: bool = False):
+        """Scaled spectrogram ``(B, F, T, C)`` of p(x | z, c)."""
+        return self._project(jnp.concatenate([z, self.condition(cond, station)], axis=-1), train)
+
+    def log_scale(self, cond, station):
+        """Predicted per-channel [min, max] of ``log1p`` magnitudes from the conditions alone (not
+        ``z``, so that amplitudes follow the conditions when ``z`` comes from the prior): ``(B, 2, C)``."""
+        out = self.to_log_scale(self.condition(cond, station))
+        return out.reshape(cond.shape[0], 2, self.out_channels)
+
+    def __call__(self, x, cond, station, *, train: bool = False):
+        mean, logvar = self.encode(x, cond, station, train=train)
+        z = self._sample(mean, logvar, train)
+        return {"recon": self.decode(z, cond, station, train=train), "mean": mean, "logvar": logvar,
+                "log_scale": self.log_scale(cond, station)}
