@@ -338,7 +338,8 @@ def bench_layers(args, twins) -> list[dict]:
                               tf, size, wshape, True))
                 cases.append((f"dec{i} masked {cin}->{cout}", conv_transpose_masked, tf, size, wshape, True))
                 jf = conv_transpose_phases
-            cases.append((f"dec{i} {mode} {cin}->{cout}", jf, tf, size, wshape, True))
+            label = "phases" if mode == "transpose" else mode   # the form the model uses (with masked for < 16)
+            cases.append((f"dec{i} {label} {cin}->{cout}", jf, tf, size, wshape, True))
         if i < len(widths) - 1:
             cases.append((f"dec{i} bn+relu {cout}", bn_relu_jax, bn_relu_torch,
                           (args.batch, f >> (level - 1), t >> (level - 1), cout), (2, cout), True))
@@ -363,7 +364,7 @@ def bench_layers(args, twins) -> list[dict]:
 
         xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).requires_grad_(input_grad)
         if len(wshape) == 4:
-            transposed = any(k in label for k in ("transpose", "masked"))
+            transposed = any(k in label for k in ("transpose", "phases", "masked"))
             wt = w.transpose(2, 3, 0, 1) if transposed else w.transpose(3, 2, 0, 1)
         else:
             wt = w

@@ -88,6 +88,8 @@ def get_config(arg=None):
         config.data.synthetic_events = 60
         config.data.sampling_rate = 50.0
         config.optim.stages = ((10, 2e-3, 0.9), (5, 5e-4, 0.9))
+        if kind == "cvae":  # twice the epochs: held-out LSD 12.4 -> 9.8 dB in about 4 minutes (issue 6)
+            config.optim.stages = ((20, 2e-3, 0.9), (10, 5e-4, 0.9))
         config.train.log_every_steps = 10
         config.train.eval_every_epochs = 5.0
         config.train.checkpoint_every_epochs = 5.0

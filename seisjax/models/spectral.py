@@ -23,7 +23,8 @@ with the ``"sample"`` RNG stream when ``train=True`` (the mean when ``train=Fals
 deterministic); their decoders start from a dense projection of ``z`` back to that map and need the
 input size (``input_shape`` = (F, T)) to do so.
 
-CVAE conditions: ``cond`` ``(B, 4)`` = magnitude and normalised latitude, longitude, depth;
+CVAE conditions: ``cond`` ``(B, n_conditions)`` = magnitude and normalised latitude, longitude, depth
+(and, with the task's ``distance_condition``, the standardised log10 hypocentral distance);
 ``station`` ``(B,)`` int32, where 0 is the "unknown station" embedding and known stations are
 1..``n_stations``. The station embedding (``station_dim``) and ``cond`` pass through a two-layer MLP
 to a ``cond_dim`` vector that joins the flattened encoder features before the mean/log-variance
@@ -238,9 +239,9 @@ class SpectralCVAE(_Variational):
         self.to_log_scale = nn.Dense(2 * self.out_channels)
 
     def condition(self, cond, station):
-        """The ``(B, cond_dim)`` condition vector of ``cond`` ``(B, 4)`` and ``station`` ``(B,)``."""
+        """The ``(B, cond_dim)`` condition vector of ``cond`` ``(B, n_conditions)`` and ``station`` ``(B,)``."""
         if cond.ndim != 2 or cond.shape[1] != self.n_conditions:
-            raise InputError(f"cond must be (batch, {self.n_conditions}) = magnitude, lat, lon, depth; "
+            raise InputError(f"cond must be (batch, {self.n_conditions}) = magnitude, lat, lon, depth[, log10 distance]; "
                              f"got shape {cond.shape}")
         emb = self.station_embedding(station.astype(jnp.int32))
         h = nn.relu(self.cond_hidden(jnp.concatenate([cond.astype(emb.dtype), emb], axis=-1)))

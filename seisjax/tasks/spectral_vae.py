@@ -25,8 +25,9 @@ Spectrograms are made once per run and split and cached in the workdir
 ``spectral_rejected.csv`` and counted in ``spectral_data.json``.
 
 Batches: ``x`` ``(B, F, T, C)`` in [0, 1], ``mask`` ``(B, F, T, 1)`` (0 on padded frames),
-``log_scale`` ``(B, 2, C)`` (per-channel min and max of log1p magnitudes), ``cond`` ``(B, 4)``
-(magnitude and standardised latitude, longitude, depth; mean and spread from the training rows) and
+``log_scale`` ``(B, 2, C)`` (per-channel min and max of log1p magnitudes), ``cond`` ``(B, 4 or 5)``
+(magnitude and standardised latitude, longitude, depth, and with ``task.distance_condition`` the
+standardised log10 hypocentral distance; mean and spread from the training rows) and
 ``station`` ``(B,)`` (1..n for the training set's stations in sorted order, 0 = unknown). With
 ``task.distance_condition`` (the default of the configs) ``cond`` is ``(B, 5)``: the fifth column is the
 standardised log10 hypocentral distance from the source to the station's coordinates (from the
