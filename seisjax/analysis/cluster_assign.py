@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from seisjax.errors import InputError
+from seisjax.errors import InputError, log_problems
 
 __all__ = ["cluster_dataset"]
 
@@ -117,12 +117,7 @@ def cluster_dataset(workdir, data, out, *, step: int | None = None, log=print) -
     log(f"cluster: {n} traces of {data}, checkpoint step {ckpt_step} of {workdir}")
     for j, count in enumerate(counts):
         log(f"  cluster {j}: {count} traces")
-    if problems:
-        log(f"  not clustered: {len(problems)} traces (cluster -1, reason in the 'problem' column):")
-        for name, reason in list(problems.items())[:20]:
-            log(f"    {name}: {reason}")
-        if len(problems) > 20:
-            log(f"    ... and {len(problems) - 20} more")
+    log_problems(log, problems, f"  not clustered: {len(problems)} traces (cluster -1, reason in the 'problem' column):")
     log(f"cluster: wrote {out}")
     return {"out": out, "rows": n, "counts": counts.tolist(), "problems": problems,
             "checkpoint_step": int(ckpt_step)}

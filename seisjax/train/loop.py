@@ -183,7 +183,8 @@ class _Setup:
         finally:
             if hasattr(batches, "close"):
                 batches.close()
-        means = {k: (s / c if c else float("nan")) for k, (s, c) in totals.items()}
+        # a metric that no example counted (e.g. an empty length bucket) has no mean: kept in totals only
+        means = {k: s / c for k, (s, c) in totals.items() if c}
         return means, totals, first
 
 

@@ -1,0 +1,188 @@
+"""Embeddings of whole records with a trained LSTM autoencoder: the ``embed`` command, linear probes
+and 2-D maps.
+
+``embed_dataset(workdir, data, out)`` restores the run (``lstm_ae`` task), prepares every row of
+the dataset at ``data`` as the run's task prepares its own records (components, resampling, cut
+around P, differencing, scaling; :meth:`seisjax.tasks.lstm_ae.LSTMAETask.prepare`), normalises them
+with the run's stored statistics (``<workdir>/normalisation.json``), embeds them in length-sorted
+batches and writes HDF5:
+
+- ``trace_name`` (str), ``row`` (int), ``embedding`` (N, D) float32, ``length`` (samples at the
+  run's rate), ``problem`` (str, "" when embedded), ``missing_components`` (str: zero-filled
+  components under ``data.missing_components = "zeros"``), and the label columns
+  ``path_distance_class`` / ``source_magnitude`` when the dataset has them;
+- attributes: ``mode`` ("bottleneck" or "reference"), ``embedding_layout`` ("[h_1, c_1, ...]"),
+  ``workdir``, ``data``, ``checkpoint_step``, ``sampling_rate``.
+
+A row that cannot be embedded (non-finite samples, too short, unreadable, missing component, no
+sampling rate) is written with a NaN embedding and its reason; it is never dropped.
+
+:func:`linear_probe` is a multinomial logistic regression (L2-regularised, full-batch, in JAX) on
+standardised embeddings: trained on one split, scored on another, beside the majority-class
+baseline (the most frequent training class predicted for every evaluation record).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from seisjax.errors import InputError, log_problems
+
+__all__ = ["embed_dataset", "linear_probe", "magnitude_bins", "pca_2d", "plot_embedding_map"]
+
+
+def magnitude_bins(magnitude, edges) -> np.ndarray:
+    """Magnitudes -> bin names ("<2", "2-3", ..., ">=5" for edges (2, 3, 4, 5)); "" when unknown."""
+    magnitude = np.asarray(magnitude, np.float64)
+    edges = list(edges)
+    names = [f"<{edges[0]:g}"] + [f"{a:g}-{b:g}" for a, b in zip(edges[:-1], edges[1:])] + [f">={edges[-1]:g}"]
+    index = np.searchsorted(edges, magnitude, side="right")
+    out = np.array(names, dtype=object)[np.clip(index, 0, len(names) - 1)]
+    out[~np.isfinite(magnitude)] = ""
+    return out.astype(str)
+
+
+def pca_2d(z: np.ndarray) -> np.ndarray:
+    """First two principal coordinates of ``z`` (N, D)."""
+    zc = z - z.mean(0)
+    if len(z) < 2:
+        return np.zeros((len(z), 2))
+    vt = np.linalg.svd(zc, full_matrices=False)[2]
+    out = zc @ vt[:2].T
+    return out if out.shape[1] == 2 else np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
+
+
+def _fit_logistic(x, y, n_classes, *, l2, steps, lr):
+    """Full-batch Adam on the mean cross-entropy + ``l2 * |W|^2`` (bias free of the penalty)."""
+    import optax
+
+    params = {"w": jnp.zeros((x.shape[1], n_classes)), "b": jnp.zeros(n_classes)}
+    tx = optax.adam(lr)
+
+    def loss_fn(p):
+        logits = x @ p["w"] + p["b"]
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y)) + l2 * jnp.sum(p["w"] ** 2)
+
+    def step(carry, _):
+        p, state = carry
+        grads = jax.grad(loss_fn)(p)
+        updates, state = tx.update(grads, state, p)
+        return (optax.apply_updates(p, updates), state), None
+
+    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
+    return params
+
+
+def linear_probe(z_train, y_train, z_eval, y_eval, *, l2: float = 1e-3, steps: int = 500, lr: float = 0.05,
+                 seed: int = 0) -> dict:
+    """Logistic-regression probe of labels from embeddings: fit on ``(z_train, y_train)``, score on
+    ``(z_eval, y_eval)``. Features are standardised with the training mean and std. Returns
+    ``{"accuracy", "majority_baseline" (the training majority class predicted for every evaluation
+    record), "best_constant_on_eval" (the evaluation set's own most frequent class: an upper bound of
+    any constant guess), "majority_class", "classes", "n_train", "n_eval", "eval_class_counts"}``;
+    evaluation labels unseen in training count as errors."""
+    del seed  # full-batch and zero-initialised: deterministic
+    z_train, z_eval = np.asarray(z_train, np.float64), np.asarray(z_eval, np.float64)
+    y_train, y_eval = np.asarray(y_train).astype(str), np.asarray(y_eval).astype(str)
+    if len(z_train) == 0 or len(z_eval) == 0:
+        raise InputError("linear_probe: empty training or evaluation set")
+    classes, codes = np.unique(y_train, return_inverse=True)
+    mean, std = z_train.mean(0), z_train.std(0)
+    std = np.where(std > 0, std, 1.0)
+    scale = lambda z: jnp.asarray((z - mean) / std, jnp.float32)  # noqa: E731
+    params = jax.jit(_fit_logistic, static_argnames=("n_classes", "steps"))(
+        scale(z_train), jnp.asarray(codes), n_classes=len(classes), l2=l2, steps=steps, lr=lr)
+    predicted = classes[np.asarray(jnp.argmax(scale(z_eval) @ params["w"] + params["b"], axis=1))]
+    majority = classes[np.bincount(codes).argmax()]
+    eval_classes, eval_counts = np.unique(y_eval, return_counts=True)
+    return {"accuracy": float(np.mean(predicted == y_eval)), "majority_baseline": float(np.mean(y_eval == majority)),
+            "best_constant_on_eval": float(eval_counts.max() / len(y_eval)),
+            "majority_class": str(majority), "classes": classes.tolist(), "n_train": int(len(z_train)),
+            "n_eval": int(len(z_eval)), "eval_class_counts": dict(zip(eval_classes.tolist(), eval_counts.tolist()))}
+
+
+def plot_embedding_map(z: np.ndarray, colours: dict, path, *, title: str = "") -> Path:
+    """2-D PCA of ``z``, one panel per ``{name: labels}`` (a plain panel when there are none)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xy = pca_2d(np.asarray(z, np.float64))
+    panels = list(colours.items()) or [("records", np.full(len(z), "all"))]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4), squeeze=False)
+    for ax, (name, labels) in zip(axes[0], panels):
+        labels = np.asarray(labels).astype(str)
+        for j, value in enumerate(np.unique(labels)):
+            sel = labels == value
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=4, alpha=0.6, color=f"C{j % 10}", label=value or "unknown")
+        ax.set_xlabel("PC 1")
+        ax.set_ylabel("PC 2")
+        ax.legend(fontsize=7, markerscale=3, title=name, title_fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def embed_dataset(workdir, data, out, *, step: int | None = None, batch_size: int = 256, log=print) -> dict:
+    """Embed every row of the dataset at ``data`` with the trained ``lstm_ae`` run in ``workdir``
+    (checkpoint ``step``, default the latest) and write ``out`` (HDF5, see the module docstring).
+    Returns ``{"out", "rows", "embedded", "problems" ({trace_name: reason}), "checkpoint_step"}``."""
+    import h5py
+
+    from seisjax import config as config_lib
+    from seisjax.data.dataset import Dataset
+    from seisjax.tasks.lstm_ae import NORMALISATION_FILE
+    from seisjax.train.loop import restore_trained
+
+    workdir, data, out = Path(workdir), Path(data), Path(out)
+    config = config_lib.load_saved_config(workdir)
+    if config.task.get("name") != "lstm_ae":
+        raise InputError(f"{workdir}: a {config.task.get('name')!r} run; `embed` needs an lstm_ae run")
+    if not (workdir / NORMALISATION_FILE).exists():
+        raise InputError(f"{workdir}: no {NORMALISATION_FILE} (the run's normalisation statistics); "
+                         "was it trained with this version?")
+    if not data.is_dir():
+        raise InputError(f"--data {data}: not a dataset folder")
+    if not out.parent.is_dir():
+        raise InputError(f"--out {out}: folder {out.parent} does not exist")
+    _, task, state, ckpt_step = restore_trained(workdir, step=step)
+    dataset = Dataset(data)
+    try:
+        recs = task.prepare(dataset)
+        host = jax.device_get(state)
+        z = task.embed_records(host.params, host.model_state, recs, batch_size=batch_size, progress=True)
+    finally:
+        task.close()
+        dataset.close()
+    strings = h5py.string_dtype()
+    with h5py.File(out, "w") as f:
+        f.create_dataset("trace_name", data=recs.names.astype(object), dtype=strings)
+        f.create_dataset("row", data=np.arange(len(recs), dtype=np.int64))
+        f.create_dataset("embedding", data=z)
+        f.create_dataset("length", data=recs.lengths)
+        f.create_dataset("problem", data=recs.problems.astype(str).astype(object), dtype=strings)
+        f.create_dataset("missing_components", data=recs.missing.astype(str).astype(object), dtype=strings)
+        for name, values in recs.labels.items():
+            values = np.asarray(values)
+            if values.dtype.kind in "fiu":
+                f.create_dataset(name, data=values)
+            else:
+                f.create_dataset(name, data=values.astype(str).astype(object), dtype=strings)
+        f.attrs.update({"mode": str(task.model.mode), "embedding_layout": "[h_1, c_1, h_2, c_2, ...]",
+                        "workdir": str(workdir), "data": str(data), "checkpoint_step": int(ckpt_step),
+                        "sampling_rate": float(config.data.sampling_rate)})
+    bad = recs.problems != ""
+    problems = dict(zip(recs.names[bad].tolist(), recs.problems[bad].tolist()))
+    log(f"embed: {len(recs)} records of {data}, checkpoint step {ckpt_step} of {workdir} ({task.model.mode} mode)")
+    log_problems(log, problems, f"  not embedded: {len(problems)} (NaN embedding, reason in 'problem'):")
+    log(f"embed: wrote {out}")
+    return {"out": out, "rows": len(recs), "embedded": int((~bad).sum()), "problems": problems,
+            "checkpoint_step": int(ckpt_step)}

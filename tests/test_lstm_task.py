@@ -1,0 +1,210 @@
+"""LSTM autoencoder task: masked L1, records from a dataset, bucketed resumable batches, the engine."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from seisjax.errors import InputError
+from seisjax.tasks.lstm_ae import BucketBatchIterator, LSTMAETask, masked_l1
+
+FAST_COMPILE = True
+
+
+def _config(**data):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "lstm_ae.py"
+    spec = importlib.util.spec_from_file_location("lstm_ae_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config("toy")
+    config.data.update(data)
+    return config
+
+
+def write_records_dataset(path, *, seed=0):
+    """8 records: Z/N/E, 100 and 40 Hz, P and S picks, one NaN, one too short, two Z-only."""
+    from seisjax.data.dataset import DatasetWriter
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    with DatasetWriter(path, component_order="ZNE", sampling_rate=None) as writer:
+        for i in range(8):
+            rate = 100.0 if i % 2 == 0 else 40.0
+            npts = int(rate * rng.uniform(8, 14))
+            wave = rng.normal(size=(3, npts)).astype(np.float32)
+            comps = "ZNE"
+            if i in (5, 6):
+                wave[1:] = 0.0
+                comps = "Z"
+            if i == 3:
+                wave[0, 10] = np.nan
+            p = rate * 2.0
+            s = rate * (3.0 if i != 4 else 2.05)  # row 4: S right after P -> a record too short
+            meta = dict(trace_sampling_rate_hz=rate, trace_p_arrival_sample=p, trace_s_arrival_sample=s,
+                        trace_components=comps, split="train" if i < 6 else "dev",
+                        path_distance_class="local" if i % 3 else "teleseismic", source_magnitude=1.0 + i / 2)
+            writer.add(wave, meta)
+            rows.append((rate, npts, p, s))
+    return rows
+
+
+def test_masked_l1_against_numpy():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 16, 2)).astype(np.float32)
+    recon = rng.normal(size=(3, 16, 2)).astype(np.float32)
+    lengths = np.array([16, 5, 1])
+    expected = np.mean([np.abs(recon[i, :n] - x[i, :n]).sum() / n for i, n in enumerate(lengths)])
+    got = float(jnp.mean(masked_l1(jnp.asarray(recon), jnp.asarray(x), jnp.asarray(lengths))))
+    assert got == pytest.approx(expected, rel=1e-6)
+
+
+def test_bucketed_batches_sorted_resumable_and_sharded():
+    lengths = np.random.default_rng(1).integers(10, 500, size=203)
+    make = lambda rows, glob: {"rows": rows, "glob": glob}  # noqa: E731
+    it = BucketBatchIterator(lengths, global_batch_size=8, seed=3, make_batch=make, chunk_batches=4)
+    epoch = [next(it)["rows"] for _ in range(it.steps_per_epoch)]
+    seen = np.concatenate(epoch)
+    assert len(seen) == 25 * 8 == len(np.unique(seen))  # every record at most once, 3 left out
+    # sorting within chunks of 4 batches: far less spread per batch than random batches
+    spread = np.mean([np.ptp(lengths[b]) for b in epoch])
+    random_spread = np.mean([np.ptp(lengths[b]) for b in np.random.default_rng(0).permutation(200).reshape(25, 8)])
+    assert spread < 0.5 * random_spread
+    # resume: a new iterator restored from the state after 7 batches continues identically
+    it2 = BucketBatchIterator(lengths, global_batch_size=8, seed=3, make_batch=make, chunk_batches=4)
+    for _ in range(7):
+        next(it2)
+    state = json.loads(json.dumps(it2.state()))
+    it3 = BucketBatchIterator(lengths, global_batch_size=8, seed=3, make_batch=make, chunk_batches=4)
+    it3.restore(state)
+    for _ in range(30):  # across the epoch boundary
+        np.testing.assert_array_equal(next(it3)["rows"], next(it2)["rows"])
+    # two processes: their shares concatenate to the single-process batch; both see the global rows
+    shares = [BucketBatchIterator(lengths, global_batch_size=8, seed=3, make_batch=make, chunk_batches=4,
+                                  process_index=p, process_count=2) for p in range(2)]
+    for b in epoch[:5]:
+        parts = [next(s) for s in shares]
+        np.testing.assert_array_equal(np.concatenate([p["rows"] for p in parts]), b)
+        np.testing.assert_array_equal(parts[1]["glob"], b)
+    with pytest.raises(InputError, match="global_batch_size"):
+        it3.restore({**state, "global_batch_size": 16})
+
+
+def test_records_from_dataset_cut_resample_problems_and_normalisation(tmp_path):
+    rows = write_records_dataset(tmp_path / "ds")
+    config = _config(source="dataset", path=str(tmp_path / "ds"), sampling_rate=20.0, pre_p=10, end="s_coda",
+                     s_coda_factor=1.0, min_length=16, max_length=64, bucket_lengths=(32, 64),
+                     missing_components="zeros", record_scale="none")
+    task = LSTMAETask(config, workdir=tmp_path / "run")
+    recs = task.prepare(task._dataset, progress=False)
+    assert recs.problems[3] == "non-finite samples"
+    assert recs.problems[4].startswith("too short")
+    assert recs.missing[5] == "NE" and recs.missing[6] == "NE" and recs.missing[0] == ""
+    for i, (rate, npts, p, s) in enumerate(rows):
+        if recs.problems[i]:
+            continue
+        p20, s20 = p * 20 / rate, s * 20 / rate  # P at 2 s, S at 3 s: end = S + (S - P) = 4 s
+        expected = min(int(np.ceil(s20 + (s20 - p20))) - int(round(p20) - 10), 64)
+        assert recs.lengths[i] == expected == 50
+    # the record is the resampled trace from P - pre_p, demeaned (record_scale none)
+    from scipy.signal import resample_poly
+
+    raw = task._dataset.get_waveforms(1)  # 40 Hz -> 20 Hz
+    ref = resample_poly(raw.astype(np.float64), 1, 2, axis=-1)[:, 30:80].T
+    np.testing.assert_allclose(recs.records[1], ref - ref.mean(0), atol=1e-5)
+    # zero-filled components stay zero, and are flagged
+    assert np.all(recs.records[5][:, 1:] == 0)
+    # normalisation: numpy over the usable training records, stored and reused
+    norm = task.normalisation()
+    train = task.records("train")
+    good = np.concatenate([train.records[i] for i in train.good()])
+    np.testing.assert_allclose(norm["mean"], good.mean(0), atol=1e-6)
+    np.testing.assert_allclose(norm["std"], good.std(0), rtol=1e-5)
+    stored = json.loads((tmp_path / "run" / "normalisation.json").read_text())
+    assert stored["records"] == len(train.good()) == 4  # rows 0, 1, 2, 5 (3: NaN, 4: too short)
+    other = LSTMAETask(_config(source="dataset", path=str(tmp_path / "ds"), sampling_rate=20.0, pre_p=0,
+                               max_length=64, bucket_lengths=(32, 64), missing_components="zeros"),
+                       workdir=tmp_path / "run")
+    np.testing.assert_array_equal(other.normalisation()["std"], norm["std"])  # read, not recomputed
+    batch = task.make_batch(train, np.array([0, 5]))
+    assert batch["x"].shape == (2, 64, 3) and batch["bucket"].tolist() == [1, 1]
+    np.testing.assert_allclose(batch["x"][0, :50], (train.records[0] - norm["mean"]) / norm["std"], rtol=1e-5)
+    assert np.all(batch["x"][1, :, 1:] == 0) and np.all(batch["x"][:, 50:] == 0)
+    task.close()
+    other.close()
+
+
+def test_missing_components_error_names_the_traces(tmp_path):
+    write_records_dataset(tmp_path / "ds")
+    with pytest.raises(InputError, match="2 trace\\(s\\) lack.*trace_components"):
+        LSTMAETask(_config(source="dataset", path=str(tmp_path / "ds"), missing_components="error"),
+                   workdir=tmp_path / "run")
+    with pytest.raises(InputError, match="component\\(s\\) X"):
+        LSTMAETask(_config(source="dataset", path=str(tmp_path / "ds"), components="ZX"), workdir=tmp_path / "r2")
+    # Z alone is present everywhere: accepted
+    task = LSTMAETask(_config(source="dataset", path=str(tmp_path / "ds"), components="Z"), workdir=tmp_path / "r3")
+    assert task.model_kwargs()["out_channels"] == 1
+    task.close()
+
+
+def test_tiny_run_through_the_engine(tmp_path):
+    from seisjax.train.loop import evaluate, train_and_evaluate
+
+    config = _config(bucket_lengths=(32, 64))
+    config.train.eval_every_epochs = None
+    result = train_and_evaluate(config, tmp_path / "run")
+    assert result["step"] == 8 and np.isfinite(result["train"]["loss"])
+    assert (tmp_path / "run" / "normalisation.json").exists()
+    metrics_path = evaluate(tmp_path / "run")
+    record = json.loads(metrics_path.read_text())
+    sums = record["sums"]
+    buckets = [k for k in sums if k.startswith("l1_len_")]
+    assert sorted(buckets) == ["l1_len_1-32", "l1_len_33-64"]
+    # the length buckets partition the evaluation records: counts and error add up to the total
+    assert sum(sums[k][1] for k in buckets) == sums["loss"][1] == record["data"]["examples"] == 24
+    assert sum(sums[k][0] for k in buckets) == pytest.approx(sums["loss"][0], rel=1e-5)
+    # the all-zero baseline is the L1 of the normalised evaluation records themselves
+    from seisjax.tasks.lstm_ae import toy_records
+
+    norm = json.loads((tmp_path / "run" / "normalisation.json").read_text())
+    toy = toy_records(96, channels=3, seed=0, min_length=16, max_length=64)
+    zero = [np.abs((r - norm["mean"]) / np.asarray(norm["std"])).sum() / len(r) for r in toy.records[72:]]
+    assert record["metrics"]["l1_zero_baseline"] == pytest.approx(np.mean(zero), rel=1e-4)
+    report = json.loads((metrics_path.parent / "embeddings.json").read_text())
+    probe = report["probes"]["path_distance_class"]
+    assert probe["n_train"] == 72 and probe["n_eval"] == 24
+    assert 0.0 <= probe["majority_baseline"] <= 1.0
+    assert (metrics_path.parent / "embedding_map.png").stat().st_size > 0
+
+
+def test_phasenet_single_channel_records_explicit(shared_data, tmp_path):
+    """Real PhaseNet records (some single-channel EHZ): refused by name, or zero-filled and flagged."""
+    from seisjax.data.convert import convert_phasenet
+
+    convert_phasenet(shared_data / "phasenet", tmp_path / "pn", progress=False)
+    common = dict(source="dataset", path=str(tmp_path / "pn"), sampling_rate=20.0, pre_p=20, min_length=64,
+                  max_length=512, bucket_lengths=(256, 512), end="record")
+    from seisjax.data.dataset import Dataset
+
+    with Dataset(tmp_path / "pn") as ds:
+        present = ds.metadata["trace_components"].fillna("").astype(str).to_numpy()
+    expected = np.array(["".join(c for c in "ZNE" if c not in p) for p in present])
+    assert (expected != "").sum() >= 36  # the README's 36 single-channel records at least
+    with pytest.raises(InputError, match=f"{int((expected != '').sum())} trace\\(s\\) lack"):
+        LSTMAETask(_config(**common), workdir=tmp_path / "run")
+    task = LSTMAETask(_config(**common, missing_components="zeros"), workdir=tmp_path / "run")
+    recs = task.prepare(task._dataset, progress=False)
+    np.testing.assert_array_equal(recs.missing.astype(str), expected)
+    assert (recs.problems == "").all()
+    single = expected == "NE"
+    # 90 s at 100 Hz, P at sample 3000: cut at P - 1 s and cropped at 512 samples (25.6 s) at 20 Hz
+    assert (recs.lengths == 512).all()
+    assert all(np.all(recs.records[i][:, 1:] == 0) for i in np.flatnonzero(single))
+    # Z alone: every record usable without any zero filling
+    z_only = LSTMAETask(_config(**common, components="Z"), workdir=tmp_path / "run_z")
+    assert (z_only.prepare(z_only._dataset, progress=False).problems == "").all()
+    task.close()
+    z_only.close()
