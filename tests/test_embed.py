@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seisjax.analysis.embeddings import embed_dataset, linear_probe, magnitude_bins, pca_2d
+from seisjax.analysis.embeddings import embed_dataset, linear_probe, magnitude_bins, nonlinear_2d, pca_2d
 
 FAST_COMPILE = True
 
@@ -97,3 +97,20 @@ def test_embed_refuses_other_runs(tmp_path):
     (tmp_path / "run" / "config.json").write_text('{"task": {"name": "dec"}}')
     with pytest.raises(InputError, match="lstm_ae"):
         embed_dataset(tmp_path / "run", tmp_path, tmp_path / "x.h5")
+
+
+def test_nonlinear_map_separates_two_clusters_where_installed():
+    """UMAP or t-SNE are optional: without them the map is PCA only (None here); with one, two
+    well-separated groups in 16-D stay apart in its 2-D map."""
+    rng = np.random.default_rng(0)
+    z = np.concatenate([rng.normal(0, 1, (40, 16)), rng.normal(0, 1, (40, 16)) + 8.0])
+    result = nonlinear_2d(z)
+    installed = any(importlib.util.find_spec(m) is not None for m in ("umap", "sklearn"))
+    if not installed:
+        assert result is None
+        pytest.skip("neither umap-learn nor scikit-learn is installed: the embedding map is PCA only")
+    name, xy = result
+    assert name in ("UMAP", "t-SNE") and xy.shape == (80, 2)
+    a, b = xy[:40], xy[40:]
+    gap = np.linalg.norm(a.mean(0) - b.mean(0))
+    assert gap > 2 * max(a.std(0).max(), b.std(0).max())

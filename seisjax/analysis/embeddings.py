@@ -32,7 +32,7 @@ import numpy as np
 
 from seisjax.errors import InputError, log_problems
 
-__all__ = ["embed_dataset", "linear_probe", "magnitude_bins", "pca_2d", "plot_embedding_map"]
+__all__ = ["embed_dataset", "linear_probe", "magnitude_bins", "nonlinear_2d", "pca_2d", "plot_embedding_map"]
 
 
 def magnitude_bins(magnitude, edges) -> np.ndarray:
@@ -54,6 +54,25 @@ def pca_2d(z: np.ndarray) -> np.ndarray:
     vt = np.linalg.svd(zc, full_matrices=False)[2]
     out = zc @ vt[:2].T
     return out if out.shape[1] == 2 else np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
+
+
+def nonlinear_2d(z: np.ndarray, *, seed: int = 0) -> tuple[str, np.ndarray] | None:
+    """A 2-D non-linear map of ``z`` (N, D) where a library for it is installed: UMAP (``umap-learn``)
+    first, else t-SNE (scikit-learn); ``None`` when neither is (seisjax does not depend on them)."""
+    if len(z) < 5:
+        return None
+    try:
+        import umap
+
+        return "UMAP", umap.UMAP(n_components=2, random_state=seed).fit_transform(z)
+    except ImportError:
+        pass
+    try:
+        from sklearn.manifold import TSNE
+    except ImportError:
+        return None
+    perplexity = float(min(30.0, (len(z) - 1) / 3))
+    return "t-SNE", TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(z)
 
 
 def _fit_logistic(x, y, n_classes, *, l2, steps, lr):
@@ -106,23 +125,29 @@ def linear_probe(z_train, y_train, z_eval, y_eval, *, l2: float = 1e-3, steps: i
 
 
 def plot_embedding_map(z: np.ndarray, colours: dict, path, *, title: str = "") -> Path:
-    """2-D PCA of ``z``, one panel per ``{name: labels}`` (a plain panel when there are none)."""
+    """2-D maps of ``z``, one panel per ``{name: labels}`` (a plain panel when there are none): a row
+    for PCA, and a row for UMAP or t-SNE where installed (:func:`nonlinear_2d`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    xy = pca_2d(np.asarray(z, np.float64))
+    z = np.asarray(z, np.float64)
+    maps = [("PC", pca_2d(z))]
+    other = nonlinear_2d(z)
+    if other is not None:
+        maps.append(other)
     panels = list(colours.items()) or [("records", np.full(len(z), "all"))]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4), squeeze=False)
-    for ax, (name, labels) in zip(axes[0], panels):
-        labels = np.asarray(labels).astype(str)
-        for j, value in enumerate(np.unique(labels)):
-            sel = labels == value
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=4, alpha=0.6, color=f"C{j % 10}", label=value or "unknown")
-        ax.set_xlabel("PC 1")
-        ax.set_ylabel("PC 2")
-        ax.legend(fontsize=7, markerscale=3, title=name, title_fontsize=8)
+    fig, axes = plt.subplots(len(maps), len(panels), figsize=(4.4 * len(panels), 4 * len(maps)), squeeze=False)
+    for row, (method, xy) in zip(axes, maps):
+        for ax, (name, labels) in zip(row, panels):
+            labels = np.asarray(labels).astype(str)
+            for j, value in enumerate(np.unique(labels)):
+                sel = labels == value
+                ax.scatter(xy[sel, 0], xy[sel, 1], s=4, alpha=0.6, color=f"C{j % 10}", label=value or "unknown")
+            ax.set_xlabel(f"{method} 1")
+            ax.set_ylabel(f"{method} 2")
+            ax.legend(fontsize=7, markerscale=3, title=name, title_fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path = Path(path)

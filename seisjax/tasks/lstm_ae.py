@@ -48,7 +48,7 @@ pairs), per channel, and ``l1_zero_baseline``: the error of an all-zero reconstr
 converges to when the model predicts nothing); ``eval_report`` writes ``embeddings.json`` with a
 linear probe (multinomial logistic regression on the embeddings, trained on the training split,
 scored on the evaluation split, beside the majority-class baseline) for ``path_distance_class`` and a magnitude bin
-(``eval.magnitude_bins``), and ``embedding_map.png`` (2-D PCA coloured by that metadata).
+(``eval.magnitude_bins``), and ``embedding_map.png`` (2-D PCA, and UMAP or t-SNE where installed, coloured by that metadata).
 """
 
 from __future__ import annotations
