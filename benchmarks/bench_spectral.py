@@ -292,7 +292,7 @@ def bench_layers(args, twins) -> list[dict]:
     import torch
     import torch.nn.functional as F
 
-    from seisjax.ops.upsample import conv_transpose_masked, conv_transpose_phases
+    from seisjax.ops.upsample import conv_transpose_masked, conv_transpose_phases, depth_to_space
 
     features = (32, 64, 128, 256)
     f, t = args.shape
@@ -323,7 +323,7 @@ def bench_layers(args, twins) -> list[dict]:
         size = (args.batch, f >> level, t >> level, cin)
         for mode in args.modes:
             if mode == "subpixel":
-                jf = lambda x, w: _d2s(jax.lax.conv_general_dilated(x, w, (1, 1), ((0, 1), (0, 1)), dimension_numbers=dn))
+                jf = lambda x, w: depth_to_space(jax.lax.conv_general_dilated(x, w, (1, 1), ((0, 1), (0, 1)), dimension_numbers=dn), 2)
                 tf = lambda x, w: F.pixel_shuffle(F.conv2d(F.pad(x, (0, 1, 0, 1)), w), 2)
                 wshape = (2, 2, cin, 4 * cout)
             elif mode == "resize":
@@ -387,12 +387,6 @@ def bench_layers(args, twins) -> list[dict]:
         print(f"  {label:<28} JAX {jms:8.2f} ms | PyTorch {tms:8.2f} ms | JAX / PyTorch speed {tms / jms:5.2f}",
               flush=True)
     return results
-
-
-def _d2s(x):
-    from seisjax.models.spectral import depth_to_space
-
-    return depth_to_space(x, 2)
 
 
 # ----------------------------------------------------------------------------- main

@@ -639,9 +639,10 @@ class DECTask(AutoencoderTask):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        if z.shape[1] > 2:  # first two principal axes
-            zc = z - z.mean(0)
-            z = zc @ np.linalg.svd(zc, full_matrices=False)[2][:2].T
+        if z.shape[1] > 2:
+            from seisjax.analysis.embeddings import pca_2d
+
+            z = pca_2d(z)
         panels = [("cluster", clusters)] + ([("truth", truth)] if truth is not None else [])
         fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
         for ax, (what, labels) in zip(axes[0], panels):
