@@ -105,8 +105,9 @@ def run(workdir: str | Path, *, events: int | None = None, seed: int = 0, overwr
     print("\n== by SNR (group SNR: median of its traces' true SNR)\n" + scores["table_md"])
     for label, goal in scores["goal"].items():
         if goal["groups"]:
-            print(f"goal, {label}: SymAE envelope {goal['symae_envelope']:.3f} vs best baseline "
-                  f"{goal['best_baseline']} {goal['best_baseline_correlation']:.3f} ({goal['groups']} groups)")
+            print(f"goal, {label}: SymAE envelope {goal['symae_envelope']:.3f} (data stacked on SymAE's shifts "
+                  f"{goal['symae_stack']:.3f}) vs best baseline {goal['best_baseline']} "
+                  f"{goal['best_baseline_correlation']:.3f} ({goal['groups']} groups)")
     print(f"\nResults are in {workdir} ({timings['total_s'] / 60:.1f} min: data {timings['data_s']:.0f} s, training "
           f"{timings['train_s']:.0f} s, extraction {timings['extract_s']:.0f} s, scoring {timings['score_s']:.0f} s):\n"
           f"  data and truth     {data_dir}\n"

@@ -175,6 +175,15 @@ def test_stf_normalisation_and_signed_estimate(extracted):
         mean = inputs.mean(0) - inputs.mean()
         cc = np.fft.irfft(np.fft.rfft(res.stf_signed[g] - res.stf_signed[g].mean()) * np.conj(np.fft.rfft(mean)), NT)
         assert cc[np.argmax(np.abs(cc))] > 0
+    # the data stacked on SymAE's clock: a phase-weighted stack of the traces advanced by the refined shifts
+    from seisjax.analysis.baselines import phase_weighted_stack
+    for g in range(len(groups.pixels)):
+        m = groups.mask[g]
+        advanced = np.asarray(fourier_shift(jnp.asarray(groups.traces[g][m]), -jnp.asarray(res.shifts[g][m])))
+        stack = phase_weighted_stack(advanced.astype(np.float64))
+        np.testing.assert_allclose(res.stf_stack_signed[g], stack / np.abs(stack).max(), atol=2e-4)
+        envelope = np.abs(scipy.signal.hilbert(stack))
+        np.testing.assert_allclose(res.stf_stack[g], envelope / envelope.max(), atol=2e-4)
 
 
 def test_vmapped_extraction_equals_each_event_alone(extracted, model_params):
@@ -218,8 +227,8 @@ def test_hdf5_layout(extracted, tmp_path):
         assert sorted(f) == ["ev1", "ev2", "ev_0"]                  # "/" in a source id becomes "_"
         assert sorted(f["ev_0"]) == ["10", "11", "best_trace_ids", "kl_history", "l1_history", "loss_history",
                                      "nuisance"]
-        assert set(f["ev1/12"]) == {"stf", "stf_signed", "virtual", "aligned", "shifts", "shifts_samples",
-                                    "shifts_initial", "trace_ids", "displacement_envelope"}
+        assert set(f["ev1/12"]) == {"stf", "stf_signed", "stf_stack", "stf_stack_signed", "virtual", "aligned",
+                                    "shifts", "shifts_samples", "shifts_initial", "trace_ids", "displacement_envelope"}
         attrs = dict(f.attrs)
     assert attrs["time_start"] == -8.0 and attrs["sampling_rate"] == 1.0 and attrs["nt"] == NT
     assert (attrs["N"], attrs["alpha"], attrs["lr"], attrs["steps"], attrs["checkpoint_step"]) == (4, 0.1, 0.1, 15, 123)
@@ -230,6 +239,7 @@ def test_hdf5_layout(extracted, tmp_path):
         pix = back["events"][groups.source_ids[e]]["pixels"][groups.pixels[g]]
         valid = groups.mask[g]
         np.testing.assert_array_equal(pix["stf"], res.stf[g])
+        np.testing.assert_array_equal(pix["stf_stack_signed"], res.stf_stack_signed[g])
         np.testing.assert_array_equal(pix["virtual"], res.virtual[g])
         np.testing.assert_array_equal(pix["aligned"], res.aligned[g][valid])
         np.testing.assert_array_equal(pix["shifts_samples"], res.shifts[g][valid])

@@ -46,6 +46,11 @@ traces, ``(G, M, nt)``, a mask ``(G, M)`` and the event of each group ``(G,)``. 
    :func:`~seisjax.ops.fourier.fourier_shift`, falling back to a bounded gradient step where the
    objective is not concave, each step clipped to ``max_shift_step`` samples. Outputs: per-trace
    delays (in samples and seconds; positive = later than the template) and the aligned traces.
+6. **The data stacked on SymAE's clock.** ``stf_stack`` is the Hilbert envelope of the
+   phase-weighted stack (:func:`~seisjax.analysis.baselines.phase_weighted_stack`, ``nu = 2``) of
+   the group's input traces aligned by the refined shifts, normalised to 1; ``stf_stack_signed`` the
+   stack itself (``max |.| = 1``). It uses SymAE only for the timing, and the data, not the decoder,
+   for the waveform: the classical stack with SymAE's alignment in place of MCCC's or ICCS's.
 
 Every stage runs over all events and pixels at once (:func:`make_extractor`): per-group stages are
 ``jax.vmap``-ed over groups (or ``jax.lax.map``-ed in batches of ``group_batch`` groups when memory
@@ -222,7 +227,9 @@ class Extraction:
     virtual seismogram (inf where masked), ``coherent_mean (G, p)``. Per event: ``target_group (E,)``,
     ``best_traces (E, N, 2)`` (group, trace) of the chosen codes, ``best_mask (E, N)``,
     ``nuisance_initial`` and ``nuisance (E, N, q)``, ``loss_history``, ``kl_history``, ``l1_history``
-    ``(E, steps + 1)`` (means over the event's codes of the normalised KL and the L1 term)."""
+    ``(E, steps + 1)`` (means over the event's codes of the normalised KL and the L1 term).
+    ``stf_stack``, ``stf_stack_signed (G, nt)``: the phase-weighted stack of ``aligned`` (module
+    docstring, item 6; None when not computed)."""
 
     stf: np.ndarray
     stf_signed: np.ndarray
@@ -242,6 +249,8 @@ class Extraction:
     kl_history: np.ndarray
     l1_history: np.ndarray
     config: ExtractionConfig = field(default_factory=ExtractionConfig)
+    stf_stack: np.ndarray | None = None
+    stf_stack_signed: np.ndarray | None = None
 
     @property
     def shifts_s(self) -> np.ndarray:
@@ -585,9 +594,25 @@ def extract_coherent(model, params, groups: GroupArrays, config: ExtractionConfi
     best_traces = np.stack([best_index // m, best_index % m], axis=-1)
     out["shifts"] = np.where(groups.mask, out["shifts"], np.nan)
     out["shifts_initial"] = np.where(groups.mask, out["shifts_initial"], np.nan)
-    for name in ("stf", "stf_signed", "virtual"):
+    out["stf_stack"], out["stf_stack_signed"] = aligned_stack(out["aligned"], groups.mask)
+    for name in ("stf", "stf_signed", "virtual", "stf_stack", "stf_stack_signed"):
         out[name] = np.where(groups.mask.any(axis=1).reshape((-1,) + (1,) * (out[name].ndim - 1)), out[name], np.nan)
     return Extraction(best_traces=best_traces, target_group=target_group, config=config, **out)
+
+
+def aligned_stack(aligned, mask, *, nu: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """``(envelope, signed)`` ``(G, nt)`` of the phase-weighted stacks of the aligned traces
+    ``(G, M, nt)`` over their valid traces ``mask (G, M)`` (module docstring, item 6), normalised
+    to a maximum of 1 (zeros for a group without traces)."""
+    from seisjax.analysis.baselines import phase_weighted_stack
+    from seisjax.data.spectral import hilbert_envelope
+
+    aligned = np.where(mask[..., None], np.nan_to_num(np.asarray(aligned, np.float64)), 0.0)
+    stack = phase_weighted_stack(aligned, nu=nu, mask=mask)
+    envelope = hilbert_envelope(stack)
+    normalise = lambda x: x / np.where(np.max(np.abs(x), -1, keepdims=True) > 0,  # noqa: E731
+                                       np.max(np.abs(x), -1, keepdims=True), 1.0)
+    return normalise(envelope), normalise(stack)
 
 
 # ============================================================================ HDF5 output
@@ -597,8 +622,9 @@ def _group_name(text: str) -> str:
 
 def write_extraction_hdf5(path, groups: GroupArrays, result: Extraction, *, checkpoint_step: int | None = None,
                           displacement_envelope: np.ndarray | None = None, extra_attrs: dict | None = None) -> Path:
-    """Write ``result`` as ``/<source_id>/<pixel>/{stf, stf_signed, virtual, aligned, shifts, shifts_samples,
-    shifts_initial, trace_ids[, stations, displacement_envelope]}`` and ``/<source_id>/{loss_history,
+    """Write ``result`` as ``/<source_id>/<pixel>/{stf, stf_signed[, stf_stack, stf_stack_signed], virtual,
+    aligned, shifts, shifts_samples, shifts_initial, trace_ids[, stations, displacement_envelope]}`` and
+    ``/<source_id>/{loss_history,
     kl_history, l1_history, nuisance}``; root attributes ``time_start`` (s of the first sample
     relative to P), ``sampling_rate`` (Hz), ``nt``, ``N``, ``alpha``, ``lr``, ``steps``,
     ``checkpoint_step`` (-1: unknown) and the whole config as JSON. Only valid traces and codes are
@@ -615,7 +641,7 @@ def write_extraction_hdf5(path, groups: GroupArrays, result: Extraction, *, chec
                         "lr": float(cfg.lr), "steps": int(cfg.steps),
                         "checkpoint_step": -1 if checkpoint_step is None else int(checkpoint_step),
                         "config": json.dumps(dataclasses.asdict(cfg)),
-                        "layout": "/<source_id>/<pixel>/{stf, stf_signed, virtual, aligned, shifts (s), "
+                        "layout": "/<source_id>/<pixel>/{stf, stf_signed, stf_stack, stf_stack_signed, virtual, aligned, shifts (s), "
                                   "shifts_samples, shifts_initial, trace_ids}; /<source_id>/loss_history"})
         for key, value in (extra_attrs or {}).items():
             f.attrs[key] = value
@@ -638,6 +664,9 @@ def write_extraction_hdf5(path, groups: GroupArrays, result: Extraction, *, chec
             pg.attrs.update({"n_traces": int(valid.sum()), "is_target": bool(result.target_group[e] == g)})
             pg.create_dataset("stf", data=result.stf[g])
             pg.create_dataset("stf_signed", data=result.stf_signed[g])
+            if result.stf_stack is not None:
+                pg.create_dataset("stf_stack", data=result.stf_stack[g])
+                pg.create_dataset("stf_stack_signed", data=result.stf_stack_signed[g])
             pg.create_dataset("virtual", data=result.virtual[g][result.best_mask[e]])
             pg.create_dataset("aligned", data=result.aligned[g][valid])
             pg.create_dataset("shifts", data=result.shifts[g][valid] / groups.sampling_rate)

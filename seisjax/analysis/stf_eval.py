@@ -9,6 +9,9 @@ group, every method on the same traces:
 
 - ``symae_envelope``: SymAE's ``stf`` (the mean Hilbert envelope of the virtual seismograms);
 - ``symae_signed``: SymAE's ``stf_signed`` (a signed stack of the aligned virtual seismograms);
+- ``symae_stack``, ``symae_stack_signed``: the envelope of the phase-weighted stack of the input
+  traces aligned by SymAE's refined shifts, and the stack itself (SymAE's timing, the data's
+  waveforms; NaN for extraction files written before these existed);
 - ``mccc_linear``, ``mccc_pws``, ``iccs_linear``, ``iccs_pws``: the Hilbert envelope of the
   baselines' stacks (:func:`seisjax.analysis.baselines.baseline_stf`) of the group's windowed,
   polarity-aligned input traces (the very traces SymAE reads, all of the group's stations), and the
@@ -58,14 +61,18 @@ from seisjax.errors import InputError
 __all__ = ["SYMAE_METHODS", "evaluate_stfs", "symae_per_group", "truth_for_groups", "write_scores",
            "plot_scores"]
 
-SYMAE_METHODS = ("symae_envelope", "symae_signed")
+SYMAE_METHODS = ("symae_envelope", "symae_signed", "symae_stack", "symae_stack_signed")
 _TABLE_METRICS = ("correlation", "abs_duration_error_s", "subevent_mean_abs_dt_s", "subevent_fraction_found",
                   "shift_rms_s")
 
 
 # ============================================================================ inputs
+_STF_KEYS = ("stf", "stf_signed", "stf_stack", "stf_stack_signed")
+
+
 def symae_per_group(extraction, prepared: Mapping) -> dict:
-    """SymAE's outputs on the prepared groups' padded layout: ``stf``, ``stf_signed`` ``(G, nt)``,
+    """SymAE's outputs on the prepared groups' padded layout: ``stf``, ``stf_signed``, ``stf_stack``,
+    ``stf_stack_signed`` ``(G, nt)`` (NaN where the extraction has no stack),
     ``shifts_s``, ``shifts_initial_s`` ``(G, M)`` (seconds, NaN where no trace), ``time_start``,
     ``sampling_rate``. ``extraction``: an ``Extraction`` (made from these groups, in their order),
     an extraction HDF5 path, or its ``read_extraction_hdf5`` dict (matched by source id and pixel,
@@ -86,7 +93,7 @@ def symae_per_group(extraction, prepared: Mapping) -> dict:
             if key in attrs and not math.isclose(float(attrs[key]), mine, rel_tol=1e-6, abs_tol=1e-9):
                 raise InputError(f"extraction file: {key} = {attrs[key]} but the prepared groups have {mine}")
         nt = int(attrs.get("nt", pad["traces"].shape[-1]))
-        out = {k: np.full((n_groups, nt), np.nan) for k in ("stf", "stf_signed")}
+        out = {k: np.full((n_groups, nt), np.nan) for k in _STF_KEYS}
         out.update({k: np.full((n_groups, width), np.nan) for k in ("shifts_s", "shifts_initial_s")})
         events = extraction.get("events", {})
         for g in range(n_groups):
@@ -95,7 +102,9 @@ def symae_per_group(extraction, prepared: Mapping) -> dict:
             item = events.get(source, {}).get("pixels", {}).get(pixel)
             if item is None:
                 raise InputError(f"extraction file: no group {source}/{pixel} (the file was made from other data?)")
-            out["stf"][g], out["stf_signed"][g] = item["stf"], item["stf_signed"]
+            for key in _STF_KEYS:
+                if key in item:
+                    out[key][g] = item[key]
             column = {int(r): j for j, r in enumerate(trace_ids[g][mask[g]])}
             rows = np.asarray(item["trace_ids"], dtype=np.int64)
             unknown = [int(r) for r in rows if int(r) not in column]
@@ -110,7 +119,9 @@ def symae_per_group(extraction, prepared: Mapping) -> dict:
         if stf.shape[0] != n_groups or extraction.shifts.shape != (n_groups, width):
             raise InputError(f"extraction: {stf.shape[0]} groups of {extraction.shifts.shape[1]} traces, but the "
                              f"prepared data have {n_groups} groups of up to {width}")
-        out = {"stf": stf, "stf_signed": np.asarray(extraction.stf_signed, dtype=np.float64),
+        stacks = {k: np.full_like(stf, np.nan) if getattr(extraction, k) is None else
+                  np.asarray(getattr(extraction, k), dtype=np.float64) for k in ("stf_stack", "stf_stack_signed")}
+        out = {"stf": stf, "stf_signed": np.asarray(extraction.stf_signed, dtype=np.float64), **stacks,
                "shifts_s": np.where(mask, extraction.shifts / rate, np.nan),
                "shifts_initial_s": np.where(mask, extraction.shifts_initial / rate, np.nan)}
     out.update(time_start=float(prepared["time_start"]), sampling_rate=rate)
@@ -219,6 +230,8 @@ def evaluate_stfs(extraction, prepared: Mapping, truth, *, methods: Sequence[str
     estimates: dict[str, tuple[np.ndarray, bool, np.ndarray | None]] = {
         "symae_envelope": (symae["stf"], False, symae["shifts_s"]),
         "symae_signed": (symae["stf_signed"], True, symae["shifts_s"]),
+        "symae_stack": (symae["stf_stack"], False, symae["shifts_s"]),
+        "symae_stack_signed": (symae["stf_stack_signed"], True, symae["shifts_s"]),
     }
     for method in methods:
         kwargs = {"max_lag_s": baseline_max_lag_s, **dict(baseline_kwargs or {})}
@@ -304,6 +317,8 @@ def evaluate_stfs(extraction, prepared: Mapping, truth, *, methods: Sequence[str
         goal[label] = {"groups": int(select.sum()), "symae_envelope": mean_cc("symae_envelope"),
                        "best_baseline": best, "best_baseline_correlation": mean_cc(best) if best else math.nan}
         goal[label]["symae_minus_best"] = goal[label]["symae_envelope"] - goal[label]["best_baseline_correlation"]
+        goal[label]["symae_stack"] = mean_cc("symae_stack")
+        goal[label]["symae_stack_minus_best"] = goal[label]["symae_stack"] - goal[label]["best_baseline_correlation"]
 
     settings = {"max_lag_s": max_lag_s, "window_pre_s": window_pre_s, "window_post_s": window_post_s,
                 "max_subevent_dt_s": max_subevent_dt_s, "prominence": prominence, "snr_edges": list(edges),
@@ -352,7 +367,8 @@ def write_scores(scores: Mapping, out_dir, *, figure: bool = True) -> dict:
     for label, item in goal.items():
         lines.append(f"- {label}: {item['groups']} groups; SymAE {_fmt(item['symae_envelope'])}, best baseline "
                      f"{item['best_baseline']} {_fmt(item['best_baseline_correlation'])} "
-                     f"(difference {_fmt(item['symae_minus_best'])})")
+                     f"(difference {_fmt(item['symae_minus_best'])}); data stacked on SymAE's shifts "
+                     f"{_fmt(item.get('symae_stack'))} (difference {_fmt(item.get('symae_stack_minus_best'))})")
     paths["markdown"].write_text("\n".join(lines) + "\n")
     if figure:
         paths["figure"] = plot_scores(scores, out_dir / "scores.png")
