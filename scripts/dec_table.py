@@ -62,10 +62,13 @@ def gather(args, *, tolerance: float = 1e-9) -> dict:
 
 
 def markdown(table: dict) -> str:
-    """One row per method: accuracy, NMI, ARI, pair split (when reported) and accuracy per SNR bin."""
+    """One row per method: accuracy, NMI, ARI, accuracy on the unambiguous labels and pair split
+    (when reported) and accuracy per SNR bin."""
     methods = table["methods"]
     has_pairs = any("pair_split" in m for m in methods.values())
-    head = ["method", "accuracy", "NMI", "ARI"] + (["pair split"] if has_pairs else []) + [f"SNR {b}" for b in BINS]
+    has_clear = any("unambiguous" in m for m in methods.values())
+    head = (["method", "accuracy", "NMI", "ARI"] + (["unambiguous"] if has_clear else [])
+            + (["pair split"] if has_pairs else []) + [f"SNR {b}" for b in BINS])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     order = ["kmeans_raw", "kmeans_pretrained", "dec", "idec"]
     for name in sorted(methods, key=lambda n: (order.index(n) if n in order else len(order), n)):
@@ -75,6 +78,8 @@ def markdown(table: dict) -> str:
             return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
         row = [name, fmt(m.get("accuracy")), fmt(m.get("nmi")), fmt(m.get("ari"))]
+        if has_clear:
+            row.append(fmt(m.get("unambiguous", {}).get("accuracy")))
         if has_pairs:
             row.append(fmt(m.get("pair_split", {}).get("split")))
         row += [fmt(m.get("per_snr_bin", {}).get(b, {}).get("accuracy")) for b in BINS]

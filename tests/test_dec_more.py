@@ -163,14 +163,17 @@ def test_polarity_query_keeps_only_local_records(tmp_path):
     signs = _write_pulses(tmp_path / "ds")
     config = load_config("experiments/dec_polarity.py:quick_pretrain",
                          {"data.source": "dataset", "data.path": str(tmp_path / "ds")})
-    assert config.data.query == "path_distance_class == 'local'" and config.data.pre_p == 16
+    assert config.data.query == "path_distance_class == 'local'" and config.data.pre_p == 24
+    assert config.data.lowpass == 20.0
     task = get_task("dec")(config)
     windows = task.windows("eval")
-    assert len(windows["x"]) == 12
+    assert len(windows["x"]) == 12 and windows["x"].shape[1] == 32
     np.testing.assert_array_equal(windows["label"], signs[::2])
-    # centred on P: the sign of the first samples after P is the label
+    # 24 samples before P: the sign of the samples after P is the label, and the causal filter
+    # moved nothing of the onset before P
     x = windows["x"][..., 0]
-    np.testing.assert_array_equal(np.sign(x[:, 18] - x[:, 15]), signs[::2])
+    np.testing.assert_array_equal(np.sign(x[:, 31] - x[:, 23]), signs[::2])
+    assert np.ptp(x[:, :24], axis=1).max() < 0.02 and np.abs(x[:, 24:]).max(axis=1).min() > 0.5
     with pytest.raises(InputError, match="selects no rows"):
         get_task("dec")(load_config("experiments/dec_polarity.py:quick_pretrain", {
             "data.source": "dataset", "data.path": str(tmp_path / "ds"), "data.query": "trace_snr_db > 100"}))
@@ -203,6 +206,81 @@ def test_make_polarity_flips_writes_exact_opposite_pairs(tmp_path):
     assert np.abs(x[0::2, :195]).max() < 0.05
     assert np.abs(x[0::2, 200:230]).max(axis=1).min() > 0.5
     np.testing.assert_array_equal(np.sign(x[0::2, 205]), kept)
+    # onset SNR by hand: |mean of the 5 samples after P - mean of the second before| / its std
+    before = x[:, 100:200]
+    onset = np.abs(x[:, 201:206].mean(1) - before.mean(1)) / before.std(1)
+    np.testing.assert_allclose(m["trace_onset_snr"].to_numpy(), onset, rtol=1e-3)
+    assert (m["trace_onset_snr"] > 3).all()  # clean pulses: every label clear
+
+
+def test_lowpass_windows_match_obspy_and_stay_causal():
+    from obspy import Trace
+
+    from seisjax.tasks.dec import lowpass_windows
+
+    rng = np.random.default_rng(3)
+    margin, width, rate = 100, 32, 100.0
+    raw = rng.normal(size=(3, margin + width)) + 5.0  # an offset, as the caller's demeaning leaves
+    raw[:, margin + 24:] += 20.0 * np.array([[1.0], [-1.0], [1.0]])  # a step at P (sample 24)
+    ours = lowpass_windows(raw[..., None].astype(np.float32), rate, 20.0, margin=margin)[..., 0]
+    for row, got in zip(raw, ours, strict=True):
+        trace = Trace((row - row[:margin].mean()).astype(np.float64))
+        trace.stats.sampling_rate = rate
+        trace.filter("lowpass", freq=20.0, corners=4, zerophase=False)
+        expected = trace.data[margin:] - trace.data[margin:].mean()
+        np.testing.assert_allclose(got, expected / np.abs(expected).max(), atol=1e-5)
+    # causal: the step changes nothing before P, and its sign is the first motion after it
+    quiet = lowpass_windows(np.where(np.arange(margin + width) < margin + 24, 0.0, 1.0)[None, :, None],
+                            rate, 20.0, margin=margin)[0, :, 0]
+    assert np.ptp(quiet[:24]) == 0.0 and quiet[27] > quiet[23]
+    assert not lowpass_windows(np.zeros((1, margin + width, 1)), rate, 20.0, margin=margin).any()  # flat stays 0
+
+
+def test_p_too_early_for_the_filter_margin_is_named(tmp_path):
+    from seisjax.registry import get_task
+
+    _write_pulses(tmp_path / "ds", n=4, length=400, p=100)
+    overrides = {"data.source": "dataset", "data.path": str(tmp_path / "ds"), "data.query": ""}
+    with pytest.raises(InputError, match=r"4 trace\(s\) have P fewer than 124 samples.*filter_margin"):
+        get_task("dec")(load_config("experiments/dec_polarity.py:quick_pretrain", overrides))
+    # a smaller margin fits, and the windows are still aligned on P
+    task = get_task("dec")(load_config("experiments/dec_polarity.py:quick_pretrain",
+                                       {**overrides, "data.filter_margin": 60}))
+    assert np.ptp(task.windows("eval")["x"][:, :24, 0], axis=1).max() < 0.02
+
+
+def test_truth_radiation_joins_by_trace_name(tmp_path):
+    import h5py
+
+    from seisjax.tasks.dec import _truth_p_radiation
+
+    assert _truth_p_radiation(tmp_path, ["a"]) is None  # no truth.h5
+    with h5py.File(tmp_path / "truth.h5", "w") as h5:
+        h5["traces/trace_name"] = np.array([b"a", b"b", b"c"])
+        h5["traces/p_radiation"] = np.array([0.5, -0.05, 0.2])
+    np.testing.assert_array_equal(_truth_p_radiation(tmp_path, ["c", "a", "zz", "b"]), [0.2, 0.5, np.nan, -0.05])
+
+
+def test_eval_scores_clear_onsets_apart(tmp_path):
+    from seisjax.registry import get_task
+
+    script = _script("make_polarity_flips")
+    _write_pulses(tmp_path / "src", n=8, length=800, p=400)
+    script.make_polarity_flips([tmp_path / "src"], tmp_path / "flips", band=None, progress=False)
+    from seisjax.data.dataset import Dataset
+
+    with Dataset(tmp_path / "flips") as ds:  # make the first two pairs noise-dominated: onset SNR < 3
+        meta = ds.metadata.copy()
+    meta.loc[:3, "trace_onset_snr"] = [0.5, 0.5, 2.0, 2.0]
+    meta.to_csv(tmp_path / "flips" / "metadata.csv", index=False)
+    config = load_config("experiments/dec_polarity.py:real_pretrain", {"data.path": str(tmp_path / "flips")})
+    task = get_task("dec")(config)
+    variables = task.model.init(jax.random.PRNGKey(0), task.windows("eval")["x"][:2])
+    report = task.eval_report(variables["params"], {}, tmp_path)
+    assert report["unambiguous"] == {"definition": "trace_onset_snr >= 3", "examples": 12}
+    raw = report["methods"]["kmeans_raw"]
+    assert raw["unambiguous"]["examples"] == 12 and raw["accuracy"] == 1.0 and raw["pair_split"]["split"] == 1.0
+    task.close()
 
 
 def test_pair_split_counts_pairs_in_different_clusters():

@@ -23,9 +23,16 @@ Data (``config.data``): ``source`` "synthetic" (the generator's `local` data, ma
 <workdir>/data when absent), "dataset" (``data.path``) or "pulses" (in-memory clean up/down pulses,
 for tests). Windows of ``data.window`` samples at ``data.sampling_rate`` starting ``data.pre_p``
 samples before ``trace_p_arrival_sample`` (traces at other rates resampled, as in the autoencoder
-task), component ``data.component``, demeaned and divided by their largest absolute value. Labels
+task), component ``data.component``, demeaned and divided by their largest absolute value. With
+``data.lowpass`` > 0 (Hz) the window is first low-passed causally (:func:`lowpass_windows`, a
+Butterworth of ``data.lowpass_corners`` poles run over ``data.filter_margin`` samples of the record
+before the window, where its start-up transient dies out): causal, so that nothing of the onset
+moves before P; a trace whose P comes too early for that margin is an error (named) in training and
+a ``problem`` in :meth:`DECTask.dataset_windows`, never a silently shifted window. Labels
 (``data.label_column``, e.g. ``trace_polarity``) serve only the evaluation; so does
-``data.snr_column`` (``trace_snr_db``: 20 log10 SNR), binned in log10 SNR 0-1, 1-2, 2-3, 3-4, >4, and
+``data.snr_column`` (``trace_snr_db``: 20 log10 SNR), binned in log10 SNR 0-1, 1-2, 2-3, 3-4, >4, the
+rows whose label is well defined (:meth:`DECTask._unambiguous`: synthetic records away from a nodal
+plane, real traces whose first motion stands above the noise), scored apart as ``unambiguous``, and
 ``data.pair_column`` (e.g. ``trace_pair`` of scripts/make_polarity_flips.py: a real trace and its
 sign-flipped copy), whose ``pair_split`` (fraction of pairs split between the clusters) is exact but
 only necessary: a clustering odd under x -> -x splits every pair, whatever feature it uses.
@@ -71,7 +78,7 @@ from seisjax.tasks.autoencoder import AutoencoderTask, window_and_normalise
 from seisjax.tasks.base import Task, array_fingerprint, dataset_fingerprint, pairs
 
 __all__ = ["DECTask", "pulse_waveforms", "tone_waveforms", "distance_spectrograms", "stft_window", "SNR_BINS",
-           "snr_bin", "pair_split"]
+           "snr_bin", "pair_split", "lowpass_windows"]
 
 #: log10 SNR bin edges of the polarity study (the last bin is open)
 SNR_BINS = (0.0, 1.0, 2.0, 3.0, 4.0)
@@ -90,6 +97,24 @@ def _numeric(column) -> np.ndarray:
     import pandas as pd
 
     return pd.to_numeric(column, errors="coerce").to_numpy(np.float64)
+
+
+def _truth_p_radiation(folder, trace_names) -> np.ndarray | None:
+    """P radiation coefficient F_P of each named trace from the synthetic truth (``truth.h5`` beside
+    the dataset), NaN for names it lacks; None when the folder has no truth or no ``p_radiation``."""
+    import h5py
+    import pandas as pd
+
+    path = Path(folder) / "truth.h5"
+    if not path.exists():
+        return None
+    with h5py.File(path, "r") as h5:
+        if "traces/p_radiation" not in h5 or "traces/trace_name" not in h5:
+            return None
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in h5["traces/trace_name"][()]]
+        values = pd.Series(np.asarray(h5["traces/p_radiation"][()], np.float64), index=names)
+    values = values[~values.index.duplicated()]
+    return values.reindex([str(n) for n in trace_names]).to_numpy(np.float64)
 
 
 def _bin_name(b: int) -> str:
@@ -172,6 +197,27 @@ def distance_spectrograms(x: np.ndarray, sampling_rate: float, *, margin: int, b
     spread = log_mag.std(axis=(1, 2), keepdims=True)
     scaled = (log_mag - log_mag.mean(axis=(1, 2), keepdims=True)) / np.where(spread > 0, spread, 1.0)
     return np.ascontiguousarray(scaled[..., None], np.float32)
+
+
+def lowpass_windows(x: np.ndarray, sampling_rate: float, corner_hz: float, *, margin: int,
+                    corners: int = 4) -> np.ndarray:
+    """Windows ``(N, margin + W, 1)`` whose first ``margin`` samples precede the window ->
+    ``(N, W, 1)`` causally low-passed (Butterworth, ``corners`` poles, as obspy's ``lowpass`` with
+    zerophase=False), demeaned and divided by their largest absolute value.
+
+    Causal, because a zero-phase filter spreads the onset's energy before P and blurs the first
+    motion; the margin (noise before the window) is where the filter's start-up transient decays.
+    The offset left by the caller's demeaning is removed on the margin first, so that the filter
+    does not ring on a step at the start of the cut. A flat window stays zeros."""
+    from scipy.signal import butter, sosfilt
+
+    w = x[..., 0].astype(np.float64)
+    w = w - w[:, :margin].mean(axis=1, keepdims=True)
+    sos = butter(corners, corner_hz, btype="lowpass", fs=sampling_rate, output="sos")
+    w = sosfilt(sos, w, axis=1)[:, margin:]
+    w = w - w.mean(axis=1, keepdims=True)
+    scale = np.abs(w).max(axis=1, keepdims=True)
+    return np.ascontiguousarray((w / np.where(scale > 0, scale, 1.0))[..., None], np.float32)
 
 
 def pair_split(pairs: np.ndarray, clusters: np.ndarray) -> dict:
@@ -261,6 +307,16 @@ class DECTask(AutoencoderTask):
             if self.margin < 0:
                 raise InputError(f"data.stft_margin = {self.margin}: need >= 0")
             self.window, self.pre_p = self.window + 2 * self.margin, self.pre_p + self.margin
+        self.lowpass = float(data.get("lowpass", 0.0) or 0.0)
+        if self.lowpass < 0 or self.lowpass >= float(data.sampling_rate) / 2:
+            raise InputError(f"data.lowpass = {self.lowpass} Hz: need 0 (off) or a corner below Nyquist "
+                             f"({float(data.sampling_rate) / 2:g} Hz)")
+        if self.input_kind == "waveform" and self.lowpass > 0:
+            # cut earlier so that the causal filter's start-up transient dies out before the window
+            self.margin = int(data.get("filter_margin", 100))
+            if self.margin < 1:
+                raise InputError(f"data.filter_margin = {self.margin}: need >= 1 sample of pre-window noise")
+            self.window, self.pre_p = self.window + self.margin, self.pre_p + self.margin
         self._toy, self._dataset, self._eval_split_used = None, None, None
         self._target = None
         self._last_update = None
@@ -314,6 +370,26 @@ class DECTask(AutoencoderTask):
         if self.config.data.component not in order:
             raise InputError(f"{dataset.path}: component {self.config.data.component!r} not in the "
                              f"dataset's component order {order!r}")
+        early = self._too_early(dataset, meta)
+        if early.any():
+            names = meta["trace_name"].astype(str).to_numpy()[early] if "trace_name" in meta else np.flatnonzero(early)
+            raise InputError(f"{dataset.path}: {int(early.sum())} trace(s) have P fewer than {self.pre_p} samples "
+                             f"(at {float(self.config.data.sampling_rate):g} Hz) after the record's start, which "
+                             f"the window (data.pre_p) and the low-pass filter's margin (data.filter_margin) need "
+                             f"(e.g. {', '.join(map(str, names[:3]))}); select other traces (data.query) or lower "
+                             "data.filter_margin")
+
+    def _too_early(self, dataset, meta) -> np.ndarray:
+        """Rows whose P (at the window's rate) comes too soon for the samples cut before it: the
+        window would be shifted silently, and the first motion with it. Waveform input only (a
+        spectrogram's window a few samples off changes little)."""
+        if self.input_kind != "waveform":
+            return np.zeros(len(meta), bool)
+        target = float(self.config.data.sampling_rate)
+        rates = (_numeric(meta["trace_sampling_rate_hz"]) if "trace_sampling_rate_hz" in meta
+                 else np.full(len(meta), dataset.sampling_rate or target, np.float64))
+        p = _numeric(meta["trace_p_arrival_sample"]) * target / rates
+        return np.isfinite(p) & (np.round(p) < self.pre_p)
 
     def _rows(self, split: str):
         ds = self._dataset
@@ -343,13 +419,22 @@ class DECTask(AutoencoderTask):
             pair_col = str(self.config.data.get("pair_column", "") or "")
             if pair_col and pair_col in meta:
                 out["pair"] = _numeric(meta[pair_col])
+            radiation = _truth_p_radiation(self._dataset.path, out["trace_name"])
+            if radiation is not None:
+                out["p_radiation"] = radiation
+            onset_col = str(self.config.data.get("onset_snr_column", "") or "")
+            if onset_col and onset_col in meta:
+                out["onset_snr"] = _numeric(meta[onset_col])
         return out
 
     def _model_input(self, x: np.ndarray) -> np.ndarray:
         """Normalised waveform windows ``(N, window, 1)`` -> what the model takes (data.input)."""
-        if self.input_kind == "waveform":
-            return x
         data = self.config.data
+        if self.input_kind == "waveform":
+            if self.lowpass <= 0:
+                return x
+            return lowpass_windows(x, float(data.sampling_rate), self.lowpass, margin=self.margin,
+                                   corners=int(data.get("lowpass_corners", 4)))
         return distance_spectrograms(
             x, float(data.sampling_rate), margin=self.margin, band=tuple(data.get("bandpass", (1.0, 20.0))),
             nperseg=int(data.get("stft_nperseg", 30)), noverlap=int(data.get("stft_noverlap", 10)),
@@ -398,7 +483,7 @@ class DECTask(AutoencoderTask):
         if self.input_kind == "stft":
             kwargs.setdefault("input_shape", tuple(self._eval["x"].shape[1:3]))
         else:
-            kwargs.setdefault("length", self.window)
+            kwargs.setdefault("length", self.input_window)
         kwargs.setdefault("n_clusters", int(self.config.task.n_clusters))
         return kwargs
 
@@ -549,6 +634,11 @@ class DECTask(AutoencoderTask):
             problem[meta["trace_p_arrival_sample"].isna().to_numpy()] = "no trace_p_arrival_sample"
         rates = _numeric(meta["trace_sampling_rate_hz"])
         problem[(problem == "") & ~(np.isfinite(rates) & (rates > 0))] = "no valid sampling rate"
+        if "trace_p_arrival_sample" in meta:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                early = self._too_early(dataset, meta)
+            problem[(problem == "") & early] = (f"P fewer than {self.pre_p} samples after the record's start "
+                                                "(window + filter margin)")
         x = np.zeros((n, self.window, 1), np.float32)
 
         def window_rows(rows):
@@ -613,12 +703,18 @@ class DECTask(AutoencoderTask):
         if truth is not None and self.config.data.label_column == "trace_polarity":
             truth = np.where(np.asarray(truth) > 0, "up", "down")
         bins = snr_bin(data["log10_snr"]) if "log10_snr" in data else None
+        clear = self._unambiguous(data)
+        if clear is not None:
+            report["unambiguous"] = {"definition": clear[1], "examples": int(clear[0].sum())}
+            clear = clear[0]
         for name, labels in methods.items():
             entry = {"cluster_sizes": np.bincount(labels, minlength=k).tolist()}
             if "pair" in data:
                 entry["pair_split"] = pair_split(data["pair"], labels)
             if truth is not None:
                 entry.update(cl.clustering_scores(truth, labels))
+                if clear is not None and clear.any():
+                    entry["unambiguous"] = cl.clustering_scores(truth[clear], labels[clear])
                 if bins is not None:
                     entry["per_snr_bin"] = {
                         _bin_name(b): cl.clustering_scores(truth[bins == b], labels[bins == b])
@@ -631,6 +727,24 @@ class DECTask(AutoencoderTask):
         self._plot_embedding(z, methods[main], truth, out_dir / "embedding.png", title=main)
         (out_dir / "clustering.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         return report
+
+    def _unambiguous(self, data) -> tuple[np.ndarray, str] | None:
+        """Rows whose polarity label is defined well enough to score (mask, definition), or None.
+
+        Synthetic data (truth.h5 beside it): the direct P is at least ``data.unambiguous_radiation``
+        (radiation coefficient F_P) from a nodal plane; nearer, the scattering coda, whose sign is
+        random, starts as large as the direct wave and the label sign(F_P) is not what the record
+        shows. Real data: the estimated first motion stands at least ``data.min_onset_snr`` noise
+        standard deviations above the noise (``data.onset_snr_column``)."""
+        cfg = self.config.data
+        if "p_radiation" in data:
+            threshold = float(cfg.get("unambiguous_radiation", 0.1))
+            return np.abs(data["p_radiation"]) >= threshold, f"|p_radiation| >= {threshold:g} (truth.h5)"
+        if "onset_snr" in data:
+            threshold = float(cfg.get("min_onset_snr", 3.0))
+            return (data["onset_snr"] >= threshold,
+                    f"{cfg.get('onset_snr_column', 'trace_onset_snr')} >= {threshold:g}")
+        return None
 
     @staticmethod
     def _plot_embedding(z, clusters, truth, path, *, title: str):
