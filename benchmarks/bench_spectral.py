@@ -13,12 +13,16 @@ Two measurements, both on random inputs of the study's size (batch 32, 3 x 128 x
 2. ``--what step``: a whole training step (forward, backward, Adam, batch statistics) of each model.
    JAX: one jitted step with the state donated, compiled ahead of time (compile time reported apart);
    PyTorch: eager, the same loss (MSE + beta KL + the CVAE's log-scale MSE) and Adam.
-3. ``--what layers`` (not in ``all``): each layer of the AE alone, forward + backward, to find where
-   JAX loses time.
+3. ``--what layers`` (not in ``all``): each layer of the AE alone, forward + backward, in every JAX
+   form (XLA's convolution or the GEMM forms of seisjax/ops/conv.py; flax's BatchNorm + ReLU or the
+   fused one; phases / masked / GEMM transposed convolution, ``--xla-transpose`` adds XLA's own),
+   the model's choice marked ``*``, to find where JAX loses time.
 
 Timing: one fixed batch; ``--rounds`` interleaved blocks of ``--steps`` steps per side and case after
 a warm-up, rates are medians (load from other processes falls on both sides alike); the ratio
-JAX / PyTorch of examples/s comes from one run. Threads: ``--threads 1`` pins XLA
+JAX / PyTorch of examples/s comes from one run. Also printed: the ratio of the best rounds and of the
+process CPU time (with one thread each, the time each side computed, without the time a loaded
+machine kept it waiting). Threads: ``--threads 1`` pins XLA
 (``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``) and PyTorch
 (``torch.set_num_threads(1)``) to one thread; ``--threads 0`` leaves both at their defaults;
 ``--threads both`` (default) runs the two settings in separate processes (XLA reads its flags once).
@@ -59,15 +63,26 @@ def _load_twins():
     return module
 
 
-def _interleaved(runners: dict, steps: int, rounds: int, batch: int) -> dict:
-    """Median examples/s of each runner over ``rounds`` interleaved blocks of ``steps`` calls."""
+def _interleaved(runners: dict, steps: int, rounds: int, batch: int, with_best: bool = False):
+    """Median examples/s of each runner over ``rounds`` interleaved blocks of ``steps`` calls.
+
+    With ``with_best``, also the rates from the best round and from the process CPU time (median):
+    on a shared machine a one-thread run is descheduled part of the time, which the CPU time leaves
+    out (both sides run their math on one thread: ``--threads 1``)."""
     times = {k: [] for k in runners}
+    cpu = {k: [] for k in runners}
     for _ in range(rounds):
         for key, run in runners.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             run(steps)
             times[key].append(time.perf_counter() - t0)
-    return {k: float(np.median([steps * batch / t for t in v])) for k, v in times.items()}
+            cpu[key].append(time.process_time() - c0)
+    median = {k: float(np.median([steps * batch / t for t in v])) for k, v in times.items()}
+    if not with_best:
+        return median
+    best = {k: float(steps * batch / min(v)) for k, v in times.items()}
+    cpu_rate = {k: float(np.median([steps * batch / max(t, 1e-9) for t in v])) for k, v in cpu.items()}
+    return median, best, cpu_rate
 
 
 def _random_batch(batch: int, shape: tuple[int, int], seed: int = 0) -> dict:
@@ -190,19 +205,28 @@ def bench_steps(args, twins) -> list[dict]:
                                     args.seed)
         jax_side.run(args.warmup)
         torch_side.run(args.warmup)
-        rates = _interleaved({"jax": jax_side.run, "torch": torch_side.run}, args.steps, args.rounds, args.batch)
+        rates, best, cpu = _interleaved({"jax": jax_side.run, "torch": torch_side.run}, args.steps, args.rounds,
+                                        args.batch, with_best=True)
         r = {"model": name, "upsample": {"jax": args.upsample, "torch": args.torch_upsample},
              "params": {"jax": jax_side.params, "torch": torch_side.params},
              "jax": {"compile_s": jax_side.compile_s, "examples_per_s": rates["jax"],
                      "step_ms": 1e3 * args.batch / rates["jax"], "loss": jax_side.loss},
              "torch": {"first_step_s": torch_side.first_step_s, "examples_per_s": rates["torch"],
                        "step_ms": 1e3 * args.batch / rates["torch"], "loss": torch_side.loss},
-             "jax_over_torch": rates["jax"] / rates["torch"]}
+             "jax_over_torch": rates["jax"] / rates["torch"],
+             "best_round": {"jax_step_ms": 1e3 * args.batch / best["jax"],
+                            "torch_step_ms": 1e3 * args.batch / best["torch"],
+                            "jax_over_torch": best["jax"] / best["torch"]},
+             "cpu_time": {"jax_step_ms": 1e3 * args.batch / cpu["jax"], "torch_step_ms": 1e3 * args.batch / cpu["torch"],
+                          "jax_over_torch": cpu["jax"] / cpu["torch"]}}
         results.append(r)
         print(f"  {short.upper():>4} step (JAX {args.upsample}, PyTorch {args.torch_upsample}): "
               f"JAX {r['jax']['step_ms']:.1f} ms ({r['jax']['examples_per_s']:.1f} ex/s, compile "
               f"{r['jax']['compile_s']:.1f} s) | PyTorch {r['torch']['step_ms']:.1f} ms "
-              f"({r['torch']['examples_per_s']:.1f} ex/s) | JAX / PyTorch {r['jax_over_torch']:.2f} | "
+              f"({r['torch']['examples_per_s']:.1f} ex/s) | JAX / PyTorch {r['jax_over_torch']:.2f} "
+              f"(best rounds {r['best_round']['jax_step_ms']:.1f} / {r['best_round']['torch_step_ms']:.1f} ms: "
+              f"{r['best_round']['jax_over_torch']:.2f}; CPU time {r['cpu_time']['jax_step_ms']:.1f} / "
+              f"{r['cpu_time']['torch_step_ms']:.1f} ms: {r['cpu_time']['jax_over_torch']:.2f}) | "
               f"params {jax_side.params}{'' if jax_side.params == torch_side.params else ' != ' + str(torch_side.params)}",
               flush=True)
     return results
@@ -283,39 +307,57 @@ def bench_decoder(args, twins) -> list[dict]:
 
 # ----------------------------------------------------------------------------- per-layer profile
 def bench_layers(args, twins) -> list[dict]:
-    """Each layer of the AE alone, forward + backward (input and weight gradients), JAX vs PyTorch:
-    the encoder's 3x3 stride-2 convolutions, batch norm + ReLU, and the decoder's upsampling in
-    every mode (``transpose`` three ways in JAX: XLA's ``conv_transpose``, and the phase and masked
-    forms of :mod:`seisjax.ops.upsample`, each timed against ``ConvTranspose2d``)."""
+    """Each layer of the AE alone, forward + backward (input and weight gradients), JAX vs PyTorch.
+
+    Every layer is timed in each JAX implementation (same function and parameters) against one
+    PyTorch call: the encoder's 3x3 stride-2 convolutions (XLA's convolution, ``gemm`` of
+    :mod:`seisjax.ops.conv`), batch norm + ReLU in training mode (flax's ``nn.BatchNorm`` then ReLU,
+    :func:`seisjax.ops.conv.batch_norm_relu`), and the decoder's upsampling in each ``--modes``
+    (``transpose``: the phase, masked and GEMM forms of :mod:`seisjax.ops.upsample`, and with
+    ``--xla-transpose`` XLA's own ``conv_transpose``, 20-50x slower). The model's choice is marked."""
+    import flax.linen as nn
     import jax
     import jax.numpy as jnp
     import torch
     import torch.nn.functional as F
 
-    from seisjax.ops.upsample import conv_transpose_masked, conv_transpose_phases, depth_to_space
+    from seisjax.models import spectral
+    from seisjax.ops.conv import batch_norm_relu, conv2d_gemm, conv_transpose3x3s2_gemm, resolve_conv_impl
+    from seisjax.ops.upsample import (
+        conv_transpose_masked,
+        conv_transpose_phases,
+        depth_to_space,
+    )
 
     features = (32, 64, 128, 256)
     f, t = args.shape
     rng = np.random.default_rng(args.seed)
     dn = ("NHWC", "HWIO", "NHWC")
-    cases = []   # (label, jax_fn(x, w), torch_fn(x, w), x_shape NHWC, w_shape HWIO, input_grad)
+    cases = []   # (layer, {impl: jax_fn(x, w)}, torch_fn(x, w), x_shape NHWC, w_shape, input_grad, model_impl)
 
-    def bn_relu_jax(x, w):
-        mean = x.mean(axis=(0, 1, 2))
-        var = jnp.mean(jnp.square(x - mean), axis=(0, 1, 2))
-        return jax.nn.relu((x - mean) * jax.lax.rsqrt(var + 1e-5) * w[0] + w[1])
+    def bn_flax(x, w):
+        stats = {"mean": jnp.zeros(x.shape[-1]), "var": jnp.ones(x.shape[-1])}
+        y, _ = nn.BatchNorm(use_running_average=False, momentum=0.9).apply(
+            {"params": {"scale": w[0], "bias": w[1]}, "batch_stats": stats}, x, mutable=["batch_stats"])
+        return jax.nn.relu(y)
+
+    def bn_ours(x, w):
+        return batch_norm_relu(x, w[0], w[1])[0]
 
     def bn_relu_torch(x, w):
         return F.relu(F.batch_norm(x, None, None, w[0], w[1], training=True, eps=1e-5))
 
+    bn_impls = {"flax": bn_flax, "ours": bn_ours}
     widths_in = (3,) + features[:-1]
     for i, (cin, cout) in enumerate(zip(widths_in, features, strict=True)):
         size = (args.batch, f >> i, t >> i, cin)
         cases.append((f"enc{i} conv3x3/2 {cin}->{cout}",
-                      lambda x, w: jax.lax.conv_general_dilated(x, w, (2, 2), "SAME", dimension_numbers=dn),
-                      lambda x, w: F.conv2d(x, w, stride=2, padding=1), size, (3, 3, cin, cout), i > 0))
-        cases.append((f"enc{i} bn+relu {cout}", bn_relu_jax, bn_relu_torch,
-                      (args.batch, f >> (i + 1), t >> (i + 1), cout), (2, cout), True))
+                      {"xla": lambda x, w: jax.lax.conv_general_dilated(x, w, (2, 2), "SAME", dimension_numbers=dn),
+                       "gemm": lambda x, w: conv2d_gemm(x, w, (2, 2))},
+                      lambda x, w: F.conv2d(x, w, stride=2, padding=1), size, (3, 3, cin, cout), i > 0,
+                      resolve_conv_impl(spectral.ENCODER_CONV_IMPL)))
+        cases.append((f"enc{i} bn+relu {cout}", bn_impls, bn_relu_torch,
+                      (args.batch, f >> (i + 1), t >> (i + 1), cout), (2, cout), True, "ours"))
     widths = list(features[-2::-1]) + [3]
     ins = [features[-1]] + widths[:-1]
     for i, (cin, cout) in enumerate(zip(ins, widths, strict=True)):
@@ -323,49 +365,52 @@ def bench_layers(args, twins) -> list[dict]:
         size = (args.batch, f >> level, t >> level, cin)
         for mode in args.modes:
             if mode == "subpixel":
-                jf = lambda x, w: depth_to_space(jax.lax.conv_general_dilated(x, w, (1, 1), ((0, 1), (0, 1)), dimension_numbers=dn), 2)
+                impls = {"conv+d2s": lambda x, w: depth_to_space(jax.lax.conv_general_dilated(
+                    x, w, (1, 1), ((0, 1), (0, 1)), dimension_numbers=dn), 2)}
                 tf = lambda x, w: F.pixel_shuffle(F.conv2d(F.pad(x, (0, 1, 0, 1)), w), 2)
-                wshape = (2, 2, cin, 4 * cout)
+                wshape, chosen = (2, 2, cin, 4 * cout), "conv+d2s"
             elif mode == "resize":
-                jf = lambda x, w: jax.lax.conv_general_dilated(jnp.repeat(jnp.repeat(x, 2, 1), 2, 2), w, (1, 1), "SAME", dimension_numbers=dn)
+                impls = {"repeat+conv": lambda x, w: jax.lax.conv_general_dilated(
+                    jnp.repeat(jnp.repeat(x, 2, 1), 2, 2), w, (1, 1), "SAME", dimension_numbers=dn)}
                 tf = lambda x, w: F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), w, padding=1)
-                wshape = (3, 3, cin, cout)
-            else:   # transpose: XLA's own lowering, then the two forms of seisjax.ops.upsample
+                wshape, chosen = (3, 3, cin, cout), "repeat+conv"
+            else:
+                impls = {"phases": conv_transpose_phases, "masked": conv_transpose_masked,
+                         "gemm": conv_transpose3x3s2_gemm}
+                if args.xla_transpose:
+                    impls["xla"] = lambda x, w: jax.lax.conv_transpose(x, w, (2, 2), "SAME", dimension_numbers=dn)
                 tf = lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1)
-                wshape = (3, 3, cin, cout)
-                cases.append((f"dec{i} xla-transpose {cin}->{cout}",
-                              lambda x, w: jax.lax.conv_transpose(x, w, (2, 2), "SAME", dimension_numbers=dn),
-                              tf, size, wshape, True))
-                cases.append((f"dec{i} masked {cin}->{cout}", conv_transpose_masked, tf, size, wshape, True))
-                jf = conv_transpose_phases
-            label = "phases" if mode == "transpose" else mode   # the form the model uses (with masked for < 16)
-            cases.append((f"dec{i} {label} {cin}->{cout}", jf, tf, size, wshape, True))
+                wshape, chosen = (3, 3, cin, cout), spectral.DECODER_TRANSPOSE_IMPL
+            cases.append((f"dec{i} {mode} {cin}->{cout}", impls, tf, size, wshape, True, chosen))
         if i < len(widths) - 1:
-            cases.append((f"dec{i} bn+relu {cout}", bn_relu_jax, bn_relu_torch,
-                          (args.batch, f >> (level - 1), t >> (level - 1), cout), (2, cout), True))
+            cases.append((f"dec{i} bn+relu {cout}", bn_impls, bn_relu_torch,
+                          (args.batch, f >> (level - 1), t >> (level - 1), cout), (2, cout), True, "ours"))
 
     runners, meta = {}, []
-    for label, jf, tf, xshape, wshape, input_grad in cases:
+    for label, impls, tf, xshape, wshape, input_grad, chosen in cases:
         x = rng.normal(size=xshape).astype(np.float32)
         w = (rng.normal(size=wshape) / np.sqrt(np.prod(wshape[:-1]))).astype(np.float32)
-        if label.split()[1] == "bn+relu":
+        if "bn+relu" in label:
             w = np.stack([np.ones(wshape[1]), np.zeros(wshape[1])]).astype(np.float32)
-        out_shape = jax.eval_shape(jf, x, w).shape
-        ct = rng.normal(size=out_shape).astype(np.float32)
+        ct = None
         argnums = (0, 1) if input_grad else (1,)
-        grad_fn = jax.jit(jax.grad(lambda x, w, c, jf=jf: jnp.sum(jf(x, w) * c), argnums=argnums))
-        xd, wd, cd = jax.device_put(x), jax.device_put(w), jax.device_put(ct)
-        grad_fn(xd, wd, cd)
+        xd, wd = jax.device_put(x), jax.device_put(w)
+        for impl, jf in impls.items():
+            if ct is None:
+                ct = rng.normal(size=jax.eval_shape(jf, x, w).shape).astype(np.float32)
+                cd = jax.device_put(ct)
+            grad_fn = jax.jit(jax.grad(lambda x, w, c, jf=jf: jnp.sum(jf(x, w) * c), argnums=argnums))
+            jax.block_until_ready(grad_fn(xd, wd, cd))
 
-        def run_jax(steps, g=grad_fn, a=(xd, wd, cd)):
-            for _ in range(steps):
-                out = g(*a)
-            jax.block_until_ready(out)
+            def run_jax(steps, g=grad_fn, a=(xd, wd, cd)):
+                for _ in range(steps):
+                    out = g(*a)
+                jax.block_until_ready(out)
 
+            runners[("jax", label, impl)] = run_jax
         xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).requires_grad_(input_grad)
         if len(wshape) == 4:
-            transposed = any(k in label for k in ("transpose", "phases", "masked"))
-            wt = w.transpose(2, 3, 0, 1) if transposed else w.transpose(3, 2, 0, 1)
+            wt = w.transpose(2, 3, 0, 1) if "transpose" in label else w.transpose(3, 2, 0, 1)
         else:
             wt = w
         wt = torch.from_numpy(np.ascontiguousarray(wt)).requires_grad_(True)
@@ -377,15 +422,26 @@ def bench_layers(args, twins) -> list[dict]:
                 tf(xt, wt).backward(ctt)
 
         run_torch(1)
-        runners[("jax", label)], runners[("torch", label)] = run_jax, run_torch
-        meta.append(label)
-    rates = _interleaved(runners, args.steps, args.rounds, args.batch)
+        runners[("torch", label, "")] = run_torch
+        meta.append((label, list(impls), chosen))
+    rates, best, cpu = _interleaved(runners, args.steps, args.rounds, args.batch, with_best=True)
     results = []
-    for label in meta:
-        jms, tms = 1e3 * args.batch / rates[("jax", label)], 1e3 * args.batch / rates[("torch", label)]
-        results.append({"layer": label, "jax_ms": jms, "torch_ms": tms, "jax_over_torch": tms / jms})
-        print(f"  {label:<28} JAX {jms:8.2f} ms | PyTorch {tms:8.2f} ms | JAX / PyTorch speed {tms / jms:5.2f}",
-              flush=True)
+    for label, impls, chosen in meta:
+        tms = 1e3 * args.batch / rates[("torch", label, "")]
+        tbest = 1e3 * args.batch / best[("torch", label, "")]
+        tcpu = 1e3 * args.batch / cpu[("torch", label, "")]
+        for impl in impls:
+            jms = 1e3 * args.batch / rates[("jax", label, impl)]
+            jbest = 1e3 * args.batch / best[("jax", label, impl)]
+            jcpu = 1e3 * args.batch / cpu[("jax", label, impl)]
+            results.append({"layer": label, "impl": impl, "model_choice": impl == chosen, "jax_ms": jms,
+                            "torch_ms": tms, "jax_over_torch": tms / jms, "jax_best_ms": jbest,
+                            "torch_best_ms": tbest, "jax_over_torch_best": tbest / jbest,
+                            "jax_cpu_ms": jcpu, "torch_cpu_ms": tcpu, "jax_over_torch_cpu": tcpu / jcpu})
+            print(f"  {label:<26} {impl + ('*' if impl == chosen else ''):<12} JAX {jms:8.2f} ms | "
+                  f"PyTorch {tms:8.2f} ms | JAX / PyTorch speed {tms / jms:5.2f} "
+                  f"(best rounds {tbest / jbest:5.2f}; CPU time {jcpu:7.2f} / {tcpu:7.2f} ms: {tcpu / jcpu:5.2f})",
+                  flush=True)
     return results
 
 
@@ -408,6 +464,8 @@ def _parse(argv):
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians reported)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--xla-transpose", action="store_true",
+                    help="layers: also time XLA's own conv_transpose (20-50x slower than the others)")
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
     args = ap.parse_args(argv)
     if args.quick:   # shrinks everything not set explicitly on the command line

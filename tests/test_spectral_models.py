@@ -1,5 +1,6 @@
 """Spectrogram AE / VAE / CVAE: shapes, parameter counts by hand, upsampling modes, sampling, KL."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +11,7 @@ from seisjax.models.spectral import (
     UPSAMPLE_MODES,
     SpectralAE,
     SpectralCVAE,
+    SpectralEncoder,
     SpectralVAE,
     depth_to_space,
     kl_divergence,
@@ -125,3 +127,42 @@ def test_kl_divergence_by_hand():
     # 0.5 (sigma^2 + mu^2 - 1 - ln sigma^2) per dimension
     expected = [0.0, 0.5 * (4 + 1 - 1 - np.log(4.0)) + 0.5 * (1 + 4 - 1 - 0)]
     np.testing.assert_allclose(kl_divergence(mean, logvar), expected, rtol=1e-6)
+
+
+class _FlaxLayersEncoder(nn.Module):
+    """The encoder as written with flax's own layers (before seisjax/ops/conv.py)."""
+
+    features: tuple = FEATURES
+
+    @nn.compact
+    def __call__(self, x, *, train):
+        for i, width in enumerate(self.features):
+            x = nn.Conv(width, (3, 3), strides=(2, 2), padding="SAME", use_bias=False, name=f"conv{i}")(x)
+            x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"bn{i}")(x))
+        return x
+
+
+def test_encoder_layers_keep_flax_variables_function_and_gradients():
+    # the GEMM convolutions and fused batch norm are a drop-in: same variable tree (checkpoints load),
+    # same outputs, running averages and parameter gradients as nn.Conv + nn.BatchNorm + relu
+    x = jax.random.uniform(jax.random.PRNGKey(0), (3, 32, 48, C))
+    ours, ref = SpectralEncoder(FEATURES), _FlaxLayersEncoder(FEATURES)
+    variables = jax.jit(lambda x: ref.init(jax.random.PRNGKey(1), x, train=False))(x)
+    shapes = jax.eval_shape(lambda x: ours.init(jax.random.PRNGKey(1), x, train=False), x)
+    assert jax.tree.map(np.shape, shapes) == jax.tree.map(np.shape, variables)
+
+    def loss(module, params):
+        h, new = module.apply({"params": params, "batch_stats": variables["batch_stats"]}, x, train=True,
+                              mutable=["batch_stats"])
+        return jnp.mean(jnp.square(h - 0.5)), (h, new["batch_stats"])
+
+    (l1, (h1, s1)), g1 = jax.jit(jax.value_and_grad(lambda p: loss(ours, p), has_aux=True))(variables["params"])
+    (l0, (h0, s0)), g0 = jax.jit(jax.value_and_grad(lambda p: loss(ref, p), has_aux=True))(variables["params"])
+    np.testing.assert_allclose(h1, h0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(l1, l0, rtol=1e-5)
+    for got, want in zip(jax.tree_util.tree_leaves((s1, g1)), jax.tree_util.tree_leaves((s0, g0)), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * float(np.abs(want).max()))
+    # evaluation mode with the updated running averages
+    new_vars = {"params": variables["params"], "batch_stats": s0}
+    evaluate = jax.jit(lambda v: (ours.apply(v, x, train=False), ref.apply(v, x, train=False)))
+    np.testing.assert_allclose(*evaluate(new_vars), rtol=1e-5, atol=1e-5)

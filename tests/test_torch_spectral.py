@@ -125,9 +125,11 @@ def test_forward_matches_flax(twins, name, upsample):
         np.testing.assert_allclose(tout[key].numpy(), ref, atol=5e-5, rtol=1e-4)
 
 
-def test_gradients_match_flax(twins):
-    """The AE's loss gradients agree: the backward pass times the same computation."""
-    model, kwargs = _flax("spectral_ae", "subpixel")
+@pytest.mark.parametrize("upsample", ["subpixel", "transpose"])
+def test_gradients_match_flax(twins, upsample):
+    """The AE's loss gradients agree: the backward pass times the same computation (for
+    ``transpose``, through the custom backward passes of seisjax/ops/conv.py)."""
+    model, kwargs = _flax("spectral_ae", upsample)
     x, _, _ = _inputs()
     variables = _init(model, "spectral_ae", x, None, None)
 

@@ -1,16 +1,29 @@
-"""The fast 3x3 stride-2 transposed convolution (seisjax/ops/upsample.py) is nn.ConvTranspose."""
+"""The fast 3x3 stride-2 transposed convolution (seisjax/ops/upsample.py) is nn.ConvTranspose, in
+each of its forms (GEMM + overlap-add, phases, masked)."""
 
 import flax.linen as nn
 import jax
 import numpy as np
 import pytest
 
-from seisjax.ops.upsample import ConvTranspose3x3S2, conv_transpose_masked, conv_transpose_phases, depth_to_space
+from seisjax.ops.conv import conv_transpose3x3s2_gemm
+from seisjax.ops.upsample import (
+    CONV_TRANSPOSE_IMPLS,
+    ConvTranspose3x3S2,
+    conv_transpose_masked,
+    conv_transpose_phases,
+    depth_to_space,
+)
 
 DIMS = ("NHWC", "HWIO", "NHWC")
 
 
-@pytest.mark.parametrize("fast", [conv_transpose_phases, conv_transpose_masked])
+def _gemm_with_bias(x, kernel, bias=None):
+    y = conv_transpose3x3s2_gemm(x, kernel)
+    return y if bias is None else y + bias
+
+
+@pytest.mark.parametrize("fast", [conv_transpose_phases, conv_transpose_masked, _gemm_with_bias])
 def test_fast_forms_equal_xla_conv_transpose(fast):
     rng = np.random.default_rng(7)
     x = rng.normal(size=(2, 5, 3, 4)).astype(np.float32)   # odd sizes: every phase boundary shows
@@ -24,14 +37,15 @@ def test_fast_forms_equal_xla_conv_transpose(fast):
     np.testing.assert_allclose(np.asarray(grad_fast(kernel)), np.asarray(grad_ref(kernel)), rtol=1e-4, atol=1e-3)
 
 
-@pytest.mark.parametrize("features", [3, 24])   # the masked form below 16 channels, phases above
-def test_module_loads_nn_conv_transpose_variables(features):
+@pytest.mark.parametrize("impl", CONV_TRANSPOSE_IMPLS)
+@pytest.mark.parametrize("features", [3, 24])
+def test_module_loads_nn_conv_transpose_variables(features, impl):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 4, 6, 8)).astype(np.float32)
     reference = nn.ConvTranspose(features, (3, 3), strides=(2, 2), padding="SAME")
     variables = reference.init(jax.random.key(1), x)
     variables = jax.tree.map(lambda v: v + 0.1, variables)   # a non-zero bias too
-    ours = ConvTranspose3x3S2(features)
+    ours = ConvTranspose3x3S2(features, impl=impl)
     assert jax.tree.map(np.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(np.shape, variables)
     out = ours.apply(variables, x)
     assert out.shape == (2, 8, 12, features)
@@ -49,3 +63,8 @@ def test_depth_to_space_by_hand():
                 for j in range(2):
                     expected[2 * h + i, 2 * w + j] = x[0, h, w, 2 * i + j]
     np.testing.assert_array_equal(out, expected)
+
+
+def test_module_rejects_an_unknown_form():
+    with pytest.raises(ValueError, match="impl"):
+        ConvTranspose3x3S2(4, impl="dilated").init(jax.random.key(0), np.ones((1, 2, 2, 3), np.float32))

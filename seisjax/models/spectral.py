@@ -14,8 +14,13 @@ how a stage doubles the size:
   does (16 against 9 weights per channel pair) while XLA runs it as a plain convolution;
 - ``"resize"``: nearest-neighbour 2x, then a 3x3 convolution (as many weights as ``"transpose"``);
 - ``"transpose"``: the seed's layer, a 3x3 stride-2 transposed convolution with
-  ``nn.ConvTranspose``'s parameters, computed as four phase convolutions
-  (:mod:`seisjax.ops.upsample`), because XLA's own CPU lowering of it is 20-50x slower than PyTorch.
+  ``nn.ConvTranspose``'s parameters, computed as one GEMM to the nine taps and an overlap-add
+  (:mod:`seisjax.ops.upsample`, :mod:`seisjax.ops.conv`), because XLA's own CPU lowering of it is
+  20-50x slower than PyTorch.
+
+The encoder's convolutions and every batch norm + ReLU hold ``nn.Conv``'s and ``nn.BatchNorm``'s
+variables but run as GEMMs and a fused one-pass batch norm with hand-written backward passes
+(:mod:`seisjax.ops.conv`; ``ENCODER_CONV_IMPL``, ``DECODER_TRANSPOSE_IMPL``).
 
 Latents: the AE keeps the spatial map ``(F/16, T/16, features[-1])``; the VAE and CVAE flatten it
 to mean and log-variance heads of ``latent`` dimensions and sample ``z = mean + exp(logvar/2) eps``
@@ -42,6 +47,7 @@ import jax
 import jax.numpy as jnp
 
 from seisjax.errors import InputError
+from seisjax.ops.conv import BatchNormReLU, Conv
 from seisjax.ops.upsample import ConvTranspose3x3S2, depth_to_space
 from seisjax.registry import register_model
 
@@ -57,6 +63,10 @@ __all__ = [
 ]
 
 UPSAMPLE_MODES = ("subpixel", "resize", "transpose")
+# how the layers compute (same variables and function either way; timed by
+# `benchmarks/bench_spectral.py --what layers`)
+ENCODER_CONV_IMPL = "auto"   # the GEMM form on CPU, XLA's (cuDNN) convolution on GPUs
+DECODER_TRANSPOSE_IMPL = "gemm"
 
 
 def kl_divergence(mean: jax.Array, logvar: jax.Array) -> jax.Array:
@@ -84,9 +94,10 @@ class SpectralEncoder(nn.Module):
     @nn.compact
     def __call__(self, x, *, train: bool):
         for i, width in enumerate(self.features):
-            x = nn.Conv(width, (3, 3), strides=(2, 2), padding="SAME", use_bias=False, name=f"conv{i}")(x)
-            x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, name=f"bn{i}")(x)
-            x = nn.relu(x)
+            # nn.Conv's and nn.BatchNorm's variables, computed as GEMMs with hand-written backwards
+            # (seisjax/ops/conv.py: XLA's CPU weight gradients and batch-norm fusions are slow)
+            x = Conv(width, (3, 3), strides=(2, 2), use_bias=False, impl=ENCODER_CONV_IMPL, name=f"conv{i}")(x)
+            x = BatchNormReLU(use_running_average=not train, momentum=self.bn_momentum, name=f"bn{i}")(x)
         return x
 
 
@@ -105,7 +116,7 @@ class _Upsample(nn.Module):
             return nn.Conv(self.width, (3, 3), padding="SAME", use_bias=self.use_bias, name="conv")(x)
         if self.mode == "transpose":
             # nn.ConvTranspose's parameters and function without XLA's slow CPU lowering (ops/upsample.py)
-            return ConvTranspose3x3S2(self.width, use_bias=self.use_bias, name="conv")(x)
+            return ConvTranspose3x3S2(self.width, use_bias=self.use_bias, impl=DECODER_TRANSPOSE_IMPL, name="conv")(x)
         raise InputError(f"upsample = {self.mode!r}: expected one of {', '.join(UPSAMPLE_MODES)}")
 
 
@@ -125,8 +136,7 @@ class SpectralDecoder(nn.Module):
             last = i == len(widths) - 1
             h = _Upsample(width, self.upsample, use_bias=last, name=f"up{i}")(h)
             if not last:
-                h = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, name=f"bn{i}")(h)
-                h = nn.relu(h)
+                h = BatchNormReLU(use_running_average=not train, momentum=self.bn_momentum, name=f"bn{i}")(h)
         return nn.sigmoid(h)
 
 

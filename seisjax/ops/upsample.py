@@ -5,8 +5,11 @@ of the spectrogram autoencoders' seed study. XLA lowers it on CPU to a dilated c
 20-50x slower than PyTorch's ``ConvTranspose2d`` (benchmarks/README.md). The same function, with the
 same parameters, is four small stride-1 convolutions at the input's resolution (its output phases),
 interleaved: per axis, with the unflipped kernel ``w``, ``y[2p] = x[p-1] w[0] + x[p] w[2]`` and
-``y[2p+1] = x[p] w[1]``. For thin layers one 2x2 convolution to ``4 x out`` channels with the phases'
-taps (zeros where a phase has fewer) followed by depth-to-space is faster still.
+``y[2p+1] = x[p] w[1]``, or one 2x2 convolution to ``4 x out`` channels with the phases' taps (zeros
+where a phase has fewer) followed by depth-to-space ("masked"). Fastest of all on the CPU, and the
+default, is PyTorch's own scheme: one GEMM to the nine taps of every input pixel, overlap-added, with
+GEMM backward passes (:func:`seisjax.ops.conv.conv_transpose3x3s2_gemm`; 1.3-1.9x PyTorch per layer
+except the 64 -> 32 one, against 0.3-1.0x for the phases: ``bench_spectral.py --what layers``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ConvTranspose3x3S2", "conv_transpose_masked", "conv_transpose_phases", "depth_to_space"]
+from seisjax.ops.conv import conv_transpose3x3s2_gemm
+
+__all__ = ["CONV_TRANSPOSE_IMPLS", "ConvTranspose3x3S2", "conv_transpose_masked", "conv_transpose_phases",
+           "depth_to_space"]
+
+CONV_TRANSPOSE_IMPLS = ("gemm", "phases", "masked")
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
@@ -66,16 +74,22 @@ def conv_transpose_masked(x: jax.Array, kernel: jax.Array, bias: jax.Array | Non
 
 class ConvTranspose3x3S2(nn.Module):
     """Drop-in for ``nn.ConvTranspose(features, (3, 3), strides=(2, 2), padding="SAME")``: the same
-    parameters (``kernel (3, 3, in, features)``, lecun-normal; ``bias``) and function, computed by
-    phases (or the masked form below ``masked_below`` output channels)."""
+    parameters (``kernel (3, 3, in, features)``, lecun-normal; ``bias``) and function. ``impl`` picks
+    the computation: ``"gemm"`` (default; one GEMM to the nine taps and an overlap-add, with a GEMM
+    backward, :func:`seisjax.ops.conv.conv_transpose3x3s2_gemm`), ``"phases"`` or ``"masked"``."""
 
     features: int
     use_bias: bool = True
-    masked_below: int = 16
+    impl: str = "gemm"
 
     @nn.compact
     def __call__(self, x):
+        if self.impl not in CONV_TRANSPOSE_IMPLS:
+            raise ValueError(f"impl = {self.impl!r}: expected one of {CONV_TRANSPOSE_IMPLS}")
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,)) if self.use_bias else None
-        fast = conv_transpose_masked if self.features < self.masked_below else conv_transpose_phases
+        if self.impl == "gemm":
+            y = conv_transpose3x3s2_gemm(x, kernel)
+            return y if bias is None else y + bias
+        fast = conv_transpose_masked if self.impl == "masked" else conv_transpose_phases
         return fast(x, kernel, bias)
