@@ -105,5 +105,34 @@ def test_generated_peak_is_the_predicted_log_scale(cvae_run):
     log_scale = np.asarray(task.model.apply({"params": params, **model_state}, cond, station, method="log_scale"))
     real = task.mask[..., 0] > 0
     assert np.allclose(x[:, real].max(axis=1), 1.0) and np.allclose(x[:, real].min(axis=1), 0.0)
-    np.testing.assert_allclose(np.log1p(mag.max(axis=(2, 3))), np.maximum(log_scale[:, 1], log_scale[:, 0]),
+    floor = np.median(task._train["log_scale"][:, 0], axis=0)   # task.generation_floor = "train_median"
+    np.testing.assert_allclose(np.log1p(mag.max(axis=(2, 3))), np.maximum(log_scale[:, 1], floor),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_centroid_stage_trends_measure_each_step_of_generation(cvae_run):
+    """The held-out stage is the centroid of the records' own magnitudes, fitted jointly on magnitude
+    and log10 distance; toy records are one per event, so no within-event slope exists (NaN)."""
+    from seisjax.analysis.generation import CENTROID_STAGES, centroid_stage_trends
+    from seisjax.analysis.spectral_metrics import spectral_centroid
+    from seisjax.data.spectrogram_data import to_magnitudes
+    from seisjax.train.loop import restore_trained
+
+    result = centroid_stage_trends(cvae_run, split="train", generation_prior="standard")
+    assert list(result["stages"]) == list(CENTROID_STAGES)
+    _, task, _, _ = restore_trained(cvae_run)
+    data = task._train
+    centroid = spectral_centroid(to_magnitudes(data["x"], data["log_scale"], task.spec), task.spec.axes()[0])
+    design = np.column_stack([np.ones(len(centroid)), data["magnitude"], np.log10(data["distance_km"])])
+    coef = np.linalg.lstsq(design, centroid, rcond=None)[0]
+    held = result["stages"]["held_out"]
+    np.testing.assert_allclose([held["magnitude"], held["log10_distance"], held["mean_hz"]],
+                               [coef[1], coef[2], centroid.mean()], rtol=1e-6)
+    assert result["records"] == result["events"] == len(centroid)
+    assert np.isnan(held["within_event_log10_distance"])
+    for stage in CENTROID_STAGES:
+        assert 0 < result["stages"][stage]["mean_hz"] < task.spec.sampling_rate / 2
+    with pytest.raises(InputError, match="split"):
+        centroid_stage_trends(cvae_run, split="dev")
+    with pytest.raises(InputError, match="generation_prior"):
+        centroid_stage_trends(cvae_run, generation_prior="uniform")

@@ -221,3 +221,73 @@ def test_ae_learns_a_toy_case_well_below_the_input_variance(tmp_path, optimised_
         assert mse < 0.2 * variance, (mse, variance)
     finally:
         task.close()
+
+
+@pytest.fixture(scope="module")
+def toy_cvae(tmp_path_factory):
+    """An initialised (untrained) toy CVAE task with the GSNN term and the generation options on."""
+    config = load_config(CONFIG + ":toy_cvae", {"data.toy_records": 24, "task.prior_weight": 0.5,
+                                                "task.generation_floor": "train_median"})
+    task = get_task("spectral_vae")(config, workdir=tmp_path_factory.mktemp("toy_cvae"))
+    batch = {k: jnp.asarray(v) for k, v in task._add_mask(task._batch_arrays(task._train)).items()}
+    variables = task.init_variables(jax.random.PRNGKey(0), batch)
+    params = variables.pop("params")
+    yield task, params, variables, batch
+    task.close()
+
+
+def test_prior_term_decodes_prior_draws_independent_of_the_input(toy_cvae):
+    task, params, state, batch = toy_cvae
+    rng = jax.random.PRNGKey(3)
+    out, _ = task.apply(params, state, batch, rng, train=True)
+    blank = dict(batch, x=jnp.zeros_like(batch["x"]))
+    out_blank, _ = task.apply(params, state, blank, rng, train=True)
+    # the prior path sees only z ~ N(0, I) and the conditions; the posterior path sees the record
+    np.testing.assert_allclose(np.asarray(out_blank["prior_recon"]), np.asarray(out["prior_recon"]), atol=1e-6)
+    assert np.abs(np.asarray(out_blank["recon"]) - np.asarray(out["recon"])).max() > 1e-3
+    loss, (terms, _) = task.loss(params, state, batch, rng, train=True)
+    expected = float(masked_mse(batch["x"], out["prior_recon"], batch["mask"]).mean())
+    np.testing.assert_allclose(float(terms["prior_mse"]), expected, rtol=1e-5)
+    task.prior_weight = 0.0
+    try:
+        loss0, (terms0, _) = task.loss(params, state, batch, rng, train=True)
+    finally:
+        task.prior_weight = 0.5
+    assert "prior_mse" not in terms0
+    np.testing.assert_allclose(float(loss) - float(loss0), 0.5 * expected, rtol=1e-4)
+    with pytest.raises(InputError, match="prior_weight"):
+        get_task("spectral_vae")(load_config(CONFIG + ":toy_cvae", {"task.prior_weight": -1.0}),
+                                 workdir=task.workdir)
+
+
+def test_neighbour_prior_samples_the_posterior_of_the_nearest_training_record(toy_cvae):
+    task, params, state, _ = toy_cvae
+    train = task._train
+    mean, logvar = (np.asarray(a) for a in task.model.apply({"params": params, **state}, train["x"], train["cond"],
+                                                           train["station_index"], method="encode"))
+    task.prior_neighbours = 1
+    try:
+        target = 5
+        cond = np.repeat(train["cond"][target:target + 1], 3000, axis=0)
+        z = task.neighbour_prior(params, state, cond, seed=1)
+    finally:
+        task.prior_neighbours = 8
+    keys = train["cond"][:, [0, -1]]
+    assert np.sum(np.all(np.isclose(keys, keys[target]), axis=1)) == 1   # the record's own keys are unique
+    standard = (z - mean[target]) / np.exp(0.5 * logvar[target])
+    np.testing.assert_allclose(standard.mean(axis=0), 0.0, atol=0.1)
+    np.testing.assert_allclose(standard.std(axis=0), 1.0, atol=0.1)
+
+
+def test_train_median_floor_sets_the_emptiest_bin_of_generated_records(toy_cvae):
+    task, params, state, _ = toy_cvae
+    cond, station = task._eval["cond"][:4], task._eval["station_index"][:4]
+    x, mag, _ = task.generate(params, state, cond, station, seed=0, griffin_lim_iters=1)
+    frames = task.spec.stft_shape[1]
+    fm = task.spec.model_shape[0]
+    floor = np.log1p(mag[:, :, :fm, :frames]).min(axis=(2, 3))                      # (N, C)
+    np.testing.assert_allclose(floor, np.broadcast_to(np.median(task._train["log_scale"][:, 0], axis=0),
+                                                      floor.shape), rtol=1e-4, atol=1e-7)
+    # and renormalised decodes span [0, 1] per channel, so the predicted max sets the loudest bin
+    np.testing.assert_allclose(x[:, :, :frames].min(axis=(1, 2)), 0.0, atol=1e-6)
+    np.testing.assert_allclose(x[:, :, :frames].max(axis=(1, 2)), 1.0, atol=1e-6)

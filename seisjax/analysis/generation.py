@@ -1,9 +1,11 @@
 """Seismograms from a trained spectrogram CVAE (the ``generate`` command) and latent interpolation.
 
 :func:`generate_from_checkpoint` restores a ``spectral_vae`` run with model ``spectral_cvae``, draws
-``n`` latent codes from the prior N(0, I) (seeded), decodes them at the given conditions (magnitude,
-source latitude, longitude, depth, station), un-scales them with the CVAE's predicted ``log1p``
-min/max, turns them into three-component waveforms with Griffin-Lim and writes them as a dataset
+``n`` latent codes (seeded; by default from the posteriors of the training records nearest in
+magnitude and distance, ``task.generation_prior``, so the run's training data must be readable),
+decodes them at the given conditions (magnitude, source latitude, longitude, depth, station),
+un-scales them with the CVAE's predicted ``log1p`` maximum (and the training median minimum,
+``task.generation_floor``), turns them into three-component waveforms with Griffin-Lim and writes them as a dataset
 (SeisBench layout, components in the run's order, the unit of the training data) with a figure
 ``generated.png`` of the waveforms and spectrograms.
 
@@ -15,6 +17,9 @@ output marks such traces with ``generation_station_known = False``.
 :func:`interpolate_latent` encodes two records, walks the straight line between their codes
 (spatial maps for the AE, means for the VAE/CVAE, with the CVAE's conditions interpolated too and
 the station switching at the midpoint) and draws the decoded spectrograms along the path.
+
+:func:`centroid_stage_trends` measures the spectral centroid's trends with magnitude and distance at
+each step from a held-out record to a generated waveform, to find where a generated trend departs.
 """
 
 from __future__ import annotations
@@ -27,7 +32,17 @@ import numpy as np
 
 from seisjax.errors import InputError
 
-__all__ = ["generate_from_checkpoint", "interpolate_latent"]
+__all__ = ["CENTROID_STAGES", "centroid_stage_trends", "generate_from_checkpoint", "interpolate_latent"]
+
+#: The steps from a held-out record to a generated seismogram at which :func:`centroid_stage_trends`
+#: measures the spectral centroid's trends.
+CENTROID_STAGES = {
+    "held_out": "the held-out records' magnitudes (un-scaled with their own log_scale)",
+    "reconstruction": "encoder mean -> decoder, renormalised, un-scaled with the record's own log_scale",
+    "prior_true_scale": "prior sample at the record's conditions, renormalised, un-scaled with its own log_scale",
+    "prior_predicted_scale": "the same sample un-scaled with the CVAE's predicted log_scale (what generate returns)",
+    "griffin_lim": "STFT magnitudes of the Griffin-Lim waveform of that sample",
+}
 
 
 def _check_run(workdir: Path, *, need_cvae: bool):
@@ -121,6 +136,75 @@ def generate_from_checkpoint(workdir, *, out, magnitude: float, lat: float, lon:
     log(f"generate: wrote {n} records of {len(spec.components)} components to {out} (checkpoint step {ckpt_step})")
     return {"out": out, "n": n, "station_known": known, "checkpoint_step": ckpt_step, "figure": figure,
             "trace_names": names}
+
+
+def centroid_stage_trends(workdir, *, step: int | None = None, seed: int = 0, split: str = "eval",
+                          generation_prior: str | None = None, generation_floor: str | None = None) -> dict:
+    """Where along the generation chain the spectral centroid's trends with magnitude and distance
+    change: for each of :data:`CENTROID_STAGES` the joint least-squares slopes of the centroid (Hz)
+    against magnitude and log10 distance, the within-event slope against log10 distance and the mean
+    centroid, on a CVAE run's held-out (``split="eval"``) or training (``"train"``) records.
+
+    ``generation_prior`` and ``generation_floor`` replace the run's ``task.generation_prior`` and
+    ``task.generation_floor`` (to compare them on one checkpoint).
+
+    Returns ``{"checkpoint_step", "records", "events", "magnitude_log10_distance_correlation",
+    "stages": {stage: {"magnitude", "log10_distance", "within_event_log10_distance",
+    "within_event_stderr", "mean_hz"}}}``."""
+    from seisjax.analysis import spectral_metrics as sm
+    from seisjax.data.spectral import stft
+    from seisjax.data.spectrogram_data import renormalise, to_magnitudes
+    from seisjax.tasks.spectral_vae import event_ids
+
+    workdir = Path(workdir)
+    _check_run(workdir, need_cvae=True)
+    if split not in ("eval", "train"):
+        raise InputError(f"split = {split!r}: expected 'eval' or 'train'")
+    task, params, model_state, ckpt_step = _restore(workdir, step)
+    try:
+        if generation_prior is not None:
+            if generation_prior not in ("standard", "neighbours"):
+                raise InputError(f"generation_prior = {generation_prior!r}: expected 'standard' or 'neighbours'")
+            task.generation_prior = generation_prior
+        if generation_floor is not None:
+            if generation_floor not in ("predicted", "train_median"):
+                raise InputError(f"generation_floor = {generation_floor!r}: expected 'predicted' or 'train_median'")
+            task.generation_floor = generation_floor
+        data = task._eval if split == "eval" else task._train
+        ok = np.isfinite(data["distance_km"]) & (data["distance_km"] > 0)
+        if ok.sum() < 4:
+            raise InputError(f"{workdir}: {int(ok.sum())} {split} records with a distance; the trends need 4")
+        data = {k: v[ok] for k, v in data.items()}
+        spec, freqs = task.spec, task.spec.axes()[0]
+        own_scale = data["log_scale"]
+        recon = renormalise(task.reconstruct(params, model_state, data), task.mask)
+        x_gen, mag_gen, wave_gen = task.generate(params, model_state, data["cond"], data["station_index"], seed=seed)
+        mags = {"held_out": to_magnitudes(data["x"], own_scale, spec),
+                "reconstruction": to_magnitudes(recon, own_scale, spec),
+                "prior_true_scale": to_magnitudes(x_gen, own_scale, spec),
+                "prior_predicted_scale": mag_gen,
+                "griffin_lim": np.abs(stft(wave_gen * spec.gain, spec.sampling_rate, **spec.stft_kwargs))}
+    finally:
+        task.close()
+    magnitude, distance, event = data["magnitude"], data["distance_km"], event_ids(data)
+    stages = {}
+    for stage, mag in mags.items():
+        # a generated channel may be silent (predicted max below min): a tiny floor keeps its centroid defined
+        centroid = sm.spectral_centroid(mag + 1e-12, freqs)
+        records = {"peak_amplitude": np.ones(len(centroid)), "centroid_hz": centroid, "magnitude": magnitude,
+                   "distance_km": distance, "event": event}
+        with np.errstate(divide="ignore", invalid="ignore"):  # the placeholder amplitudes fit exactly
+            fit = sm.generation_trends(records, records)
+        real = fit["real"]
+        stages[stage] = {"magnitude": real["centroid_hz"]["magnitude"],
+                         "log10_distance": real["centroid_hz"]["log10_distance"],
+                         "within_event_log10_distance": real["within_event"]["centroid_hz"]["log10_distance"],
+                         "within_event_stderr": real["within_event"]["centroid_hz"]["stderr"],
+                         "mean_hz": float(centroid.mean())}
+    return {"checkpoint_step": ckpt_step, "split": split, "records": int(ok.sum()),
+            "events": int(len(np.unique(event))),
+            "magnitude_log10_distance_correlation": real["magnitude_log10_distance_correlation"],
+            "stages": stages}
 
 
 def _plot_generated(wave, mag, spec, path: Path, *, title: str, n_max: int = 4) -> Path:
