@@ -26,17 +26,22 @@ def _pad(record, steps):
     return np.concatenate([record, np.zeros((steps - len(record), record.shape[1]), np.float32)])
 
 
-@pytest.mark.parametrize("mode,impl,layers", [("bottleneck", "scan", 2), ("reference", "rnn", 1)])
-def test_padding_does_not_change_embedding_or_reconstruction(mode, impl, layers):
+@pytest.mark.parametrize("mode,impl,layers,pools,reverse", [("bottleneck", "scan", 2, (2, 2, 2), False),
+                                                           ("reference", "rnn", 1, (2, 2, 2), False),
+                                                           ("bottleneck", "scan", 1, (4, 2, 2), True)])
+def test_padding_does_not_change_embedding_or_reconstruction(mode, impl, layers, pools, reverse):
     rng = np.random.default_rng(0)
-    length = 37  # odd at every level: ceil(37/2)=19, 10, 5
+    length = 37  # odd at every level: ceil(37/2)=19, 10, 5; with 4x first: 10, 5, 3
     record = rng.normal(size=(length, 3)).astype(np.float32)
-    model = LSTMAutoencoder(**SMALL, lstm_layers=layers, mode=mode, lstm_impl=impl)
-    variables = model.init({"params": jax.random.PRNGKey(0)}, jnp.zeros((1, 40, 3)), jnp.array([40]))
+    model = LSTMAutoencoder(**SMALL, lstm_layers=layers, mode=mode, lstm_impl=impl, pools=pools,
+                            reverse_encoder=reverse)
+    unit = model.reduction
+    short, long_ = -(-40 // unit) * unit, -(-72 // unit) * unit
+    variables = model.init({"params": jax.random.PRNGKey(0)}, jnp.zeros((1, short, 3)), jnp.array([short]))
     variables = _randomise_batch_stats(variables)
     apply = jax.jit(model.apply)
     results = []
-    for steps in (40, 72):
+    for steps in (short, long_):
         # the record alone, and in a batch with longer records (and a garbage-filled padding row)
         others = rng.normal(size=(2, steps, 3)).astype(np.float32)
         x = np.stack([_pad(record, steps), *others])
@@ -49,13 +54,13 @@ def test_padding_does_not_change_embedding_or_reconstruction(mode, impl, layers)
         np.testing.assert_allclose(recon, results[0][0], atol=1e-5, rtol=1e-5)
         assert np.all(tail == 0.0)  # padded steps of the output are zero
     # the embedding does depend on the last valid sample (ceil lengths drop nothing) ...
-    x = _pad(record, 40)[None]
-    x = np.concatenate([x, np.zeros((2, 40, 3), np.float32)])  # the compiled batch of 3
-    base = np.asarray(apply(variables, jnp.asarray(x), jnp.array([length, 40, 40]))[1][0])
+    x = _pad(record, short)[None]
+    x = np.concatenate([x, np.zeros((2, short, 3), np.float32)])  # the compiled batch of 3
+    base = np.asarray(apply(variables, jnp.asarray(x), jnp.array([length, short, short]))[1][0])
     np.testing.assert_allclose(base, results[0][1], atol=1e-5)
     x_last = x.copy()
     x_last[0, length - 1] += 1.0
-    lengths = jnp.array([length, 40, 40])
+    lengths = jnp.array([length, short, short])
     assert np.abs(np.asarray(apply(variables, jnp.asarray(x_last), lengths)[1][0]) - base).max() > 1e-4
     # ... and not at all on what the padding holds
     x_pad = x.copy()
@@ -69,6 +74,9 @@ def test_level_lengths_round_up_and_masks():
     levels = level_lengths(lengths)
     for k, n in enumerate(levels):
         np.testing.assert_array_equal(n, np.ceil(lengths / 2 ** k).astype(int))
+    # other pooling factors: nested ceilings, e.g. 37 -> 10 -> 5 -> 2 with (4, 2, 3)
+    for n, expected in ((37, [37, 10, 5, 2]), (64, [64, 16, 8, 3]), (1, [1, 1, 1, 1])):
+        assert [int(v) for v in level_lengths(np.array(n), pools=(4, 2, 3))] == expected
     mask = np.asarray(length_mask(np.array([0, 3, 8]), 8))
     np.testing.assert_array_equal(mask.sum(1), [0, 3, 8])
     assert mask[1].tolist() == [1, 1, 1, 0, 0, 0, 0, 0]
@@ -134,10 +142,41 @@ def test_parameter_count_by_hand_and_output_shapes(mode, layers):
     assert emb2.shape == (2, embed_dim)
 
 
-def test_rejects_lengths_not_multiple_of_8():
+def test_rejects_lengths_not_multiple_of_the_reduction():
     model = LSTMAutoencoder(**SMALL)
     with pytest.raises(ValueError, match="multiple of 8"):
         model.init({"params": jax.random.PRNGKey(0)}, jnp.zeros((1, 44, 3)), jnp.array([44]))
+    model = LSTMAutoencoder(**SMALL, pools=(4, 4, 2))
+    with pytest.raises(ValueError, match="multiple of 32"):
+        jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0)}, jnp.zeros((1, 48, 3)), jnp.array([48])))
+
+
+def test_reverse_valid_by_hand():
+    from seisjax.models.lstm_ae import reverse_valid
+
+    x = np.arange(2 * 5, dtype=np.float32).reshape(2, 5, 1)
+    mask = np.asarray(length_mask(np.array([3, 5]), 5))
+    got = np.asarray(reverse_valid(jnp.asarray(x), jnp.asarray(mask)))[..., 0]
+    assert got.tolist() == [[2, 1, 0, 3, 4], [9, 8, 7, 6, 5]]  # padding (3, 4) stays in place
+    np.testing.assert_array_equal(np.asarray(reverse_valid(jnp.asarray(got[..., None]), jnp.asarray(mask))), x)
+
+
+def test_max_pool_over_valid_steps_by_hand():
+    """4x pooling: each group's maximum over its valid steps (padding holds huge values here)."""
+    from seisjax.models.lstm_ae import _max_pool
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, 12, 3)).astype(np.float32)
+    lengths = np.array([12, 6])
+    mask_in = np.asarray(length_mask(lengths, 12))
+    mask_out = np.asarray(length_mask(-(-lengths // 4), 3))
+    x_garbage = np.where(mask_in[..., None] > 0, x, 1e6).astype(np.float32)
+    got = np.asarray(_max_pool(jnp.asarray(x_garbage), jnp.asarray(mask_in), jnp.asarray(mask_out), 4))
+    expected = np.zeros((2, 3, 3), np.float32)
+    for b, n in enumerate(lengths):
+        for g in range(-(-n // 4)):
+            expected[b, g] = x[b, 4 * g:min(4 * g + 4, n)].max(0)
+    np.testing.assert_array_equal(got, expected)  # record 1: group 1 holds 2 valid steps, group 2 none
 
 
 def test_decoder_clock_by_hand_and_independent_of_padding():

@@ -93,6 +93,35 @@ def test_bucketed_batches_sorted_resumable_and_sharded():
         it3.restore({**state, "global_batch_size": 16})
 
 
+def test_length_schedule_crops_training_records_and_resumes(tmp_path):
+    """Curriculum: steps 0-2 see the first 24 samples of each record, later steps whole records."""
+    config = _config(length_schedule=((0, 24), (3, 64)))
+    task = LSTMAETask(config, workdir=tmp_path)
+    train = task.records("train")
+    norm = task.normalisation()
+    it = task.train_batches(process_index=0, process_count=1)
+    per_epoch = it.steps_per_epoch  # 4: the run below crosses an epoch
+    for step in range(6):
+        rows = it.epoch_batches(step // per_epoch)[step % per_epoch]
+        batch = next(it)
+        limit = 24 if step < 3 else 64
+        np.testing.assert_array_equal(batch["length"], np.minimum(train.lengths[rows], limit))
+        assert batch["bucket"][0] == (0 if step < 3 else task.bucket_index(int(train.lengths[rows].max())))
+        for j, i in enumerate(rows):
+            n = int(batch["length"][j])
+            np.testing.assert_allclose(batch["x"][j, :n], (train.records[i][:n] - norm["mean"]) / norm["std"],
+                                       rtol=1e-6)
+            assert not batch["x"][j, n:].any()
+    # a restored iterator knows its step (6: whole records); the limit switches at the schedule's steps
+    again = task.train_batches(process_index=0, process_count=1)
+    again.restore(it.state())
+    assert again.position == 6 and task.length_limit(again.position) == 64
+    assert task.length_limit(0) == 24 and task.length_limit(2) == 24 and task.length_limit(3) == 64
+    for bad in (((0, 24), (0, 64)), ((0, 128),), ((-1, 24),)):
+        with pytest.raises(InputError, match="length_schedule"):
+            LSTMAETask(_config(length_schedule=bad), workdir=tmp_path / "bad")
+
+
 def test_records_from_dataset_cut_resample_problems_and_normalisation(tmp_path):
     rows = write_records_dataset(tmp_path / "ds")
     config = _config(source="dataset", path=str(tmp_path / "ds"), sampling_rate=20.0, pre_p=10, end="s_coda",

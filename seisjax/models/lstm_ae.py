@@ -1,12 +1,12 @@
 """Convolutional-recurrent autoencoder for variable-length multichannel records (``lstm_ae``).
 
-Input ``x (B, T, C)`` with ``T`` a multiple of 8 and ``lengths (B,)``: record ``i`` occupies steps
-``[0, lengths[i])``, the rest is padding. Padding never reaches a valid output:
+Input ``x (B, T, C)`` with ``T`` a multiple of the pooling reduction (``prod(pools)``, 8 by
+default) and ``lengths (B,)``: record ``i`` occupies steps ``[0, lengths[i])``, the rest is padding.
+Padding never reaches a valid output:
 
-- Masks. Level 0 is the input (``t < length``). Each 2x max-pool halves the length rounding UP:
-  level ``k`` holds ``ceil(length / 2**k)`` valid steps, so a record's last samples are never
-  dropped; a pooled step whose pair straddles the end takes its one valid input. The mask of
-  level ``k + 1`` is the mask of level ``k`` at its even steps (:func:`level_lengths`).
+- Masks. Level 0 is the input (``t < length``). Max-pooling level ``k`` by ``pools[k]`` (2 by
+  default) divides the length rounding UP, so a record's last samples are never dropped; a pooled
+  step whose group straddles the end takes the maximum of its valid inputs (:func:`level_lengths`).
 - Convolutions (k3, "SAME") see padded steps as zeros: every layer's output is multiplied by the
   mask, so the step after a record's end looks exactly like the zero padding at the end of a
   sequence, whatever the amount of padding.
@@ -16,9 +16,14 @@ Input ``x (B, T, C)`` with ``T`` a multiple of 8 and ``lengths (B,)``: record ``
 - LSTM (:class:`MaskedLSTM`): padded steps do not update the carry, so the final carry is the state
   at the record's own last step; its outputs at padded steps are zero.
 
-Encoder: three blocks ``Conv(k3) - BN - ReLU - dropout - Conv(k3) - BN`` each followed by 2x max
-pooling, channels ``channels`` (64, 128, 256), then ``lstm_layers`` (1 or 2) LSTM layers of
-``hidden`` (256) units over the ``ceil(T / 8)`` pooled steps.
+Encoder: three blocks ``Conv(k3) - BN - ReLU - dropout - Conv(k3) - BN`` each followed by max
+pooling (``pools``: 2x at each level by default), channels ``channels`` (64, 128, 256), then
+``lstm_layers`` (1 or 2) LSTM layers of ``hidden`` (256) units over the pooled steps
+(``ceil(T / 8)`` by default).
+With ``reverse_encoder`` the LSTM reads each record's pooled steps backwards (:func:`reverse_valid`),
+so its final state is at the record's first step, where the decoder starts: as in sequence-to-sequence
+models that reverse their input, the decoder's first outputs then depend on the most recent encoder
+steps, which is what lets the bottleneck learn on records of 16 and more pooled steps.
 
 Embedding: the final ``(h, c)`` of every encoder LSTM layer, concatenated as
 ``[h_1, c_1, h_2, c_2, ...]``: ``2 * hidden * lstm_layers`` numbers per record.
@@ -30,13 +35,13 @@ Decoder (``mode``):
   the whole encoded sequence, so the reconstruction does not have to pass through the embedding:
   the embedding is a summary the decoder may use, not a bottleneck.
 - ``"bottleneck"``: decoder LSTM layer ``l`` starts from encoder layer ``l``'s final ``(h, c)``, and
-  its input at every step is the whole embedding, the same vector repeated ``ceil(T / 8)`` times,
+  its input at every step is the whole embedding, the same vector repeated at every pooled step,
   plus (``decoder_time``, default on) two clock channels, the step index over ``time_scale`` and
   the fraction of the record's pooled length (:func:`decoder_clock`). Apart from the record's
   length (how many steps it runs), the decoder sees only the embedding, so everything the
   reconstruction needs must be in it.
 
-Then ``Dense(channels[-1])`` per step and three blocks ``upsample x2 (repeat) - Conv(k3) - BN -
+Then ``Dense(channels[-1])`` per step and three blocks ``upsample (repeat, by pools[k]) - Conv(k3) - BN -
 ReLU - dropout - Conv(k3) - BN - ReLU`` with channels ``channels[1], channels[0], channels[0]``; in
 the last block the second convolution maps to ``out_channels`` with no BN or ReLU. The output has
 shape ``(B, T, out_channels)``; its values at padded steps are zero.
@@ -53,17 +58,20 @@ import numpy as np
 
 from seisjax.registry import register_model
 
-__all__ = ["LSTMAutoencoder", "MaskedBatchNorm", "MaskedLSTM", "decoder_clock", "level_lengths", "length_mask"]
+__all__ = ["LSTMAutoencoder", "MaskedBatchNorm", "MaskedLSTM", "decoder_clock", "level_lengths", "length_mask",
+           "reverse_valid"]
 
-LEVELS = 3  # 2x poolings: T must be a multiple of 2**LEVELS
+LEVELS = 3  # pooling levels: T must be a multiple of the product of their factors
 
 
-def level_lengths(lengths, levels: int = LEVELS):
-    """Valid steps at each pooling level: ``[L, ceil(L/2), ceil(L/4), ...]`` (``levels + 1`` arrays).
+def level_lengths(lengths, levels: int = LEVELS, pools: Sequence[int] | None = None):
+    """Valid steps at each pooling level: ``[L, ceil(L/p_1), ceil(ceil(L/p_1)/p_2), ...]`` with the
+    pooling factors ``pools`` (default 2 at each of ``levels`` levels); ``len(pools) + 1`` arrays.
     Works for numpy and JAX integer arrays."""
+    pools = (2,) * levels if pools is None else tuple(pools)
     out = [lengths]
-    for _ in range(levels):
-        out.append(-(-out[-1] // 2))
+    for p in pools:
+        out.append(-(-out[-1] // int(p)))
     return out
 
 
@@ -141,28 +149,44 @@ class MaskedLSTM(nn.Module):
         return scan(cell, initial_carry, (x, mask))
 
 
-def decoder_clock(lengths, steps: int, time_scale: float) -> jax.Array:
+def decoder_clock(lengths, steps: int, time_scale: float, pools: Sequence[int] = (2, 2, 2)) -> jax.Array:
     """``(B, steps, 2)`` time channels of the bottleneck decoder: pooled step ``k`` as
-    ``k / time_scale`` and as ``k / ceil(length / 8)``, the fraction of the record's own pooled length.
+    ``k / time_scale`` and as ``k / pooled_length`` (``ceil(length / 8)`` with the default
+    ``pools``), the fraction of the record's own pooled length.
     They carry nothing about the record beyond its length, which the decoder has anyway (it is how
     many steps it runs); they give it a clock to place the onset and the oscillations by, which a
     constant input does not (without them the decoder more often settles on the all-zero output).
     Independent of the amount of padding (``steps``) at valid steps."""
     k = jnp.arange(steps, dtype=jnp.float32)[None, :]
-    pooled = jnp.maximum(level_lengths(jnp.asarray(lengths))[-1], 1).astype(jnp.float32)[:, None]
+    pooled = jnp.maximum(level_lengths(jnp.asarray(lengths), pools=pools)[-1], 1).astype(jnp.float32)[:, None]
     absolute = jnp.broadcast_to(k / time_scale, (pooled.shape[0], steps))
     return jnp.stack([absolute, k / pooled], axis=-1)
 
 
-def _max_pool2(x, mask_in, mask_out):
-    """2x max pooling of ``(B, T, F)`` over valid steps only: a pair whose second step is padding
-    gives its first (no infinities, which would turn gradients into NaN)."""
+def reverse_valid(x, mask):
+    """``(B, T, F)``: each record's valid steps in reverse order (step ``t < length`` takes step
+    ``length - 1 - t``); padded steps stay where they are. Its own inverse."""
+    steps = x.shape[1]
+    lengths = jnp.sum(mask, axis=1).astype(jnp.int32)[:, None]
+    t = jnp.arange(steps)[None, :]
+    index = jnp.where(t < lengths, lengths - 1 - t, t)
+    return jnp.take_along_axis(x, index[..., None], axis=1)
+
+
+def _max_pool(x, mask_in, mask_out, factor: int = 2):
+    """``factor``x max pooling of ``(B, T, F)`` over valid steps only: padded steps of a group are
+    replaced by the group's first step, which is valid whenever the group holds a valid step (no
+    infinities, which would turn gradients into NaN)."""
     b, t, f = x.shape
-    pair = x.reshape(b, t // 2, 2, f)
-    first, second = pair[:, :, 0], pair[:, :, 1]
-    second_valid = mask_in.reshape(b, t // 2, 2)[:, :, 1:2] > 0
-    pooled = jnp.where(second_valid, jnp.maximum(first, second), first)
+    group = x.reshape(b, t // factor, factor, f)
+    valid = mask_in.reshape(b, t // factor, factor)[..., None] > 0
+    pooled = jnp.max(jnp.where(valid, group, group[:, :, :1]), axis=2)
     return jnp.where(mask_out[..., None] > 0, pooled, 0.0)
+
+
+def _max_pool2(x, mask_in, mask_out):
+    """2x :func:`_max_pool` (the name benchmarks/bench_lstm.py calls)."""
+    return _max_pool(x, mask_in, mask_out, 2)
 
 
 class _ConvBlock(nn.Module):
@@ -202,12 +226,21 @@ class LSTMAutoencoder(nn.Module):
     lstm_impl: str = "scan"
     decoder_time: bool = True
     time_scale: float = 64.0
+    pools: Sequence[int] = (2, 2, 2)
+    reverse_encoder: bool = False
+
+    @property
+    def reduction(self) -> int:
+        """Input steps per pooled (LSTM) step: the product of ``pools``; ``T`` must be a multiple."""
+        return int(np.prod(self.pools))
 
     def setup(self):
         if len(self.channels) != LEVELS:
             raise ValueError(f"lstm_ae: channels {tuple(self.channels)} must have {LEVELS} entries")
         if self.lstm_layers not in (1, 2):
             raise ValueError(f"lstm_ae: lstm_layers = {self.lstm_layers}: expected 1 or 2")
+        if len(self.pools) != LEVELS or any(int(p) < 1 for p in self.pools):
+            raise ValueError(f"lstm_ae: pools {tuple(self.pools)} must be {LEVELS} factors >= 1")
         if self.mode not in ("bottleneck", "reference"):
             raise ValueError(f"lstm_ae: mode {self.mode!r}: expected 'bottleneck' or 'reference'")
         c = tuple(self.channels)
@@ -221,18 +254,24 @@ class LSTMAutoencoder(nn.Module):
 
     def _masks(self, x, lengths):
         steps = x.shape[1]
-        if steps % 2 ** LEVELS:
-            raise ValueError(f"lstm_ae: {steps} steps is not a multiple of {2 ** LEVELS}")
-        return [length_mask(n, steps // 2 ** k) for k, n in enumerate(level_lengths(lengths))]
+        if steps % self.reduction:
+            raise ValueError(f"lstm_ae: {steps} steps is not a multiple of {self.reduction} (pools {tuple(self.pools)})")
+        sizes = np.cumprod((1,) + tuple(int(p) for p in self.pools))
+        return [length_mask(n, steps // int(size))
+                for size, n in zip(sizes, level_lengths(lengths, pools=self.pools))]
 
     def _encode(self, x, masks, train):
         h = x
         for k, block in enumerate(self.enc_blocks):
-            h = _max_pool2(block(h, masks[k], train=train), masks[k], masks[k + 1])
+            h = _max_pool(block(h, masks[k], train=train), masks[k], masks[k + 1], int(self.pools[k]))
+        if self.reverse_encoder:
+            h = reverse_valid(h, masks[-1])
         carries = []
         for layer in self.enc_lstm:
             carry, h = layer(h, masks[-1])
             carries.append(carry)
+        if self.reverse_encoder:
+            h = reverse_valid(h, masks[-1])  # back in time order for the reference decoder
         embedding = jnp.concatenate([part for c, h_ in carries for part in (h_, c)], axis=-1)
         return embedding, carries, h
 
@@ -249,13 +288,14 @@ class LSTMAutoencoder(nn.Module):
         else:
             h = jnp.broadcast_to(embedding[:, None, :], (x.shape[0], m3.shape[1], embedding.shape[-1]))
             if self.decoder_time:
-                h = jnp.concatenate([h, decoder_clock(lengths, m3.shape[1], self.time_scale)], axis=-1)
+                clock = decoder_clock(lengths, m3.shape[1], self.time_scale, self.pools)
+                h = jnp.concatenate([h, clock], axis=-1)
             h = h * m3[..., None]
         for layer, carry in zip(self.dec_lstm, carries):
             _, h = layer(h, m3, initial_carry=carry)
         h = self.dec_dense(h) * m3[..., None]
         for k, block in zip((2, 1, 0), self.dec_blocks):
-            h = jnp.repeat(h, 2, axis=1)
+            h = jnp.repeat(h, int(self.pools[k]), axis=1)
             h = block(h, masks[k], train=train)
         return h, embedding
 

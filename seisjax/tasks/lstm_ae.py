@@ -39,6 +39,13 @@ which bucket it is (``bucket``); the loss picks the bucket's branch with ``jax.l
 branch running the model on the first ``bucket_lengths[k]`` steps only, so short batches cost
 what their bucket length costs. Batch: ``{"x": (B, max_length, C), "length": (B,), "bucket": (B,)}``.
 The iterator is resumable (``state()``/``restore()`` as in :mod:`seisjax.data.batches`).
+``data.max_length`` and the bucket lengths must be multiples of the model's pooling reduction
+(``prod(model.pools)``).
+
+Length curriculum (``data.length_schedule``, ``(start_step, max_length)`` pairs, empty by default):
+from each start step on, training records are cropped to their first ``max_length`` samples (from
+``pre_p`` before P), e.g. ``((0, 128), (250, 256), (500, 512))``; the crop follows the iterator's
+position, so a resumed run crops as the uninterrupted one. Evaluation always sees whole records.
 
 Loss: L1 between reconstruction and input over valid steps, summed over channels, divided by the
 record's own length, averaged over the batch (:func:`masked_l1`).
@@ -170,6 +177,11 @@ class BucketBatchIterator:
     def epoch(self) -> int:
         return self._epoch
 
+    @property
+    def position(self) -> int:
+        """Index of the next batch since the start (the training step it is for)."""
+        return self._epoch * self.steps_per_epoch + self._index
+
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         """The global batches (record indices) of ``epoch``: a function of (seed, epoch) only."""
         if self._cache is not None and self._cache[0] == epoch:
@@ -237,10 +249,13 @@ class LSTMAETask(Task):
         self.components = str(data.components)
         self.max_length = int(data.max_length)
         self.bucket_lengths = tuple(int(b) for b in data.bucket_lengths)
-        if self.max_length % 8 or any(b % 8 for b in self.bucket_lengths) or list(self.bucket_lengths) != sorted(
-                set(self.bucket_lengths)) or self.bucket_lengths[-1] != self.max_length:
-            raise InputError(f"data.bucket_lengths {self.bucket_lengths}: increasing multiples of 8 ending at "
-                             f"data.max_length = {self.max_length}")
+        pools = tuple(int(p) for p in config.model.get("pools", (2, 2, 2)))
+        unit = int(np.prod(pools))  # input steps per pooled step
+        if self.max_length % unit or any(b % unit for b in self.bucket_lengths) or list(
+                self.bucket_lengths) != sorted(set(self.bucket_lengths)) or self.bucket_lengths[-1] != self.max_length:
+            raise InputError(f"data.bucket_lengths {self.bucket_lengths}: increasing multiples of {unit} (the "
+                             f"product of model.pools {pools}) ending at data.max_length = {self.max_length}")
+        self.length_schedule = self._length_schedule(data.get("length_schedule", ()))
         if str(data.missing_components) not in ("error", "zeros"):
             raise InputError(f"data.missing_components = {data.missing_components!r}: expected 'error' or 'zeros'")
         if str(data.end) not in ("s_coda", "record"):
@@ -458,19 +473,42 @@ class LSTMAETask(Task):
     def bucket_index(self, longest: int) -> int:
         return int(np.searchsorted(self.bucket_lengths, longest))
 
-    def make_batch(self, recs: Records, rows: np.ndarray, global_rows: np.ndarray | None = None) -> dict:
-        """``{"x" (b, max_length, C), "length" (b,), "bucket" (b,)}`` of records ``rows``, normalised;
-        the bucket is that of ``global_rows`` (the whole global batch)."""
+    def _length_schedule(self, schedule) -> tuple[tuple[int, int], ...]:
+        """Validated ``data.length_schedule``: ``(start_step, max_length)`` pairs, increasing steps."""
+        pairs_ = tuple((int(a), int(b)) for a, b in (schedule or ()))
+        starts = [a for a, _ in pairs_]
+        if starts != sorted(set(starts)) or any(a < 0 for a in starts) or any(
+                not 0 < n <= self.max_length for _, n in pairs_):
+            raise InputError(f"data.length_schedule {pairs_}: (start_step, max_length) pairs with increasing "
+                             f"start steps >= 0 and lengths in (0, data.max_length = {self.max_length}]")
+        return pairs_
+
+    def length_limit(self, step: int) -> int:
+        """Training records are cropped to this many samples at ``step`` (``data.length_schedule``: a
+        curriculum from short crops to whole records; ``data.max_length`` without one)."""
+        limit = self.max_length
+        for start, length in self.length_schedule:
+            if step >= start:
+                limit = length
+        return limit
+
+    def make_batch(self, recs: Records, rows: np.ndarray, global_rows: np.ndarray | None = None, *,
+                   limit: int | None = None) -> dict:
+        """``{"x" (b, max_length, C), "length" (b,), "bucket" (b,)}`` of records ``rows``, normalised
+        and cropped to their first ``limit`` samples (default: none); the bucket is that of
+        ``global_rows`` (the whole global batch)."""
         norm = self.normalisation()
         global_rows = rows if global_rows is None else global_rows
-        bucket = self.bucket_index(int(recs.lengths[global_rows].max()) if len(global_rows) else 0)
+        limit = self.max_length if limit is None else int(limit)
+        lengths = np.minimum(recs.lengths, limit)
+        bucket = self.bucket_index(int(lengths[global_rows].max()) if len(global_rows) else 0)
         x = np.zeros((len(rows), self.max_length, len(self.components)), np.float32)
         for j, i in enumerate(rows):
-            r = recs.records[i]
+            r = recs.records[i][:limit]
             x[j, :len(r)] = (r - norm["mean"]) / norm["std"]
             for c in recs.missing[i]:
                 x[j, :len(r), self.components.index(c)] = 0.0
-        return {"x": x, "length": recs.lengths[rows].astype(np.int32),
+        return {"x": x, "length": lengths[rows].astype(np.int32),
                 "bucket": np.full(len(rows), bucket, np.int32)}
 
     def train_batches(self, *, process_index, process_count):
@@ -478,11 +516,15 @@ class LSTMAETask(Task):
         good = recs.good()
         sub = recs.subset(good)
         self.normalisation()
-        return BucketBatchIterator(sub.lengths, global_batch_size=int(self.config.batch_size),
-                                   seed=int(self.config.seed),
-                                   make_batch=lambda rows, glob: self.make_batch(sub, rows, glob),
-                                   chunk_batches=int(self.config.data.bucket_chunk), process_index=process_index,
-                                   process_count=process_count)
+
+        def make(rows, glob):  # `iterator` is bound below, before the first batch is made
+            return self.make_batch(sub, rows, glob, limit=self.length_limit(iterator.position))
+
+        iterator = BucketBatchIterator(sub.lengths, global_batch_size=int(self.config.batch_size),
+                                       seed=int(self.config.seed), make_batch=make,
+                                       chunk_batches=int(self.config.data.bucket_chunk),
+                                       process_index=process_index, process_count=process_count)
+        return iterator
 
     def eval_batches(self, *, process_index, process_count):
         recs = self.records("eval")
