@@ -1,6 +1,7 @@
 """DEC on spectrograms: the distance and zClust networks' sizes by hand, the spectrogram input
-against an independent obspy + scipy computation, and pretrain -> DEC -> eval through the engine on
-two clearly different spectral shapes (known truth)."""
+against an independent obspy + scipy computation (scipy's zero-padded edges and edges read from the
+margin, the lowest rows of a longer transform), and pretrain -> DEC -> eval through the engine on two
+clearly different spectral shapes (known truth)."""
 
 import json
 
@@ -33,8 +34,9 @@ def test_distance_network_parameter_count_and_shapes():
     assert [counts[f"enc{i}"] for i in range(3)] == [9 * 1 * 4 + 4, 9 * 4 * 2 + 2, 9 * 2 * 1 + 1]
     assert [counts[f"dec{i}"] for i in range(3)] == [9 * 1 * 2 + 2, 9 * 2 * 4 + 4, 9 * 4 * 1 + 1]
     assert variables["params"]["centres"].shape == (2, 12)  # (16 / 8) x (48 / 8) x 1
-    recon, z = model.apply(variables, jnp.ones((3, 16, 48, 1)))
-    assert recon.shape == (3, 16, 48, 1) and z.shape == (3, 12)
+    # one batch shape throughout: eager ops compile once per shape
+    recon, z = model.apply(variables, jnp.ones((2, 16, 48, 1)))
+    assert recon.shape == (2, 16, 48, 1) and z.shape == (2, 12)
     with pytest.raises(ValueError, match="divisible by 8"):
         get_model("mousavi_distance")(input_shape=(15, 48)).init(jax.random.PRNGKey(0), jnp.zeros((1, 15, 48, 1)))
 
@@ -54,8 +56,8 @@ def test_zclust_network_parameter_count_and_shapes():
     recon, z = model.apply(variables, jnp.ones((2, 87, 67, 1)))
     assert recon.shape == (2, 87, 67, 1) and z.shape == (2, 9)
     # leaky ReLU slope 0.02 on the first layer: the encoder's output responds to negative inputs
-    assert not np.allclose(model.apply(variables, -jnp.ones((1, 87, 67, 1)), method="encode"),
-                           model.apply(variables, jnp.zeros((1, 87, 67, 1)), method="encode"))
+    assert not np.allclose(model.apply(variables, -jnp.ones((2, 87, 67, 1)), method="encode"),
+                           model.apply(variables, jnp.zeros((2, 87, 67, 1)), method="encode"))
 
 
 def test_spectrogram_input_matches_obspy_and_scipy():
@@ -76,6 +78,35 @@ def test_spectrogram_input_matches_obspy_and_scipy():
         np.testing.assert_allclose(got[i, ..., 0], ref, atol=1e-5)
 
 
+def test_signal_edges_match_scipy_on_the_wider_trace_and_remove_the_edge_stripe():
+    rng = np.random.default_rng(2)
+    rate, margin, window, half = 100.0, 100, 940, 15
+    t = np.arange(window + 2 * margin) / rate
+    # a 5 Hz wave train that lasts past the window's end, in weak noise
+    x = (np.sin(2 * np.pi * 5.0 * t) + 0.01 * rng.normal(size=t.size))[None, :, None]
+    kwargs = dict(margin=margin, band=(1.0, 20.0), nperseg=30, noverlap=10, floor=1e-3)
+    got = distance_spectrograms(x, rate, edges="signal", **kwargs)
+    assert got.shape == (1, 16, 48, 1)
+    tr = obspy.Trace(x[0, :, 0].copy(), header={"sampling_rate": rate})
+    tr.detrend("demean")
+    tr.taper(max_percentage=None, type="hann", max_length=margin / rate)
+    tr.filter("bandpass", freqmin=1.0, freqmax=20.0, corners=4, zerophase=True)
+    # frames centred on samples 0, 20, ..., 940 of the window, each reading real samples
+    segments = np.stack([tr.data[margin + c - half:margin + c + half] for c in range(0, window + 1, 20)])
+    mag = np.abs(np.fft.rfft(segments * scipy.signal.get_window("hann", 30), axis=1)).T / scipy.signal.get_window(
+        "hann", 30).sum()
+    ref = np.log10(mag + 1e-3 * mag.max())
+    np.testing.assert_allclose(got[0, ..., 0], (ref - ref.mean()) / ref.std(), atol=1e-5)
+    # scipy's zero boundary cuts the wave off in the last frame: broadband energy at 30-50 Hz (rows
+    # 9-15), far above the interior frames' level there; reading the margin instead removes it
+    zeros = distance_spectrograms(x, rate, edges="zeros", **kwargs)[0, 9:, :, 0]
+    signal = got[0, 9:, :, 0]
+    assert zeros[:, -1].mean() - zeros[:, 10:40].mean() > 0.5
+    assert abs(signal[:, -1].mean() - signal[:, 10:40].mean()) < 0.1
+    with pytest.raises(InputError, match="margin"):
+        distance_spectrograms(x[:, 90:-90], rate, edges="signal", **{**kwargs, "margin": 10})
+
+
 def test_spectrogram_peak_at_the_tone_frequency_and_flat_window():
     rate, margin = 100.0, 100
     t = np.arange(1140) / rate
@@ -84,6 +115,22 @@ def test_spectrogram_peak_at_the_tone_frequency_and_flat_window():
     got = distance_spectrograms(x, rate, margin=margin)
     assert np.argmax(got[0, :, 10:40, 0].mean(axis=1)) == 3
     assert np.all(got[1] == 0.0)  # flat window: zeros, no NaN
+
+
+def test_lowest_rows_of_a_longer_transform_cover_the_band():
+    rate, margin = 100.0, 100
+    t = np.arange(1140) / rate
+    # nfft 64: rows 1.5625 Hz apart, the 16 kept ones span 0-23.4 Hz; 12.5 Hz is row 8, 3.125 Hz row 2
+    x = np.stack([np.sin(2 * np.pi * 12.5 * t), np.sin(2 * np.pi * 3.125 * t)])[..., None]
+    got = distance_spectrograms(x, rate, margin=margin, edges="signal", nfft=64, rows=16)
+    assert got.shape == (2, 16, 48, 1)
+    assert list(np.argmax(got[:, :, 10:40, 0].mean(axis=2), axis=1)) == [8, 2]
+    full = distance_spectrograms(x, rate, margin=margin, edges="signal", nfft=64, floor=0.0)
+    assert full.shape == (2, 33, 48, 1)
+    with pytest.raises(InputError, match="rows"):
+        distance_spectrograms(x, rate, margin=margin, nfft=64, rows=40)
+    with pytest.raises(InputError, match="edges"):
+        distance_spectrograms(x, rate, margin=margin, edges="reflect")
 
 
 def test_unknown_input_kind_is_an_input_error():

@@ -48,8 +48,10 @@ Input kind (``data.input``): "waveform" (default; the windows above, ``(B, windo
 waveform is cut ``data.stft_margin`` samples wider on both sides, Hann-tapered over the margins, bandpassed
 ``data.bandpass`` Hz (4-pole Butterworth, zero phase, so that the filter's edge effects fall in the
 margins), trimmed back to ``data.window`` samples, and turned into ``log10`` STFT magnitudes
-(``data.stft_nperseg``, ``data.stft_noverlap``, nfft = nperseg, window ``data.stft_window``, Hann
-by default; zClust's Kaiser window is ``("kaiser", beta)``) with a floor of
+(``data.stft_nperseg``, ``data.stft_noverlap``, nfft = ``data.stft_nfft`` or nperseg, the lowest
+``data.stft_rows`` frequencies or all, edge frames padded with zeros or read from the margin,
+``data.stft_edges``; window ``data.stft_window``, Hann by default; zClust's Kaiser window is
+``("kaiser", beta)``) with a floor of
 ``data.stft_floor`` times the trace's largest magnitude, standardised per trace (mean 0, std 1). Source
 "tones" (in-memory, for tests): two clearly different spectral shapes, a short 8-18 Hz burst
 ("local") and a long 1-3 Hz wave train ("teleseismic").
@@ -171,12 +173,23 @@ def stft_window(spec):
 
 def distance_spectrograms(x: np.ndarray, sampling_rate: float, *, margin: int, band=(1.0, 20.0),
                           nperseg: int = 30, noverlap: int = 10, floor: float = 1e-3,
-                          window="hann") -> np.ndarray:
+                          window="hann", edges: str = "zeros", nfft: int | None = None,
+                          rows: int | None = None) -> np.ndarray:
     """Waveform windows ``(N, margin + W + margin, 1)`` -> normalised log-magnitude STFTs
-    ``(N, nperseg // 2 + 1, ceil(W / hop) + 1, 1)`` (see the module docstring). With the distance
+    ``(N, rows or nfft // 2 + 1, ceil(W / hop) + 1, 1)`` (see the module docstring). With the distance
     experiment's 100 Hz, W = 940, nperseg 30, noverlap 10 (hop 20): 16 x 48; with zClust's
     W = 5676, nperseg 172, noverlap 86 and a Kaiser window (beta = 1.8 pi): 87 x 67. ``window`` is
-    scipy's (a name or a tuple such as ``("kaiser", 5.65)``). A flat (all-zero) window gives zeros."""
+    scipy's (a name or a tuple such as ``("kaiser", 5.65)``). A flat (all-zero) window gives zeros.
+
+    ``edges``: "zeros" pads the window with zeros as scipy does, so the first and last frames see the
+    signal cut off and show a broadband stripe (on the distance data up to 50 Hz, far outside the
+    1-20 Hz band) whose level follows the amplitude at the window's ends; "signal" takes those
+    frames' missing half segment from the margin instead (same frame centres and shape; needs
+    ``margin >= nperseg // 2`` plus what rounds the window up to whole hops).
+
+    ``nfft`` (default ``nperseg``) and ``rows`` (default all ``nfft // 2 + 1``): keep only the lowest
+    ``rows`` frequencies of an ``nfft``-point transform, e.g. nfft 64, rows 16 puts the 16 rows on
+    0-23 Hz (1.56 Hz apart) instead of 0-50 Hz, where 10 of the 16 lie above a 20 Hz bandpass."""
     from seisjax.data.preprocess import bandpass, taper
     from seisjax.data.spectral import stft
 
@@ -186,9 +199,29 @@ def distance_spectrograms(x: np.ndarray, sampling_rate: float, *, margin: int, b
         w = taper(w, max_percentage=None, type="hann", max_length=margin / sampling_rate,
                   sampling_rate=sampling_rate)
     w = bandpass(w, band[0], band[1], sampling_rate, corners=4, zerophase=True)
-    if margin > 0:
-        w = w[:, margin:-margin]
-    mag = np.abs(stft(w, sampling_rate, nperseg=nperseg, noverlap=noverlap, nfft=nperseg, window=window))
+    nfft = int(nfft or nperseg)
+    if edges == "signal":
+        import scipy.signal
+
+        width, half, hop = w.shape[1] - 2 * margin, nperseg // 2, nperseg - noverlap
+        extra = -(width + 2 * half - nperseg) % hop  # scipy's zero padding up to whole hops
+        if margin < half + extra:
+            raise InputError(f"distance_spectrograms: edges='signal' needs a margin of at least {half + extra} "
+                             f"samples (half a segment), got {margin}")
+        w = w[:, margin - half:margin + width + half + extra]
+        coef = scipy.signal.stft(w, fs=sampling_rate, window=stft_window(window), nperseg=nperseg,
+                                 noverlap=noverlap, nfft=nfft, boundary=None, padded=False, axis=-1)[2]
+        mag = np.abs(coef)
+    elif edges == "zeros":
+        if margin > 0:
+            w = w[:, margin:-margin]
+        mag = np.abs(stft(w, sampling_rate, nperseg=nperseg, noverlap=noverlap, nfft=nfft, window=window))
+    else:
+        raise InputError(f"distance_spectrograms: edges = {edges!r}: expected 'zeros' or 'signal'")
+    if rows is not None:
+        if not 0 < int(rows) <= mag.shape[1]:
+            raise InputError(f"distance_spectrograms: rows = {rows}: need 1 to nfft // 2 + 1 = {mag.shape[1]}")
+        mag = mag[:, :int(rows)]
     peak = mag.max(axis=(1, 2), keepdims=True)
     log_mag = np.log10(mag + floor * np.where(peak > 0, peak, 1.0))
     # standardised rather than min-max scaled: the extremes (floor, peak) of one trace are noisy,
@@ -438,7 +471,9 @@ class DECTask(AutoencoderTask):
         return distance_spectrograms(
             x, float(data.sampling_rate), margin=self.margin, band=tuple(data.get("bandpass", (1.0, 20.0))),
             nperseg=int(data.get("stft_nperseg", 30)), noverlap=int(data.get("stft_noverlap", 10)),
-            floor=float(data.get("stft_floor", 1e-3)), window=stft_window(data.get("stft_window", "hann")))
+            floor=float(data.get("stft_floor", 1e-3)), window=stft_window(data.get("stft_window", "hann")),
+            edges=str(data.get("stft_edges", "zeros")), nfft=data.get("stft_nfft") or None,
+            rows=data.get("stft_rows") or None)
 
     def windows(self, which: str = "eval") -> dict[str, np.ndarray]:
         """The windows (and labels, names) of the training or evaluation rows."""
