@@ -26,6 +26,9 @@ max-abs normalised per window. Quick runs on the 2,657 local records of 300 synt
 | 16 + 16, causal 5 Hz | 0.952 | 0.951 | 0.951 | 0.951 | 0.991 | 0.940 |
 | 24 + 8, causal 20 Hz (default) | 0.962 | 0.963 | 0.963 | 0.965 | 0.995 | 0.955 |
 
+(the first two rows: the quick commands with ``--config.data.pre_p=16 --config.data.lowpass=0`` and
+``--config.data.pre_p=16 --config.data.lowpass=5`` on both stages.)
+
 Paper: 0.957, 0.91 in the lowest SNR bin. What the errors were: the same on noise-free twins of the
 records (k-means raw 0.903), so not noise. The window of 16 samples after P holds the first swing
 and then the opposite, often larger one; for short pulses (small events, corner frequencies of
