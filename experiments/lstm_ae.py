@@ -138,7 +138,10 @@ def get_config(arg=None):
         difference=False, record_scale="peak",
         # the medium variant's recipe, scaled to 40 Hz (untested at this size: see the docstring)
         length_schedule=((0, 256), (500, 512), (1000, 1024), (1500, 2048)),
-        train_split="train", eval_split="dev", toy_examples=96, toy_seed=0))
+        train_split="train", eval_split="dev", toy_examples=96, toy_seed=0,
+        # "auto": a split's records stay in memory when rows x max_length x channels x 4 bytes is
+        # below memory_limit_mb MiB, else each batch reads and prepares its own rows; true / false force it
+        records_in_memory="auto", memory_limit_mb=2048.0))
 
     if "reference" in variants:   # the PyTorch project's layout
         config.model.update(pools=(2, 2, 2), reverse_encoder=False, time_scale=64.0)

@@ -30,6 +30,21 @@ A record that cannot be used (non-finite samples, shorter than ``data.min_length
 missing components under "error" at the trace level in ``embed``) is never dropped silently:
 training and evaluation leave it out with a warning naming it; ``embed`` writes it with its reason.
 
+In memory or streamed (``data.records_in_memory``: "auto" (default), true or false). One pass over a
+split (with a progress bar) finds each row's problem, length and zero-filled components and sums the
+normalisation moments (float64); in memory it also keeps every prepared record, streamed it keeps
+none and each batch reads and prepares only its own rows again, with the same per-row function
+(``_prepare_rows``), so a batch, and the normalisation statistics, are the same arrays bit for bit in
+both modes and a resumed run sees the same batches. "auto" keeps a split in memory when ``rows x
+data.max_length x channels x 4`` bytes (the float32 records if each were ``max_length`` long: an
+upper bound known before reading) is below ``data.memory_limit_mb`` MiB (default 2048), and streams it
+otherwise. ``embed`` follows the same rule for the dataset it embeds and keeps only the embeddings.
+Toy records are always in memory. A row that the first pass found usable but a batch cannot
+prepare, or finds at another length (the files changed meanwhile), raises an
+:class:`~seisjax.errors.InputError` naming the trace and saying that the dataset changed since the
+first pass: the planned batches no longer exist, so the job stops rather than train on other data.
+Streamed batches are read in the training loop's thread (the bucketed iterator has no prefetch).
+
 Batches. Records are bucketed by length: each epoch shuffles the records (``seed``, epoch), cuts
 the order into chunks of ``data.bucket_chunk`` batches, sorts each chunk by length, cuts it into
 batches and shuffles the batches. A batch is padded to the smallest of ``data.bucket_lengths``
@@ -90,27 +105,83 @@ def masked_l1(recon, x, lengths):
 # ============================================================================ records
 class Records:
     """Variable-length records ``(length_i, C)`` (before the per-channel normalisation) with their
-    trace names, metadata labels, problems ("" for usable records) and zero-filled components."""
+    trace names, metadata labels, problems ("" for usable records) and zero-filled components.
 
-    def __init__(self, records: list, names, *, problems=None, missing=None, labels=None):
+    In memory, ``records`` is the list of float32 arrays (None for unusable rows). Streamed
+    (``records is None``), only the per-row facts found by the first pass are kept (``lengths``,
+    ``problems``, ``missing``, labels, the normalisation sums) and :meth:`get` prepares the asked
+    rows again from the dataset (``load(dataset_rows, names, lengths)``)."""
+
+    def __init__(self, records: list | None, names, *, problems=None, missing=None, labels=None, lengths=None,
+                 load=None, rows=None, moments=None):
+        if records is None and load is None:
+            raise ValueError("streamed Records need a loader")
         self.records = records
         self.names = np.asarray(names).astype(str)
-        n = len(records)
+        n = len(self.names)
         self.problems = np.full(n, "", dtype=object) if problems is None else np.asarray(problems, dtype=object)
         self.missing = np.full(n, "", dtype=object) if missing is None else np.asarray(missing, dtype=object)
         self.labels = dict(labels or {})
-        self.lengths = np.array([len(r) if r is not None else 0 for r in records], np.int64)
+        self.lengths = (np.array([len(r) if r is not None else 0 for r in records], np.int64) if lengths is None
+                        else np.asarray(lengths, np.int64))
+        self.rows = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, np.int64)  # dataset rows
+        self._load = load
+        self._moments = moments
 
     def __len__(self):
-        return len(self.records)
+        return len(self.names)
+
+    @property
+    def streamed(self) -> bool:
+        return self.records is None
 
     def good(self) -> np.ndarray:
         return np.flatnonzero(self.problems == "")
 
+    def get(self, indices) -> list[np.ndarray]:
+        """The float32 arrays of records ``indices`` (prepared from the dataset now when streamed)."""
+        indices = np.asarray(indices, np.int64)
+        if self.records is not None:
+            return [self.records[i] for i in indices]
+        return self._load(self.rows[indices], self.names[indices], self.lengths[indices])
+
+    def moments(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """Per-channel float64 ``(sum, sum of squares, samples)`` over the usable records, in
+        record order (accumulated by the first pass; computed here for records made in memory)."""
+        if self._moments is None:
+            if self.records is None:
+                raise ValueError("the moments of a streamed subset are unknown; take them from the whole split")
+            good = [self.records[i] for i in self.good()]
+            acc = _Moments(good[0].shape[1] if good else 0)
+            for r in good:
+                acc.add(r)
+            self._moments = acc.result()
+        return self._moments
+
     def subset(self, rows) -> "Records":
         rows = np.asarray(rows, np.int64)
-        return Records([self.records[i] for i in rows], self.names[rows], problems=self.problems[rows],
-                       missing=self.missing[rows], labels={k: np.asarray(v)[rows] for k, v in self.labels.items()})
+        return Records(None if self.records is None else [self.records[i] for i in rows], self.names[rows],
+                       problems=self.problems[rows], missing=self.missing[rows], lengths=self.lengths[rows],
+                       labels={k: np.asarray(v)[rows] for k, v in self.labels.items()}, load=self._load,
+                       rows=self.rows[rows])
+
+
+class _Moments:
+    """Running per-channel float64 sums of usable records (exact enough for any dataset size); the
+    one accumulation both record modes use, so their statistics are equal bit for bit."""
+
+    def __init__(self, channels: int):
+        self.total = np.zeros(channels)
+        self.total_sq = np.zeros(channels)
+        self.count = 0
+
+    def add(self, record: np.ndarray) -> None:
+        self.total += record.sum(0, dtype=np.float64)
+        self.total_sq += np.square(record, dtype=np.float64).sum(0)
+        self.count += len(record)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, int]:
+        return self.total, self.total_sq, self.count
 
 
 def toy_records(n: int, *, channels: int = 3, min_length: int = 24, max_length: int = 64, seed: int = 0,
@@ -133,6 +204,17 @@ def toy_records(n: int, *, channels: int = 3, min_length: int = 24, max_length: 
         mag.append(float(np.log10(np.abs(amp).max() + 1e-3) + 3))
     return Records(records, [f"toy{i}" for i in range(n)],
                    labels={"path_distance_class": np.array(cls), "source_magnitude": np.array(mag)})
+
+
+def _records_in_memory(value) -> bool | None:
+    """``data.records_in_memory``: True, False, or None for "auto" (also the strings "true", "false"
+    as a command-line override of the string field gives them)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("auto", "true", "false"):
+        return None if text == "auto" else text == "true"
+    raise InputError(f"data.records_in_memory = {value!r}: expected 'auto', true or false")
 
 
 def _numeric(meta, column, n):
@@ -262,6 +344,11 @@ class LSTMAETask(Task):
             raise InputError(f"data.end = {data.end!r}: expected 's_coda' or 'record'")
         if str(data.record_scale) not in ("peak", "none"):
             raise InputError(f"data.record_scale = {data.record_scale!r}: expected 'peak' or 'none'")
+        self.in_memory = _records_in_memory(data.get("records_in_memory", "auto"))
+        limit = data.get("memory_limit_mb", 2048)
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0:
+            raise InputError(f"data.memory_limit_mb = {limit!r}: expected a positive number of MiB")
+        self.memory_limit_mb = float(limit)
         self.source = data.source if data_path is None else "dataset"
         self._dataset = None
         self._records: dict[str, Records] = {}
@@ -321,82 +408,142 @@ class LSTMAETask(Task):
                                  "set data.components (e.g. 'Z') or data.missing_components = 'zeros' "
                                  "(zero-filled, flagged)")
 
-    def prepare(self, dataset, *, chunk: int = 256, progress: bool = True) -> Records:
-        """Every row of ``dataset`` (any Dataset) as a record (see the module docstring); rows that
-        cannot be used are kept with their reason in ``problems``."""
-        from scipy.signal import resample_poly
-        from tqdm.auto import tqdm
+    def keep_in_memory(self, rows: int) -> bool:
+        """Whether a split of ``rows`` traces is prepared into memory (``data.records_in_memory``):
+        under "auto", when ``rows * data.max_length * channels * 4`` bytes (the float32 records if
+        every one were ``max_length`` long: an upper bound known before reading anything) is below
+        ``data.memory_limit_mb`` MiB; otherwise the records are streamed."""
+        if self.in_memory is not None:
+            return self.in_memory
+        return rows * self.max_length * len(self.components) * 4 < self.memory_limit_mb * 2 ** 20
 
-        data = self.config.data
+    def _row_plan(self, dataset) -> dict:
+        """Per-row metadata that :meth:`_prepare_rows` needs, read once per dataset (view)."""
         meta = dataset.metadata
         n = len(meta)
-        names = (meta["trace_name"].astype(str).to_numpy() if "trace_name" in meta
-                 else np.array([f"row {i}" for i in range(n)]))
-        target = float(data.sampling_rate)
         rates = _numeric(meta, "trace_sampling_rate_hz", n)
-        rates = np.where(np.isfinite(rates), rates, dataset.sampling_rate or np.nan)
-        p_all, s_all = _numeric(meta, P_COLUMN, n), _numeric(meta, S_COLUMN, n)
         index = self._component_index(dataset)
-        absent_everywhere = "".join(c for c, i in zip(self.components, index) if i is None)
-        trace_comps = (meta["trace_components"].fillna("").astype(str).to_numpy() if "trace_components" in meta
-                       else np.full(n, ""))
+        return {
+            "names": (meta["trace_name"].astype(str).to_numpy() if "trace_name" in meta
+                      else np.array([f"row {i}" for i in range(n)])),
+            "rates": np.where(np.isfinite(rates), rates, dataset.sampling_rate or np.nan),
+            "p": _numeric(meta, P_COLUMN, n), "s": _numeric(meta, S_COLUMN, n), "index": index,
+            "absent": "".join(c for c, i in zip(self.components, index) if i is None),
+            "trace_components": (meta["trace_components"].fillna("").astype(str).to_numpy()
+                                 if "trace_components" in meta else np.full(n, "")),
+        }
+
+    def _prepare_rows(self, dataset, plan: dict, rows) -> tuple[list, list[str], list[str]]:
+        """Steps 1-4 of the module docstring for rows ``rows`` of ``dataset`` (any order): the float32
+        records (None when unusable), their problems ("" when usable) and zero-filled components.
+        The one per-row preparation behind the first pass, streamed batches and ``embed``."""
+        from scipy.signal import resample_poly
+
+        data = self.config.data
+        target = float(data.sampling_rate)
         zeros_ok = str(data.missing_components) == "zeros"
         pre_p, min_length = int(data.pre_p), int(data.min_length)
-        records: list = [None] * n
+        rows = [int(r) for r in rows]
+        records: list = [None] * len(rows)
+        problems, missing = [""] * len(rows), [""] * len(rows)
+        try:
+            raw = dataset.get_waveforms(rows, pad=False)
+        except Exception:  # noqa: BLE001 - find the unreadable trace(s), keep the others
+            raw = []
+            for k, row in enumerate(rows):
+                try:
+                    raw.append(dataset.get_waveforms([row], pad=False)[0])
+                except Exception as err:  # noqa: BLE001
+                    raw.append(None)
+                    problems[k] = f"unreadable: {err}"
+        comps = plan["trace_components"]
+        for k, (row, trace) in enumerate(zip(rows, raw)):
+            if trace is None:
+                continue
+            lacking = plan["absent"] + "".join(
+                c for c in self.components if comps[row] and c not in comps[row] and c not in plan["absent"])
+            if lacking and not zeros_ok:
+                problems[k] = f"missing component(s) {lacking}"
+                continue
+            missing[k] = lacking
+            rate = plan["rates"][row]
+            if not (np.isfinite(rate) and rate > 0):
+                problems[k] = "no valid sampling rate"
+                continue
+            x = np.stack([trace[i].astype(np.float64) if i is not None else np.zeros(trace.shape[-1])
+                          for i in plan["index"]])
+            if not np.isfinite(x).all():
+                problems[k] = "non-finite samples"
+                continue
+            ratio = Fraction(target / rate).limit_denominator(1000)
+            if ratio != 1:
+                x = resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
+            factor = target / rate
+            p, s = plan["p"][row] * factor, plan["s"][row] * factor
+            start = int(max(0, np.round(p) - pre_p)) if np.isfinite(p) else 0
+            end = x.shape[-1]
+            if str(data.end) == "s_coda" and np.isfinite(p) and np.isfinite(s) and s > p:
+                end = int(min(end, np.ceil(s + float(data.s_coda_factor) * (s - p))))
+            end = min(end, start + self.max_length)
+            if end - start < min_length:
+                problems[k] = f"too short ({max(end - start, 0)} samples < data.min_length {min_length})"
+                continue
+            records[k] = self._condition(x[:, start:end].T, lacking)
+        return records, problems, missing
+
+    def _stream_loader(self, dataset, plan: dict):
+        """``load(rows, names, lengths)`` for streamed :class:`Records`: prepares those rows again and
+        checks them against the first pass. A row that is no longer usable, or no longer has its
+        length, raises InputError: the dataset changed since the first pass (the job cannot
+        reproduce the batches it planned; restart it so the first pass sees the new data)."""
+        where = getattr(dataset, "path", "dataset")
+
+        def load(rows, names, lengths):
+            records, problems, _ = self._prepare_rows(dataset, plan, rows)
+            for record, problem, name, length in zip(records, problems, names, lengths):
+                if problem or len(record) != length:
+                    now = problem or f"{len(record)} samples, {int(length)} at the first pass"
+                    raise InputError(f"{where}: trace {str(name)!r} ({now}): the dataset changed since the first pass "
+                                     "over it; restart the job")
+            return records
+
+        return load
+
+    def prepare(self, dataset, *, chunk: int = 256, progress: bool = True, in_memory: bool | None = None) -> Records:
+        """Every row of ``dataset`` (any Dataset) as a record (see the module docstring); rows that
+        cannot be used are kept with their reason in ``problems``. One pass: it finds each row's
+        problem, length and zero-filled components and sums the normalisation moments; it keeps the
+        records in memory or streams them (``in_memory``, default :meth:`keep_in_memory`)."""
+        from tqdm.auto import tqdm
+
+        meta = dataset.metadata
+        n = len(meta)
+        keep = self.keep_in_memory(n) if in_memory is None else bool(in_memory)
+        plan = self._row_plan(dataset)
+        records: list | None = [None] * n if keep else None
+        lengths = np.zeros(n, np.int64)
         problems = np.full(n, "", dtype=object)
         missing = np.full(n, "", dtype=object)
+        moments = _Moments(len(self.components))
         for begin in tqdm(range(0, n, chunk), desc="preparing records", unit="chunk", leave=False,
                           disable=not progress or n <= chunk):
-            rows = list(range(begin, min(begin + chunk, n)))
-            try:
-                raw = dataset.get_waveforms(rows, pad=False)
-            except Exception:  # noqa: BLE001 - find the unreadable trace(s), keep the others
-                raw = []
-                for row in rows:
-                    try:
-                        raw.append(dataset.get_waveforms([row], pad=False)[0])
-                    except Exception as err:  # noqa: BLE001
-                        raw.append(None)
-                        problems[row] = f"unreadable: {err}"
-            for row, trace in zip(rows, raw):
-                if trace is None:
+            rows = np.arange(begin, min(begin + chunk, n))
+            prepared, row_problems, row_missing = self._prepare_rows(dataset, plan, rows)
+            problems[rows], missing[rows] = row_problems, row_missing
+            for row, record in zip(rows, prepared):
+                if record is None:
                     continue
-                lacking = absent_everywhere + "".join(
-                    c for c in self.components
-                    if trace_comps[row] and c not in trace_comps[row] and c not in absent_everywhere)
-                if lacking and not zeros_ok:
-                    problems[row] = f"missing component(s) {lacking}"
-                    continue
-                missing[row] = lacking
-                rate = rates[row]
-                if not (np.isfinite(rate) and rate > 0):
-                    problems[row] = "no valid sampling rate"
-                    continue
-                x = np.stack([trace[i].astype(np.float64) if i is not None else np.zeros(trace.shape[-1])
-                              for i in index])
-                if not np.isfinite(x).all():
-                    problems[row] = "non-finite samples"
-                    continue
-                ratio = Fraction(target / rate).limit_denominator(1000)
-                if ratio != 1:
-                    x = resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
-                factor = target / rate
-                p, s = p_all[row] * factor, s_all[row] * factor
-                start = int(max(0, np.round(p) - pre_p)) if np.isfinite(p) else 0
-                end = x.shape[-1]
-                if str(data.end) == "s_coda" and np.isfinite(p) and np.isfinite(s) and s > p:
-                    end = int(min(end, np.ceil(s + float(data.s_coda_factor) * (s - p))))
-                end = min(end, start + self.max_length)
-                if end - start < min_length:
-                    problems[row] = f"too short ({max(end - start, 0)} samples < data.min_length {min_length})"
-                    continue
-                records[row] = self._condition(x[:, start:end].T, lacking)
+                lengths[row] = len(record)
+                moments.add(record)
+                if keep:
+                    records[row] = record
         labels = {}
         if "path_distance_class" in meta:
             labels["path_distance_class"] = meta["path_distance_class"].fillna("").astype(str).to_numpy()
         if "source_magnitude" in meta:
             labels["source_magnitude"] = _numeric(meta, "source_magnitude", n)
-        return Records(records, names, problems=problems, missing=missing, labels=labels)
+        return Records(records, plan["names"], problems=problems, missing=missing, labels=labels, lengths=lengths,
+                       load=None if keep else self._stream_loader(dataset, plan), moments=moments.result())
 
     def _condition(self, x: np.ndarray, lacking: str) -> np.ndarray:
         """``(length, C)`` float64 -> differenced, demeaned, scaled float32 (step 4)."""
@@ -450,16 +597,9 @@ class LSTMAETask(Task):
             self._norm = {k: np.asarray(stored[k], np.float32) for k in ("mean", "std")}
             return self._norm
         recs = self.records("train")
-        good = [recs.records[i] for i in recs.good()]
-        if not good:
+        total, total_sq, count = recs.moments()
+        if count == 0:
             raise InputError("no usable training records to compute the normalisation statistics from")
-        total = np.zeros(len(self.components))
-        total_sq = np.zeros(len(self.components))
-        count = 0
-        for r in good:  # float64 sums: exact enough for any dataset size
-            total += r.sum(0, dtype=np.float64)
-            total_sq += np.square(r, dtype=np.float64).sum(0)
-            count += len(r)
         mean = total / count
         std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0.0))
         std = np.where(std > 0, std, 1.0)
@@ -467,7 +607,7 @@ class LSTMAETask(Task):
         if path is not None and jax.process_index() == 0:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"components": self.components, "mean": mean.tolist(), "std": std.tolist(),
-                                        "records": len(good), "samples": int(count)}, indent=2) + "\n")
+                                        "records": len(recs.good()), "samples": int(count)}, indent=2) + "\n")
         return self._norm
 
     def bucket_index(self, longest: int) -> int:
@@ -503,8 +643,8 @@ class LSTMAETask(Task):
         lengths = np.minimum(recs.lengths, limit)
         bucket = self.bucket_index(int(lengths[global_rows].max()) if len(global_rows) else 0)
         x = np.zeros((len(rows), self.max_length, len(self.components)), np.float32)
-        for j, i in enumerate(rows):
-            r = recs.records[i][:limit]
+        for j, (i, record) in enumerate(zip(rows, recs.get(rows))):
+            r = record[:limit]
             x[j, :len(r)] = (r - norm["mean"]) / norm["std"]
             for c in recs.missing[i]:
                 x[j, :len(r), self.components.index(c)] = 0.0
