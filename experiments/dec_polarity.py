@@ -95,7 +95,7 @@ def get_config(arg=None):
 
     config.task = ml_collections.ConfigDict(dict(
         name="dec", stage=stage, variant="idec", gamma=0.1, alpha=1.0, n_clusters=2, update_interval=140,
-        tol=0.001, kmeans_n_init=20, init="kmeans", pretrained=""))
+        tol=0.001, kmeans_n_init=20, init="kmeans", cluster_space="code", pretrained=""))
     config.model = ml_collections.ConfigDict(dict(
         name="mousavi_polarity", channels=(8, 4, 2, 1), kernels=(11, 9, 3, 3), activation="tanh", embedding_activation=""))
 

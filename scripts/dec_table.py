@@ -70,7 +70,8 @@ def markdown(table: dict) -> str:
     head = (["method", "accuracy", "NMI", "ARI"] + (["unambiguous"] if has_clear else [])
             + (["pair split"] if has_pairs else []) + [f"SNR {b}" for b in BINS])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    order = ["kmeans_raw", "kmeans_pretrained", "dec", "idec"]
+    order = ["kmeans_raw", "kmeans_pretrained", "kmeans_pretrained_whitened", "dec", "idec", "dec_whitened",
+             "idec_whitened"]
     for name in sorted(methods, key=lambda n: (order.index(n) if n in order else len(order), n)):
         m = methods[name]
 

@@ -77,6 +77,30 @@ def test_kmeans_recovers_separated_blobs():
     assert inertia == pytest.approx(((x - found[labels]) ** 2).sum(), rel=1e-4)
 
 
+def test_whitening_finds_a_small_variance_class_direction_kmeans_misses():
+    rng = np.random.default_rng(4)
+    n = 4000
+    truth = rng.integers(0, 2, n)
+    # classes +-1 apart along a direction of small spread, a broad unimodal nuisance across it,
+    # both rotated so that neither lies on a coordinate axis
+    z = np.stack([np.where(truth == 1, 1.0, -1.0) + rng.normal(0, 0.3, n), rng.normal(0, 5.0, n)], 1)
+    angle = 0.6
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    z = z @ rot.T + np.array([3.0, -2.0])
+    cluster_map = cl.whitening_map(z)
+    white = cl.apply_map(z, cluster_map)
+    np.testing.assert_allclose(white.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(np.cov(white, rowvar=False, bias=True), np.eye(2), atol=1e-4)
+    assert cl.hungarian_accuracy(truth, cl.kmeans(z, 2, n_init=5, seed=0)[1]) < 0.7
+    assert cl.hungarian_accuracy(truth, cl.kmeans(white, 2, n_init=5, seed=0)[1]) > 0.99
+    # a constant code dimension is not blown up into noise; bad input is named
+    flat = np.concatenate([z, np.full((n, 1), 0.5) + 1e-9 * rng.normal(size=(n, 1))], 1)
+    spread = np.sort(cl.apply_map(flat, cl.whitening_map(flat)).std(axis=0))
+    assert spread[0] < 1e-3 and spread[1:] == pytest.approx([1.0, 1.0], abs=1e-3)
+    with pytest.raises(InputError, match="NaN"):
+        cl.whitening_map(np.where(np.arange(n)[:, None] == 3, np.nan, z))
+
+
 def test_soft_assignment_target_and_kl_by_hand():
     q = np.asarray(cl.soft_assignment(np.zeros((1, 2), np.float32), np.array([[1.0, 0.0], [0.0, 2.0]], np.float32)))
     np.testing.assert_allclose(q, [[5 / 7, 2 / 7]], rtol=1e-6)  # kernels 1/2 and 1/5

@@ -12,7 +12,8 @@ from scipy.optimize import linear_sum_assignment
 
 from seisjax.analysis import clustering as cl
 from seisjax.config import load_config
-from seisjax.registry import get_model
+from seisjax.errors import InputError
+from seisjax.registry import get_model, get_task
 from seisjax.tasks.dec import snr_bin
 from seisjax.train.loop import evaluate, restore_trained, train_and_evaluate
 
@@ -59,7 +60,7 @@ def test_pulses_cluster_by_polarity_through_the_engine(runs):
     confusion = {k: v for k, v in metrics["metrics"].items() if k.startswith("confusion/")}
     assert len(confusion) == 4 and sum(confusion.values()) == pytest.approx(1.0)
     report = json.loads((evaluate(dec).parent / "clustering.json").read_text())
-    assert set(report["methods"]) == {"dec", "kmeans_raw", "kmeans_pretrained"}
+    assert set(report["methods"]) == {"dec", "kmeans_raw", "kmeans_pretrained", "kmeans_pretrained_whitened"}
     for method in report["methods"].values():
         for key in ("accuracy", "nmi", "ari"):
             assert 0.0 <= method[key] <= 1.0 + 1e-9
@@ -97,3 +98,35 @@ def test_target_is_whole_dataset_and_recomputed_exactly_after_resume(runs):
     np.testing.assert_allclose(task._target, expected, atol=1e-6)
     assert not np.allclose(task._target, p, atol=1e-4)  # and not the current parameters' P
     task.close()
+
+
+def test_whitened_cluster_space_is_fixed_at_init_and_kept_in_the_checkpoint(runs, tmp_path):
+    pre, _, _ = runs
+    run = tmp_path / "dec_whitened"
+    train_and_evaluate(load_config(f"{CONFIG}:pulses", {"task.pretrained": str(pre),
+                                                        "task.cluster_space": "whitened"}), run)
+    report = json.loads((evaluate(run).parent / "clustering.json").read_text())
+    assert set(report["methods"]) == {"dec_whitened", "kmeans_raw", "kmeans_pretrained",
+                                      "kmeans_pretrained_whitened"}
+    assert report["methods"]["dec_whitened"]["accuracy"] > 0.9
+    config, task, state, step = restore_trained(run)
+    x = task.windows("train")["x"]
+    # the map is the whitening of the pretrained code over the training windows, unchanged by training
+    z_pre = task.encode(task._pretrained_params(), x)
+    expected = cl.whitening_map(z_pre)
+    stored = task.cluster_map(state.model_state)
+    np.testing.assert_allclose(stored["mean"], expected["mean"], atol=1e-5)
+    np.testing.assert_allclose(stored["matrix"], expected["matrix"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.cov(cl.apply_map(z_pre, stored), rowvar=False, bias=True), np.eye(2), atol=1e-3)
+    # assignments and the target are Student-t kernels in that space, not in the code
+    params = jax.tree_util.tree_map(np.asarray, state.params)
+    clusters, q, z = task.assign(params, x, state.model_state)
+    np.testing.assert_allclose(q, np.asarray(cl.soft_assignment(cl.apply_map(z, stored), params["centres"])),
+                               atol=1e-6)
+    task.before_step(state, 0)
+    np.testing.assert_allclose(task._target, np.asarray(cl.target_distribution(q)), atol=1e-5)
+    with pytest.raises(InputError, match="model state"):
+        task.assign(params, x)
+    task.close()
+    with pytest.raises(InputError, match="cluster_space"):
+        get_task("dec")(load_config(f"{CONFIG}:pulses", {"task.cluster_space": "pca"}))

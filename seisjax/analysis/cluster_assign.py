@@ -100,7 +100,7 @@ def cluster_dataset(workdir, data, out, *, step: int | None = None, log=print) -
         z_dim = int(np.asarray(params["centres"]).shape[1])
         z = np.full((n, z_dim), np.nan, np.float32)
         if ok.any():
-            clusters[ok], q[ok], z[ok] = task.assign(params, windows["x"][ok])
+            clusters[ok], q[ok], z[ok] = task.assign(params, windows["x"][ok], jax.device_get(state.model_state))
     finally:
         task.close()
         dataset.close()

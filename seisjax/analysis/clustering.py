@@ -38,7 +38,8 @@ from seisjax.errors import InputError
 
 __all__ = ["contingency", "match_clusters", "hungarian_accuracy", "per_class_scores", "normalized_mutual_info",
            "adjusted_rand_index", "confusion_matrix", "clustering_scores", "plot_confusion", "kmeans", "gmm",
-           "soft_assignment", "target_distribution", "kl_divergence", "dataset_target"]
+           "soft_assignment", "target_distribution", "kl_divergence", "dataset_target", "whitening_map",
+           "apply_map"]
 
 
 # ============================================================================ scores
@@ -323,6 +324,30 @@ def gmm(x, k: int, *, n_init: int = 20, max_iter: int = 300, tol: float = 1e-6, 
 
 
 # ============================================================================ DEC
+def whitening_map(z, *, floor: float = 1e-6) -> dict[str, np.ndarray]:
+    """PCA whitening of embeddings ``z (N, D)``: ``{"mean" (D,), "matrix" (D, D)}`` such that
+    ``(z - mean) @ matrix`` has identity covariance (principal directions, each scaled to unit variance).
+
+    Directions with a variance below ``floor`` times the largest are scaled as if they had that
+    variance, so that an unused (near-constant) code dimension is not blown up into noise."""
+    z = np.asarray(z, np.float64)
+    if z.ndim != 2 or len(z) < 2:
+        raise InputError(f"whitening_map: expected (N >= 2, D) embeddings, got shape {z.shape}")
+    if not np.isfinite(z).all():
+        raise InputError("whitening_map: the embeddings contain NaN or infinite values")
+    mean = z.mean(axis=0)
+    variances, directions = np.linalg.eigh(np.cov(z - mean, rowvar=False, bias=True).reshape(z.shape[1], -1))
+    variances = np.maximum(variances, floor * max(float(variances.max()), np.finfo(np.float64).tiny))
+    return {"mean": mean.astype(np.float32), "matrix": (directions / np.sqrt(variances)).astype(np.float32)}
+
+
+def apply_map(z, cluster_map):
+    """Embeddings in the clustering space: ``(z - mean) @ matrix``, or ``z`` when ``cluster_map`` is None."""
+    if cluster_map is None:
+        return z
+    return (z - cluster_map["mean"]) @ cluster_map["matrix"]
+
+
 def soft_assignment(z, centres, alpha: float = 1.0):
     """Student's t soft assignment ``q (N, K)`` of embeddings ``z (N, D)`` to ``centres (K, D)``."""
     d2 = jnp.sum((z[:, None, :] - centres[None, :, :]) ** 2, -1)

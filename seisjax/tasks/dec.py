@@ -14,6 +14,16 @@ Two runs, two workdirs, one task:
   (``"idec"``). Training stops when the fraction of hard labels that changed since the previous
   target update falls below ``task.tol``.
 
+Clustering space (``task.cluster_space``): "code" (the paper's) puts the centres and the Student-t
+kernel in the embedding itself; "whitened" first maps it by a fixed linear map, set once at the
+start of DEC from the pretrained embeddings of the training data (PCA whitening: every principal
+direction scaled to unit variance, :func:`seisjax.analysis.clustering.whitening_map`) and kept in the
+model state (``cluster_map``, checkpointed; ``cluster`` applies it to new data). Why: k-means and
+the Student-t kernel measure Euclidean distance, so they follow the code's largest-variance
+directions, which an autoencoder spends on what reconstructs best, not on what separates the
+classes (see experiments/dec_distance.py for the measured effect). The report names such runs
+``dec_whitened`` / ``idec_whitened`` and adds the baseline ``kmeans_pretrained_whitened``.
+
 Exact resume: P is a function of the parameters at the last target update. The loss keeps a copy of
 them (model state ``dec_snapshot``, tiny for these networks) which the checkpoint holds, so a run
 resumed between updates recomputes the same P, and the label-change test at an update compares the
@@ -85,6 +95,7 @@ __all__ = ["DECTask", "pulse_waveforms", "tone_waveforms", "distance_spectrogram
 #: log10 SNR bin edges of the polarity study (the last bin is open)
 SNR_BINS = (0.0, 1.0, 2.0, 3.0, 4.0)
 _SNAPSHOT = "dec_snapshot"
+_CLUSTER_MAP = "cluster_map"
 
 
 def snr_bin(log10_snr: np.ndarray) -> np.ndarray:
@@ -325,6 +336,11 @@ class DECTask(AutoencoderTask):
         self.init = str(task.get("init", "kmeans"))
         if self.init not in ("kmeans", "gmm"):
             raise InputError(f"task.init = {self.init!r}: expected 'kmeans' or 'gmm'")
+        self.cluster_space = str(task.get("cluster_space", "code"))
+        if self.cluster_space not in ("code", "whitened"):
+            raise InputError(f"task.cluster_space = {self.cluster_space!r}: expected 'code' or 'whitened'")
+        # report name: "dec", "idec", or with "_whitened" when clustering the whitened code
+        self.method_name = self.variant + ("_whitened" if self.cluster_space == "whitened" else "")
         self.update_interval = int(task.update_interval)
         if self.update_interval < 1:
             raise InputError(f"task.update_interval = {self.update_interval}: need at least 1")
@@ -526,6 +542,10 @@ class DECTask(AutoencoderTask):
         variables = Task.init_variables(self, rng, batch)
         if self.stage == "dec":
             variables[_SNAPSHOT] = {"params": variables["params"], "counter": jnp.zeros((), jnp.int32)}
+            if self.cluster_space == "whitened":  # set by initial_state; here only its shape
+                dim = variables["params"]["centres"].shape[1]
+                variables[_CLUSTER_MAP] = {"mean": jnp.zeros((dim,), jnp.float32),
+                                           "matrix": jnp.eye(dim, dtype=jnp.float32)}
         return variables
 
     def encode(self, params, x, *, chunk: int = 65536) -> np.ndarray:
@@ -554,8 +574,17 @@ class DECTask(AutoencoderTask):
             return cl.gmm(z, k, n_init=n_init, seed=seed)["means"]
         return cl.kmeans(z, k, n_init=n_init, seed=seed)[0]
 
+    @staticmethod
+    def cluster_map(model_state) -> dict | None:
+        """The fixed linear map from the code to the clustering space (``task.cluster_space =
+        "whitened"``), as host arrays, or None (the code itself)."""
+        if not model_state or _CLUSTER_MAP not in model_state:
+            return None
+        return jax.tree_util.tree_map(np.asarray, jax.device_get(model_state[_CLUSTER_MAP]))
+
     def initial_state(self, state):
-        """Fresh DEC run: the pretrained parameters, centres from k-means on their embeddings."""
+        """Fresh DEC run: the pretrained parameters, centres from k-means on their embeddings (in the
+        whitened code when ``task.cluster_space = "whitened"``, whose map is fixed here)."""
         if self.stage != "dec":
             return state
         params = self._pretrained_params()
@@ -563,17 +592,20 @@ class DECTask(AutoencoderTask):
             raise InputError(f"task.pretrained = {self.config.task.pretrained}: its parameters do not fit "
                              f"this model ({self.config.model.name} with {self.model_kwargs()})")
         z = self.encode(params, self._train["x"])
+        model_state = dict(state.model_state)
+        if self.cluster_space == "whitened":
+            model_state[_CLUSTER_MAP] = cl.whitening_map(z)
+            z = cl.apply_map(z, model_state[_CLUSTER_MAP])
         centres = self.initial_centres(z)
         params = dict(params)
         params["centres"] = centres.astype(params["centres"].dtype)
-        model_state = dict(state.model_state)
         model_state[_SNAPSHOT] = {"params": params, "counter": np.zeros((), np.int32)}
         return state.replace(params=params, model_state=model_state)
 
     # ------------------------------------------------------------------ target update (host)
-    def _whole(self, params):
+    def _whole(self, params, cluster_map):
         """q, p and labels of every training window under ``params`` (one compiled call for q/p)."""
-        z = self.encode(params, self._train["x"])
+        z = cl.apply_map(self.encode(params, self._train["x"]), cluster_map)
         q, p, labels = cl.dataset_target(jnp.asarray(z), jnp.asarray(params["centres"]),
                                          alpha=float(self.config.task.alpha))
         return np.asarray(q), np.asarray(p), np.asarray(labels)
@@ -583,20 +615,21 @@ class DECTask(AutoencoderTask):
             return None
         from seisjax.train.parallel import to_host
 
+        cluster_map = self.cluster_map(to_host(state.model_state))
         if step % self.update_interval == 0:
             params = to_host(state.params)
-            _, p, labels = self._whole(params)
+            _, p, labels = self._whole(params, cluster_map)
             self._target = p
             if step > 0:  # the snapshot holds the parameters of the previous update
                 snapshot = to_host(state.model_state[_SNAPSHOT]["params"])
-                _, _, previous = self._whole(snapshot)
+                _, _, previous = self._whole(snapshot, cluster_map)
                 changed = float(np.mean(labels != previous))
                 self.label_changes.append((int(step), changed))
                 if changed < float(self.config.task.tol):
                     return f"DEC converged: {changed:.5f} of the labels changed since step " \
                            f"{step - self.update_interval} (tol {self.config.task.tol})"
         elif self._target is None:  # resumed between updates: P from the parameters it came from
-            _, self._target, _ = self._whole(to_host(state.model_state[_SNAPSHOT]["params"]))
+            _, self._target, _ = self._whole(to_host(state.model_state[_SNAPSHOT]["params"]), cluster_map)
         return None
 
     # ------------------------------------------------------------------ pure functions
@@ -606,7 +639,8 @@ class DECTask(AutoencoderTask):
         mse = jnp.mean(jnp.square(recon - x))
         if self.stage == "pretrain":
             return mse, ({"mse": mse}, model_state)
-        q = cl.soft_assignment(z, params["centres"], float(self.config.task.alpha))
+        q = cl.soft_assignment(cl.apply_map(z, model_state.get(_CLUSTER_MAP)), params["centres"],
+                               float(self.config.task.alpha))
         kl = jnp.mean(cl.kl_divergence(batch["target"], q))
         loss = kl if self.variant == "dec" else mse + float(self.config.task.gamma) * kl
         snap = model_state[_SNAPSHOT]
@@ -621,7 +655,8 @@ class DECTask(AutoencoderTask):
         recon, z = self.model.apply({"params": params}, x)
         per_example = {"loss": jnp.mean(jnp.square(recon - x), axis=tuple(range(1, x.ndim)))}
         if self.stage == "dec" and "label" in batch:
-            q = cl.soft_assignment(z, params["centres"], float(self.config.task.alpha))
+            q = cl.soft_assignment(cl.apply_map(z, model_state.get(_CLUSTER_MAP)), params["centres"],
+                                   float(self.config.task.alpha))
             per_example["confidence"] = jnp.max(q, axis=1)
             cluster = jnp.argmax(q, axis=1)
             for c, name in enumerate(getattr(self, "_classes", [])):
@@ -633,10 +668,15 @@ class DECTask(AutoencoderTask):
         return []
 
     # ------------------------------------------------------------------ clustering report
-    def assign(self, params, x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(clusters, q, z)`` of windows ``x`` under trained DEC parameters."""
+    def assign(self, params, x, model_state=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(clusters, q, z)`` of windows ``x`` under trained DEC parameters (``z`` = the code; with
+        ``task.cluster_space = "whitened"`` the centres live in the whitened code, whose map is in
+        ``model_state``)."""
+        cluster_map = self.cluster_map(model_state)
+        if self.cluster_space == "whitened" and cluster_map is None:
+            raise InputError("task.cluster_space = 'whitened': assign needs the run's model state (its cluster map)")
         z = self.encode(params, x)
-        q = np.asarray(cl.soft_assignment(jnp.asarray(z), jnp.asarray(params["centres"]),
+        q = np.asarray(cl.soft_assignment(jnp.asarray(cl.apply_map(z, cluster_map)), jnp.asarray(params["centres"]),
                                           float(self.config.task.alpha)))
         return q.argmax(1), q, z
 
@@ -724,15 +764,20 @@ class DECTask(AutoencoderTask):
         seed, n_init = int(self.config.seed), int(self.config.task.kmeans_n_init)
         x = data["x"]
         methods = {"kmeans_raw": cl.kmeans(x.reshape(len(x), -1), k, n_init=n_init, seed=seed)[1]}
+        def pretrained_baselines(z_pre):
+            methods["kmeans_pretrained"] = cl.kmeans(z_pre, k, n_init=n_init, seed=seed)[1]
+            methods["kmeans_pretrained_whitened"] = cl.kmeans(cl.apply_map(z_pre, cl.whitening_map(z_pre)), k,
+                                                              n_init=n_init, seed=seed)[1]
+
         if self.stage == "dec":
-            clusters, _, z = self.assign(params, x)
+            clusters, _, z = self.assign(params, x, model_state)
+            z = cl.apply_map(z, self.cluster_map(model_state))  # the space the clusters live in
             if self.config.task.pretrained and (Path(self.config.task.pretrained) / "checkpoints").exists():
-                z_pre = self.encode(self._pretrained_params(), x)
-                methods["kmeans_pretrained"] = cl.kmeans(z_pre, k, n_init=n_init, seed=seed)[1]
-            methods[self.variant] = clusters
+                pretrained_baselines(self.encode(self._pretrained_params(), x))
+            methods[self.method_name] = clusters
         else:
             z = self.encode(params, x)
-            methods["kmeans_pretrained"] = cl.kmeans(z, k, n_init=n_init, seed=seed)[1]
+            pretrained_baselines(z)
         report = {"stage": self.stage, "examples": int(len(x)), "methods": {}}
         truth = data.get("label")
         if truth is not None and self.config.data.label_column == "trace_polarity":
@@ -755,7 +800,7 @@ class DECTask(AutoencoderTask):
                         _bin_name(b): cl.clustering_scores(truth[bins == b], labels[bins == b])
                         for b in range(len(SNR_BINS)) if (bins == b).any()}
             report["methods"][name] = entry
-        main = self.variant if self.stage == "dec" else "kmeans_pretrained"
+        main = self.method_name if self.stage == "dec" else "kmeans_pretrained"
         if truth is not None:
             cl.plot_confusion(truth, methods[main], out_dir / "confusion.png", title=f"{main}: accuracy "
                               f"{report['methods'][main]['accuracy']:.3f} ({len(x)} traces)")
