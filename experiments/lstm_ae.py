@@ -141,7 +141,8 @@ def get_config(arg=None):
         train_split="train", eval_split="dev", toy_examples=96, toy_seed=0,
         # "auto": a split's records stay in memory when rows x max_length x channels x 4 bytes is
         # below memory_limit_mb MiB, else each batch reads and prepares its own rows; true / false force it
-        records_in_memory="auto", memory_limit_mb=2048.0))
+        records_in_memory="auto", memory_limit_mb=2048.0,
+        prefetch=2))  # training batches made ahead in a background thread
 
     if "reference" in variants:   # the PyTorch project's layout
         config.model.update(pools=(2, 2, 2), reverse_encoder=False, time_scale=64.0)

@@ -64,7 +64,7 @@ def test_masked_l1_against_numpy():
 
 def test_bucketed_batches_sorted_resumable_and_sharded():
     lengths = np.random.default_rng(1).integers(10, 500, size=203)
-    make = lambda rows, glob: {"rows": rows, "glob": glob}  # noqa: E731
+    make = lambda rows, glob, position: {"rows": rows, "glob": glob, "position": position}  # noqa: E731
     it = BucketBatchIterator(lengths, global_batch_size=8, seed=3, make_batch=make, chunk_batches=4)
     epoch = [next(it)["rows"] for _ in range(it.steps_per_epoch)]
     seen = np.concatenate(epoch)
@@ -91,6 +91,38 @@ def test_bucketed_batches_sorted_resumable_and_sharded():
         np.testing.assert_array_equal(parts[1]["glob"], b)
     with pytest.raises(InputError, match="global_batch_size"):
         it3.restore({**state, "global_batch_size": 16})
+
+
+def test_prefetched_bucket_batches_equal_the_synchronous_ones():
+    lengths = np.random.default_rng(2).integers(10, 500, size=100)
+    make = lambda rows, glob, position: {"rows": rows, "position": position}  # noqa: E731
+    sync = BucketBatchIterator(lengths, global_batch_size=8, seed=5, make_batch=make, num_epochs=2)
+    expected = list(sync)
+    assert [b["position"] for b in expected] == list(range(2 * sync.steps_per_epoch))
+    ahead = BucketBatchIterator(lengths, global_batch_size=8, seed=5, make_batch=make, num_epochs=2, prefetch=3)
+    got = [next(ahead) for _ in range(5)]
+    state = ahead.state()  # the consumer's position, not the read-ahead thread's
+    assert (state["epoch"], state["index"]) == (0, 5)
+    got += list(ahead)
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a["rows"], b["rows"])
+        assert a["position"] == b["position"]
+    resumed = BucketBatchIterator(lengths, global_batch_size=8, seed=5, make_batch=make, num_epochs=2, prefetch=2)
+    next(resumed)
+    resumed.restore(state)  # drops what it had read ahead
+    np.testing.assert_array_equal(next(resumed)["rows"], expected[5]["rows"])
+    resumed.close()
+
+    def failing(rows, glob, position):
+        if position == 3:
+            raise InputError("trace X: unreadable")
+        return {"position": position}
+
+    broken = BucketBatchIterator(lengths, global_batch_size=8, seed=5, make_batch=failing, prefetch=2)
+    assert [next(broken)["position"] for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(InputError, match="trace X"):
+        next(broken)
 
 
 def test_length_schedule_crops_training_records_and_resumes(tmp_path):

@@ -43,7 +43,8 @@ Toy records are always in memory. A row that the first pass found usable but a b
 prepare, or finds at another length (the files changed meanwhile), raises an
 :class:`~seisjax.errors.InputError` naming the trace and saying that the dataset changed since the
 first pass: the planned batches no longer exist, so the job stops rather than train on other data.
-Streamed batches are read in the training loop's thread (the bucketed iterator has no prefetch).
+Training batches are made ``data.prefetch`` ahead in a background thread (reading streamed records
+overlaps the training step).
 
 Batches. Records are bucketed by length: each epoch shuffles the records (``seed``, epoch), cuts
 the order into chunks of ``data.bucket_chunk`` batches, sorts each chunk by length, cuts it into
@@ -76,6 +77,8 @@ scored on the evaluation split, beside the majority-class baseline) for ``path_d
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -230,12 +233,15 @@ class BucketBatchIterator:
     """Length-bucketed batches of :class:`Records`, resumable and sharded like
     :class:`seisjax.data.batches.BatchIterator` (see the task docstring for the order).
 
-    ``transform(rows) -> dict`` makes one process's batch from record indices; it is called with the
-    rows of this process's contiguous share of each global batch, and ``bucket_of(rows)`` of the
-    whole global batch so every process pads to the same bucket."""
+    ``make_batch(rows, global_rows, position) -> dict`` makes one process's batch: ``rows`` = this
+    process's contiguous share of the global batch, ``global_rows`` = the whole global batch (so that
+    every process pads to the same bucket), ``position`` = the batch's index since the start (the
+    training step it is for). With ``prefetch`` > 0 a background thread makes up to that many
+    batches ahead (reading streamed records overlaps the training step); :meth:`state` is always the
+    position of the next batch the consumer receives."""
 
     def __init__(self, lengths, *, global_batch_size, seed, make_batch, shuffle=True, num_epochs=None,
-                 chunk_batches=16, process_index=0, process_count=1, drop_remainder=True):
+                 chunk_batches=16, process_index=0, process_count=1, drop_remainder=True, prefetch=0):
         self.lengths = np.asarray(lengths, np.int64)
         self.n = len(self.lengths)
         self.batch = int(global_batch_size)
@@ -250,6 +256,10 @@ class BucketBatchIterator:
         self.make_batch = make_batch
         self._epoch, self._index = 0, 0
         self._cache = None
+        self.prefetch = int(prefetch)
+        if self.prefetch < 0:
+            raise InputError(f"prefetch = {prefetch}: need >= 0 batches")
+        self._worker = None  # (thread, queue, stop event) while prefetching
 
     @property
     def steps_per_epoch(self) -> int:
@@ -292,16 +302,57 @@ class BucketBatchIterator:
     def __iter__(self):
         return self
 
-    def __next__(self):
-        if self.num_epochs is not None and self._epoch >= self.num_epochs:
-            raise StopIteration
-        rows = self.epoch_batches(self._epoch)[self._index]
+    def _after(self, epoch: int, index: int) -> tuple[int, int]:
+        index += 1
+        return (epoch + 1, 0) if index >= self.steps_per_epoch else (epoch, index)
+
+    def _produce(self, epoch: int, index: int):
+        """The batch at (epoch, index), or None past the last epoch."""
+        if self.num_epochs is not None and epoch >= self.num_epochs:
+            return None
+        rows = self.epoch_batches(epoch)[index]
         shares = np.array_split(rows, self.process_count)
-        out = self.make_batch(shares[self.process_index], rows)
-        self._index += 1
-        if self._index >= self.steps_per_epoch:
-            self._epoch, self._index = self._epoch + 1, 0
-        return out
+        return self.make_batch(shares[self.process_index], rows, epoch * self.steps_per_epoch + index)
+
+    def _read_ahead(self, start, out: queue.Queue, stop: threading.Event):
+        epoch, index = start
+        try:
+            while not stop.is_set():
+                batch = self._produce(epoch, index)
+                epoch, index = self._after(epoch, index)
+                item = (batch, (epoch, index))
+                while not stop.is_set():
+                    try:
+                        out.put(item, timeout=0.05)
+                        break
+                    except queue.Full:
+                        continue
+                if batch is None:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the consumer
+            out.put((exc, None))
+
+    def __next__(self):
+        if self.prefetch == 0:
+            batch = self._produce(self._epoch, self._index)
+            if batch is None:
+                raise StopIteration
+            self._epoch, self._index = self._after(self._epoch, self._index)
+            return batch
+        if self._worker is None:
+            stop, out = threading.Event(), queue.Queue(maxsize=self.prefetch)
+            thread = threading.Thread(target=self._read_ahead, args=((self._epoch, self._index), out, stop),
+                                      name="seisjax-bucket-prefetch", daemon=True)
+            thread.start()
+            self._worker = (thread, out, stop)
+        batch, after = self._worker[1].get()
+        if after is None:  # the thread failed: stop it and raise its error here
+            self.close()
+            raise batch
+        if batch is None:
+            raise StopIteration
+        self._epoch, self._index = after
+        return batch
 
     def state(self) -> dict:
         return {"seed": self.seed, "epoch": self._epoch, "index": self._index, "global_batch_size": self.batch,
@@ -312,10 +363,21 @@ class BucketBatchIterator:
             if key in state and int(state[key]) != mine:
                 raise InputError(f"batch iterator state was saved with {key}={state[key]!r}, this iterator "
                                  f"has {mine!r}: the saved position means other batches")
+        self.close()  # batches read ahead from the old position are dropped
         self._epoch, self._index = int(state["epoch"]), int(state["index"])
 
     def close(self):
-        pass
+        if self._worker is None:
+            return
+        thread, out, stop = self._worker
+        self._worker = None
+        stop.set()
+        while thread.is_alive():  # free the queue so that a pending put returns
+            try:
+                out.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        thread.join()
 
 
 # ============================================================================ the task
@@ -657,14 +719,14 @@ class LSTMAETask(Task):
         sub = recs.subset(good)
         self.normalisation()
 
-        def make(rows, glob):  # `iterator` is bound below, before the first batch is made
-            return self.make_batch(sub, rows, glob, limit=self.length_limit(iterator.position))
+        def make(rows, glob, position):
+            return self.make_batch(sub, rows, glob, limit=self.length_limit(position))
 
-        iterator = BucketBatchIterator(sub.lengths, global_batch_size=int(self.config.batch_size),
-                                       seed=int(self.config.seed), make_batch=make,
-                                       chunk_batches=int(self.config.data.bucket_chunk),
-                                       process_index=process_index, process_count=process_count)
-        return iterator
+        return BucketBatchIterator(sub.lengths, global_batch_size=int(self.config.batch_size),
+                                   seed=int(self.config.seed), make_batch=make,
+                                   chunk_batches=int(self.config.data.bucket_chunk),
+                                   process_index=process_index, process_count=process_count,
+                                   prefetch=int(self.config.data.get("prefetch", 2)))
 
     def eval_batches(self, *, process_index, process_count):
         recs = self.records("eval")
@@ -674,7 +736,7 @@ class LSTMAETask(Task):
             raise InputError("no usable evaluation records")
         return BucketBatchIterator(sub.lengths, global_batch_size=int(self.config.eval.batch_size), seed=0,
                                    shuffle=False, num_epochs=1, chunk_batches=10 ** 9, drop_remainder=False,
-                                   make_batch=lambda rows, glob: self.make_batch(sub, rows, glob),
+                                   make_batch=lambda rows, glob, position: self.make_batch(sub, rows, glob),
                                    process_index=process_index, process_count=process_count)
 
     def data_info(self) -> dict:
