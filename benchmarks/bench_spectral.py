@@ -307,7 +307,8 @@ def bench_decoder(args, twins) -> list[dict]:
 
 # ----------------------------------------------------------------------------- per-layer profile
 def bench_layers(args, twins) -> list[dict]:
-    """Each layer of the AE alone, forward + backward (input and weight gradients), JAX vs PyTorch.
+    """Each layer of the AE alone, forward + backward (input and weight gradients), JAX vs PyTorch;
+    JAX returns the layer's output with the gradients, so that it computes its forward as PyTorch does.
 
     Every layer is timed in each JAX implementation (same function and parameters) against one
     PyTorch call: the encoder's 3x3 stride-2 convolutions (XLA's convolution, ``gemm`` of
@@ -322,7 +323,12 @@ def bench_layers(args, twins) -> list[dict]:
     import torch.nn.functional as F
 
     from seisjax.models import spectral
-    from seisjax.ops.conv import batch_norm_relu, conv2d_gemm, conv_transpose3x3s2_gemm, resolve_conv_impl
+    from seisjax.ops.conv import (
+        batch_norm_relu,
+        conv2d_gemm,
+        conv_transpose3x3s2_gemm,
+        resolve_conv_impl,
+    )
     from seisjax.ops.upsample import (
         conv_transpose_masked,
         conv_transpose_phases,
@@ -399,7 +405,15 @@ def bench_layers(args, twins) -> list[dict]:
             if ct is None:
                 ct = rng.normal(size=jax.eval_shape(jf, x, w).shape).astype(np.float32)
                 cd = jax.device_put(ct)
-            grad_fn = jax.jit(jax.grad(lambda x, w, c, jf=jf: jnp.sum(jf(x, w) * c), argnums=argnums))
+            # the output too, as PyTorch's forward and a train step make it: with the gradients of
+            # <output, c> alone, XLA drops the forward products of these linear layers (only the
+            # backward needs their inputs), and a value <output, c> lets it skip writing the output
+            def fwd_bwd(x, w, c, jf=jf, argnums=argnums):
+                y, pullback = jax.vjp(jf, x, w)
+                grads = pullback(c)
+                return y, tuple(grads[i] for i in argnums)
+
+            grad_fn = jax.jit(fwd_bwd)
             jax.block_until_ready(grad_fn(xd, wd, cd))
 
             def run_jax(steps, g=grad_fn, a=(xd, wd, cd)):
