@@ -468,7 +468,9 @@ class DECTask(AutoencoderTask):
             pair_col = str(self.config.data.get("pair_column", "") or "")
             if pair_col and pair_col in meta:
                 out["pair"] = _numeric(meta[pair_col])
-            radiation = _truth_p_radiation(self._dataset.path, out["trace_name"])
+            # the P radiation says whether a first-motion label is defined; other labels ignore it
+            radiation = (_truth_p_radiation(self._dataset.path, out["trace_name"])
+                         if label_col == "trace_polarity" else None)
             if radiation is not None:
                 out["p_radiation"] = radiation
             onset_col = str(self.config.data.get("onset_snr_column", "") or "")
