@@ -21,6 +21,24 @@ def shared_data() -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _compilation_cache(tmp_path_factory):
+    """One XLA compilation cache for the session: many tests build the same small models and steps
+    in fresh closures, which the in-memory jit cache cannot share but the on-disk cache (keyed by the
+    program and its compile options) can."""
+    import jax
+
+    settings = {"jax_compilation_cache_dir": str(tmp_path_factory.mktemp("xla_cache")),
+                "jax_persistent_cache_min_compile_time_secs": 0.0,
+                "jax_persistent_cache_min_entry_size_bytes": 0}
+    previous = {key: jax.config.values[key] for key in settings}
+    for key, value in settings.items():
+        jax.config.update(key, value)
+    yield
+    for key, value in previous.items():
+        jax.config.update(key, value)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _fast_compile(request):
     """Modules that set ``FAST_COMPILE = True`` run with XLA's optimisations off: they check
