@@ -2,7 +2,8 @@
 
 :func:`generate_from_checkpoint` restores a ``spectral_vae`` run with model ``spectral_cvae``, draws
 ``n`` latent codes (seeded; by default from the posteriors of the training records nearest in
-magnitude and distance, ``task.generation_prior``, so the run's training data must be readable),
+magnitude and distance, ``task.generation_prior``, so the run's training data must be readable;
+``"learned"`` draws them from the learned prior p(z | c) of a run trained with ``task.prior = "learned"``),
 decodes them at the given conditions (magnitude, source latitude, longitude, depth, station),
 un-scales them with the CVAE's predicted ``log1p`` maximum (and the training median minimum,
 ``task.generation_floor``), turns them into three-component waveforms with Griffin-Lim and writes them as a dataset
@@ -70,8 +71,11 @@ def _restore(workdir: Path, step):
 
 def generate_from_checkpoint(workdir, *, out, magnitude: float, lat: float, lon: float, depth: float,
                              station: str, n: int = 8, seed: int = 0, step: int | None = None,
-                             chunk: int = 16, log=print) -> dict:
+                             chunk: int = 16, generation_prior: str | None = None, log=print) -> dict:
     """Generate ``n`` records at one set of conditions and write them as a dataset at ``out``.
+
+    ``generation_prior`` replaces the run's ``task.generation_prior`` (``"standard"``,
+    ``"neighbours"`` or ``"learned"``; None keeps the run's).
 
     Returns ``{"out", "n", "station_known", "checkpoint_step", "figure", "trace_names"}``."""
     from tqdm.auto import tqdm
@@ -92,6 +96,8 @@ def generate_from_checkpoint(workdir, *, out, magnitude: float, lat: float, lon:
         raise InputError(f"--out {out}: exists and is not empty; choose a new folder")
     task, params, model_state, ckpt_step = _restore(workdir, step)
     try:
+        if generation_prior is not None:
+            task.set_generation_prior(str(generation_prior))
         spec = task.spec
         index = int(task.station_indices([station])[0])
         known = index > 0
@@ -127,6 +133,7 @@ def generate_from_checkpoint(workdir, *, out, magnitude: float, lat: float, lon:
                     "trace_p_arrival_sample": spec.before_s * spec.sampling_rate, "trace_category": "generated",
                     "trace_component_order": spec.components, "generation_seed": int(seed) + k // chunk * chunk,
                     "generation_index": k, "generation_station_known": bool(known),
+                    "generation_prior": task.generation_prior,
                     "generation_workdir": str(workdir), "generation_checkpoint_step": ckpt_step}))
         figure = _plot_generated(wave, mag, spec, out / "generated.png",
                                  title=f"M {magnitude:g}, {lat:g} N {lon:g} E, {depth:g} km, station {station}"
@@ -146,7 +153,8 @@ def centroid_stage_trends(workdir, *, step: int | None = None, seed: int = 0, sp
     centroid, on a CVAE run's held-out (``split="eval"``) or training (``"train"``) records.
 
     ``generation_prior`` and ``generation_floor`` replace the run's ``task.generation_prior`` and
-    ``task.generation_floor`` (to compare them on one checkpoint).
+    ``task.generation_floor`` (to compare them on one checkpoint; ``"learned"`` needs a run trained
+    with ``task.prior = "learned"``).
 
     Returns ``{"checkpoint_step", "records", "events", "magnitude_log10_distance_correlation",
     "stages": {stage: {"magnitude", "log10_distance", "within_event_log10_distance",
@@ -163,9 +171,7 @@ def centroid_stage_trends(workdir, *, step: int | None = None, seed: int = 0, sp
     task, params, model_state, ckpt_step = _restore(workdir, step)
     try:
         if generation_prior is not None:
-            if generation_prior not in ("standard", "neighbours"):
-                raise InputError(f"generation_prior = {generation_prior!r}: expected 'standard' or 'neighbours'")
-            task.generation_prior = generation_prior
+            task.set_generation_prior(str(generation_prior))  # InputError naming the keys when the run can't
         if generation_floor is not None:
             if generation_floor not in ("predicted", "train_median"):
                 raise InputError(f"generation_floor = {generation_floor!r}: expected 'predicted' or 'train_median'")
@@ -179,6 +185,7 @@ def centroid_stage_trends(workdir, *, step: int | None = None, seed: int = 0, sp
         own_scale = data["log_scale"]
         recon = renormalise(task.reconstruct(params, model_state, data), task.mask)
         x_gen, mag_gen, wave_gen = task.generate(params, model_state, data["cond"], data["station_index"], seed=seed)
+        prior_used = task.generation_prior
         mags = {"held_out": to_magnitudes(data["x"], own_scale, spec),
                 "reconstruction": to_magnitudes(recon, own_scale, spec),
                 "prior_true_scale": to_magnitudes(x_gen, own_scale, spec),
@@ -201,7 +208,7 @@ def centroid_stage_trends(workdir, *, step: int | None = None, seed: int = 0, sp
                          "within_event_log10_distance": real["within_event"]["centroid_hz"]["log10_distance"],
                          "within_event_stderr": real["within_event"]["centroid_hz"]["stderr"],
                          "mean_hz": float(centroid.mean())}
-    return {"checkpoint_step": ckpt_step, "split": split, "records": int(ok.sum()),
+    return {"checkpoint_step": ckpt_step, "split": split, "generation_prior": prior_used, "records": int(ok.sum()),
             "events": int(len(np.unique(event))),
             "magnitude_log10_distance_correlation": real["magnitude_log10_distance_correlation"],
             "stages": stages}

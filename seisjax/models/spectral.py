@@ -36,6 +36,13 @@ to a ``cond_dim`` vector that joins the flattened encoder features before the me
 heads and ``z`` before the decoder's projection. The CVAE also predicts, from the condition vector,
 the per-channel minimum and maximum of the ``log1p`` magnitudes (output ``"log_scale"``, ``(B, 2,
 C)``), so that a spectrogram generated for new conditions can be un-scaled to amplitudes.
+
+Learned conditional prior (``learned_prior=True``; the CVAE of Sohn, Lee & Yan 2015): a prior
+network from the same condition vector (a hidden ReLU layer ``cond_dim`` wide, then mean and
+log-variance heads) gives p(z | c) = N(prior_mean, exp(prior_logvar)) (method :meth:`SpectralCVAE.prior`,
+outputs ``"prior_mean"``, ``"prior_logvar"``), and the task's KL is then KL(q(z | x, c) || p(z | c))
+(:func:`kl_divergence` with both Gaussians). Without it the CVAE has exactly the variables it had
+before the option existed, so older checkpoints restore as they are.
 """
 
 from __future__ import annotations
@@ -69,9 +76,18 @@ ENCODER_CONV_IMPL = "auto"   # the GEMM form on CPU, XLA's (cuDNN) convolution o
 DECODER_TRANSPOSE_IMPL = "gemm"
 
 
-def kl_divergence(mean: jax.Array, logvar: jax.Array) -> jax.Array:
-    """``KL(N(mean, exp(logvar)) || N(0, 1))`` summed over the latent dimensions: ``(B, L)`` -> ``(B,)``."""
-    return 0.5 * jnp.sum(jnp.exp(logvar) + jnp.square(mean) - 1.0 - logvar, axis=-1)
+def kl_divergence(mean: jax.Array, logvar: jax.Array, prior_mean: jax.Array | None = None,
+                  prior_logvar: jax.Array | None = None) -> jax.Array:
+    """``KL(N(mean, exp(logvar)) || N(prior_mean, exp(prior_logvar)))`` of diagonal Gaussians, summed
+    over the latent dimensions: ``(B, L)`` -> ``(B,)``. Without a prior it is against N(0, I), computed
+    as it always was (so the standard CVAE's loss stays the same bit for bit)."""
+    if prior_mean is None and prior_logvar is None:
+        return 0.5 * jnp.sum(jnp.exp(logvar) + jnp.square(mean) - 1.0 - logvar, axis=-1)
+    if prior_mean is None or prior_logvar is None:
+        raise InputError("kl_divergence: give both prior_mean and prior_logvar, or neither (for N(0, I))")
+    # the variance ratio and the scaled squared distance in one exp each: exact for any log-variances
+    return 0.5 * jnp.sum(prior_logvar - logvar - 1.0 + jnp.exp(logvar - prior_logvar)
+                         + jnp.square(mean - prior_mean) * jnp.exp(-prior_logvar), axis=-1)
 
 
 def _check_input(x, *, levels: int, input_shape=None):
@@ -232,12 +248,14 @@ class SpectralVAE(_Variational):
 
 @register_model("spectral_cvae")
 class SpectralCVAE(_Variational):
-    """Conditional VAE; ``n_stations`` known stations (embedding rows 1..n, row 0 = unknown)."""
+    """Conditional VAE; ``n_stations`` known stations (embedding rows 1..n, row 0 = unknown); with
+    ``learned_prior`` a prior network p(z | c) (module docstring)."""
 
     n_stations: int = 1
     station_dim: int = 16
     cond_dim: int = 64
     n_conditions: int = 4
+    learned_prior: bool = False
 
     def setup(self):
         self._setup_common()
@@ -247,6 +265,10 @@ class SpectralCVAE(_Variational):
         self.cond_hidden = nn.Dense(self.cond_dim)
         self.cond_out = nn.Dense(self.cond_dim)
         self.to_log_scale = nn.Dense(2 * self.out_channels)
+        if self.learned_prior:  # created only when enabled: the standard CVAE keeps its variables
+            self.prior_hidden = nn.Dense(self.cond_dim)
+            self.prior_to_mean = nn.Dense(self.latent)
+            self.prior_to_logvar = nn.Dense(self.latent)
 
     def condition(self, cond, station):
         """The ``(B, cond_dim)`` condition vector of ``cond`` ``(B, n_conditions)`` and ``station`` ``(B,)``."""
@@ -272,8 +294,19 @@ class SpectralCVAE(_Variational):
         out = self.to_log_scale(self.condition(cond, station))
         return out.reshape(cond.shape[0], 2, self.out_channels)
 
+    def prior(self, cond, station):
+        """``(mean, logvar)`` ``(B, latent)`` of the learned prior p(z | c) (``learned_prior=True`` only)."""
+        if not self.learned_prior:
+            raise InputError("this CVAE has no learned prior (model.learned_prior is False; train with "
+                             "task.prior = 'learned')")
+        h = nn.relu(self.prior_hidden(self.condition(cond, station)))
+        return self.prior_to_mean(h), self.prior_to_logvar(h)
+
     def __call__(self, x, cond, station, *, train: bool = False):
         mean, logvar = self.encode(x, cond, station, train=train)
         z = self._sample(mean, logvar, train)
-        return {"recon": self.decode(z, cond, station, train=train), "mean": mean, "logvar": logvar,
-                "log_scale": self.log_scale(cond, station)}
+        out = {"recon": self.decode(z, cond, station, train=train), "mean": mean, "logvar": logvar,
+               "log_scale": self.log_scale(cond, station)}
+        if self.learned_prior:
+            out["prior_mean"], out["prior_logvar"] = self.prior(cond, station)
+        return out

@@ -47,6 +47,13 @@ shape from the conditions. On the quick data 0.5 (2) turns the within-event cent
 of standard-prior samples from +0.95 to -0.21 (-0.57) against -2.65 held-out, for a held-out MSE
 0.0032 -> 0.0037 (0.0043); the neighbour prior below does better without retraining.
 
+``task.prior`` (CVAE): ``"standard"`` (default) is the KL against N(0, I); ``"learned"`` builds the
+CVAE with its prior network (``model.learned_prior``, set from this key) and makes the KL term
+KL(q(z | x, c) || p(z | c)) in closed form, weighted the same way (``beta``, per valid value), the
+CVAE of Sohn, Lee & Yan (2015). The GSNN term then decodes draws from p(z | c) rather than N(0, I).
+On the quick data it does not give generation the spectral shape's trend with distance (numbers in
+experiments/spectral_vae.py); the neighbour prior below still does best.
+
 Generation (:meth:`SpectralVAETask.generate`) decodes latent codes at the conditions and renormalises
 each channel to [0, 1] over the real bins (:func:`~seisjax.data.spectrogram_data.renormalise`), the
 form of every input, before un-scaling with the predicted ``log_scale``: decodes are blurred (their
@@ -63,6 +70,9 @@ experiments/spectral_vae.py):
   per channel, not the head's prediction. The minimum is the emptiest bin's level (outside the
   bandpass, ~0 for every record), and the head's scatter around it lifted a floor under all bins that
   outweighed a quiet (far) record's signal and raised its centroid. ``"predicted"`` uses the head.
+
+``task.generation_prior = "learned"`` draws z ~ p(z | c) from the learned prior (a run trained with
+``task.prior = "learned"`` only; :meth:`SpectralVAETask.learned_prior_sample`).
 
 Evaluation: metrics.json holds ``loss``, ``mse``, ``kl`` (nats per example), ``scale_mse`` (CVAE).
 ``eval_report`` writes ``spectral_report.json`` with log-spectral distance (dB), spectral convergence
@@ -100,9 +110,12 @@ from seisjax.errors import InputError
 from seisjax.registry import get_model, register_task
 from seisjax.tasks.base import Task, array_fingerprint, dataset_fingerprint, pairs
 
-__all__ = ["MODEL_KINDS", "SpectralVAETask", "event_ids", "masked_mse", "spec_from_config", "toy_records"]
+__all__ = ["GENERATION_PRIORS", "MODEL_KINDS", "PRIORS", "SpectralVAETask", "event_ids", "masked_mse",
+           "spec_from_config", "toy_records"]
 
 MODEL_KINDS = {"spectral_ae": "ae", "spectral_vae": "vae", "spectral_cvae": "cvae"}
+PRIORS = ("standard", "learned")                            # task.prior: what the KL is against
+GENERATION_PRIORS = ("standard", "neighbours", "learned")   # task.generation_prior: where codes come from
 _PHYSICAL_UNITS = ("m", "m/s", "m/s**2", "m/s^2", "m/s/s")
 
 
@@ -198,12 +211,21 @@ class SpectralVAETask(Task):
         self.scale_weight = float(task.scale_weight)
         self.station_dropout = float(task.station_dropout)
         self.prior_weight = float(task.get("prior_weight", 0.0)) if self.kind == "cvae" else 0.0
-        self.generation_prior = str(task.get("generation_prior", "neighbours"))
-        self.generation_floor = str(task.get("generation_floor", "train_median"))
+        self.prior = str(task.get("prior", "standard"))
+        if self.prior not in PRIORS:
+            raise InputError(f"task.prior = {self.prior!r}: expected one of {', '.join(PRIORS)}")
+        if self.prior == "learned" and self.kind != "cvae":
+            raise InputError(f"task.prior = 'learned' with model.name = {name!r}: a learned conditional prior "
+                             "needs the CVAE (spectral_cvae)")
+        model_flag = config.model.get("learned_prior", None)
+        if model_flag is not None and bool(model_flag) != (self.prior == "learned"):
+            raise InputError(f"model.learned_prior = {model_flag} but task.prior = {self.prior!r}: set task.prior "
+                             "only (it sets model.learned_prior)")
         self.prior_neighbours = int(task.get("prior_neighbours", 8))
-        if self.generation_prior not in ("standard", "neighbours") or self.prior_neighbours < 1:
-            raise InputError(f"task.generation_prior = {self.generation_prior!r}, task.prior_neighbours = "
-                             f"{self.prior_neighbours}: expected 'standard' or 'neighbours' and at least 1 neighbour")
+        if self.prior_neighbours < 1:
+            raise InputError(f"task.prior_neighbours = {self.prior_neighbours}: need at least 1 neighbour")
+        self.set_generation_prior(str(task.get("generation_prior", "neighbours")))
+        self.generation_floor = str(task.get("generation_floor", "train_median"))
         if self.generation_floor not in ("predicted", "train_median"):
             raise InputError(f"task.generation_floor = {self.generation_floor!r}: expected 'predicted' or 'train_median'")
         self._posterior_cache = None
@@ -250,6 +272,18 @@ class SpectralVAETask(Task):
         self._write_summary(train_rejected, eval_rejected)
 
     # ------------------------------------------------------------------ config checks
+    def set_generation_prior(self, generation_prior: str):
+        """Choose where generation draws latent codes (``task.generation_prior``), checked against
+        what the run can do (``"learned"`` needs ``task.prior = "learned"``)."""
+        if generation_prior not in GENERATION_PRIORS:
+            raise InputError(f"task.generation_prior = {generation_prior!r}: expected one of "
+                             f"{', '.join(GENERATION_PRIORS)}")
+        if generation_prior == "learned" and self.prior != "learned":
+            raise InputError(f"task.generation_prior = 'learned' but task.prior = {self.prior!r}: this run has no "
+                             "learned prior p(z | c) (train with task.prior = 'learned', or generate with "
+                             "'neighbours' or 'standard')")
+        self.generation_prior = generation_prior
+
     def _check_model_keys(self):
         cls = get_model(self.config.model.name)
         allowed = {f.name for f in dataclasses.fields(cls)} - {"parent", "name"}
@@ -465,6 +499,7 @@ class SpectralVAETask(Task):
         if self.kind == "cvae":
             kwargs.setdefault("n_stations", len(self.stations))
             kwargs.setdefault("n_conditions", len(self.cond_mean) + 1)
+            kwargs["learned_prior"] = self.prior == "learned"  # from task.prior (checked against model.*)
         return kwargs
 
     def _inputs(self, batch, station=None):
@@ -495,6 +530,8 @@ class SpectralVAETask(Task):
             # decodes z ~ N(0, I), which the posterior path never shows the decoder; a key derived from
             # "sample" keeps the other streams as they were. Running statistics come from the posterior pass.
             z = jax.random.normal(jax.random.fold_in(rngs["sample"], 1), out["mean"].shape, out["mean"].dtype)
+            if "prior_mean" in out:  # the learned prior: draws from p(z | c), what generation then decodes
+                z = out["prior_mean"] + jnp.exp(0.5 * out["prior_logvar"]) * z
             prior_recon, _ = self.model.apply(variables, z, *inputs[1:], train=True, method="decode",
                                               mutable=["batch_stats"])
             out = {**out, "prior_recon": prior_recon}
@@ -508,7 +545,9 @@ class SpectralVAETask(Task):
         terms = {"mse": masked_mse(batch["x"], out["recon"], mask)}
         loss = terms["mse"]
         if self.kind in ("vae", "cvae"):
-            terms["kl"] = kl_divergence(out["mean"], out["logvar"])
+            # against p(z | c) with the learned prior, else N(0, I) (the same expression as before it existed)
+            prior = (out["prior_mean"], out["prior_logvar"]) if "prior_mean" in out else ()
+            terms["kl"] = kl_divergence(out["mean"], out["logvar"], *prior)
             n_bins = jnp.sum(jnp.broadcast_to(mask, batch["x"].shape), axis=(1, 2, 3))
             loss = loss + self.beta * terms["kl"] / jnp.maximum(n_bins, 1.0)
         if self.kind == "cvae":
@@ -551,6 +590,8 @@ class SpectralVAETask(Task):
         model = self.model
         if self.generation_prior == "neighbours":
             z = self.neighbour_prior(params, model_state, cond, seed=seed)
+        elif self.generation_prior == "learned":
+            z = self.learned_prior_sample(params, model_state, cond, station, seed=seed)
         else:
             z = jax.random.normal(jax.random.PRNGKey(int(seed)), (len(cond), int(model.latent)), jnp.float32)
         variables = {"params": params, **model_state}
@@ -568,6 +609,23 @@ class SpectralVAETask(Task):
         mag = to_magnitudes(x, log_scale, self.spec)
         waves = self.griffin_lim(mag, griffin_lim_iters, seed=seed)
         return x, mag, waves / self.spec.gain
+
+    def learned_prior(self, params, model_state, cond: np.ndarray, station: np.ndarray):
+        """``(mean, logvar)`` ``(N, latent)`` numpy arrays of the learned prior p(z | c) at conditions
+        ``cond`` and station indices ``station``."""
+        if self.prior != "learned":
+            raise InputError(f"task.prior = {self.prior!r}: this run has no learned prior p(z | c)")
+        mean, logvar = jax.jit(lambda v, c, s: self.model.apply(v, c, s, method="prior"))(
+            {"params": params, **model_state}, jnp.asarray(cond, jnp.float32), jnp.asarray(station, jnp.int32))
+        return np.asarray(mean), np.asarray(logvar)
+
+    def learned_prior_sample(self, params, model_state, cond: np.ndarray, station: np.ndarray, *,
+                             seed: int = 0) -> np.ndarray:
+        """Latent codes ``(N, latent)`` drawn from the learned prior p(z | c) (``task.generation_prior =
+        "learned"``), seeded like the standard prior's draws."""
+        mean, logvar = self.learned_prior(params, model_state, cond, station)
+        eps = np.asarray(jax.random.normal(jax.random.PRNGKey(int(seed)), mean.shape, jnp.float32))
+        return mean + np.exp(0.5 * logvar) * eps
 
     def neighbour_prior(self, params, model_state, cond: np.ndarray, *, seed: int = 0) -> np.ndarray:
         """Latent codes ``(N, latent)`` drawn from the posteriors of training records with similar
