@@ -408,13 +408,17 @@ def _add_generate(commands):
     p.add_argument("--out", required=True, help="output dataset folder")
     p.add_argument("--seed", type=int, default=0, help="random seed of the prior samples")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    p.add_argument("--prior", choices=("neighbours", "standard", "learned"), default=None,
+                   help="where the latent codes come from (default: the run's task.generation_prior): "
+                        "posteriors of the training records nearest in magnitude and distance, N(0, I), "
+                        "or the learned p(z | conditions) of a run trained with task.prior=learned")
 
     def run(args):
         from seisjax.analysis.generation import generate_from_checkpoint
 
         generate_from_checkpoint(args.workdir, out=args.out, magnitude=args.magnitude, lat=args.lat,
                                  lon=args.lon, depth=args.depth, station=args.station, n=args.n,
-                                 seed=args.seed, step=args.step)
+                                 seed=args.seed, step=args.step, generation_prior=args.prior)
 
     p.set_defaults(func=run)
 

@@ -49,6 +49,18 @@ def test_generate_writes_k_three_component_records_at_the_conditions(cvae_run, t
                                      station="T02", n=5, seed=1, log=lambda *_: None)
     with Dataset(again["out"]) as ds:
         np.testing.assert_array_equal(ds.get_waveforms(list(range(5))), waves)
+    # --prior replaces the run's generation prior: N(0, I) codes give other records, named in the metadata
+    standard = tmp_path / "standard"
+    cli_main(["generate", "--workdir", str(cvae_run), "--magnitude", "3.5", "--lat", "38.1", "--lon", "23.2",
+              "--depth", "8", "--station", "T02", "-n", "5", "--seed", "1", "--out", str(standard),
+              "--prior", "standard"])
+    with Dataset(standard) as ds:
+        assert set(ds.metadata["generation_prior"]) == {"standard"}
+        assert not np.allclose(ds.get_waveforms(list(range(5))), waves)
+    assert set(meta["generation_prior"]) == {"neighbours"}
+    with pytest.raises(InputError, match="learned"):
+        generate_from_checkpoint(cvae_run, out=tmp_path / "learned", magnitude=3.5, lat=38.1, lon=23.2, depth=8,
+                                 station="T02", n=1, generation_prior="learned", log=lambda *_: None)
 
 
 def test_unknown_station_uses_the_unknown_embedding_with_a_warning(cvae_run, tmp_path):
