@@ -584,6 +584,14 @@ class DECTask(AutoencoderTask):
             return None
         return jax.tree_util.tree_map(np.asarray, jax.device_get(model_state[_CLUSTER_MAP]))
 
+    def _host_cluster_map(self, state) -> dict | None:
+        """:meth:`cluster_map` of a (possibly multi-host) train state, read at target updates only."""
+        from seisjax.train.parallel import to_host
+
+        if _CLUSTER_MAP not in state.model_state:
+            return None
+        return self.cluster_map(to_host({_CLUSTER_MAP: state.model_state[_CLUSTER_MAP]}))
+
     def initial_state(self, state):
         """Fresh DEC run: the pretrained parameters, centres from k-means on their embeddings (in the
         whitened code when ``task.cluster_space = "whitened"``, whose map is fixed here)."""
@@ -617,8 +625,8 @@ class DECTask(AutoencoderTask):
             return None
         from seisjax.train.parallel import to_host
 
-        cluster_map = self.cluster_map(to_host(state.model_state))
         if step % self.update_interval == 0:
+            cluster_map = self._host_cluster_map(state)
             params = to_host(state.params)
             _, p, labels = self._whole(params, cluster_map)
             self._target = p
@@ -631,6 +639,7 @@ class DECTask(AutoencoderTask):
                     return f"DEC converged: {changed:.5f} of the labels changed since step " \
                            f"{step - self.update_interval} (tol {self.config.task.tol})"
         elif self._target is None:  # resumed between updates: P from the parameters it came from
+            cluster_map = self._host_cluster_map(state)
             _, self._target, _ = self._whole(to_host(state.model_state[_SNAPSHOT]["params"]), cluster_map)
         return None
 
