@@ -21,6 +21,7 @@ that stores it resumes with exactly the batches an uninterrupted run would have 
 
 from __future__ import annotations
 
+import functools
 import math
 import queue
 import threading
@@ -34,7 +35,8 @@ import numpy as np
 
 from seisjax.errors import InputError
 
-__all__ = ["ArrayBatchIterator", "BatchError", "BatchIterator", "BatchSchedule"]
+__all__ = ["ArrayBatchIterator", "BatchError", "BatchIterator", "BatchSchedule", "Prefetcher", "PrefetchEnd",
+           "PrefetchFailed"]
 
 # Most traces per Dataset.get_waveforms call by default: bounds one read (and its memory) when a batch
 # is a long run of consecutive rows, as in unshuffled evaluation with big batches.
@@ -291,24 +293,32 @@ def _check_batch(batch: Any, rows: int, schedule: BatchSchedule, position: _Posi
 
 
 # ============================================================================ prefetch thread
-class _End:
+class PrefetchEnd:
     """Put in the queue after the last batch."""
 
 
 @dataclass
-class _Failed:
+class PrefetchFailed:
     error: BaseException
 
 
-class _Prefetcher:
-    """Produces batches from ``start`` in a background thread into a bounded queue.
+def _schedule_step(source: _Source, schedule: BatchSchedule, position: _Position):
+    """The batch at ``position`` and the position after it, or None past the schedule's end."""
+    if schedule.finished(position):
+        return None
+    return _produce(source, schedule, position), schedule.next_position(position)
 
-    Each queued batch carries the position after it, which the consumer adopts when it takes the
-    batch; the position of what was read ahead is never visible outside."""
 
-    def __init__(self, source: _Source, schedule: BatchSchedule, start: _Position, depth: int):
-        self._source = source
-        self._schedule = schedule
+class Prefetcher:
+    """Produces batches from ``start`` in a background thread into a bounded queue of ``depth``.
+
+    ``step(position) -> (batch, next_position)``, or None after the last batch. Each queued batch
+    carries the position after it, which the consumer adopts when it takes the batch; the position
+    of what was read ahead is never visible outside. :meth:`get` returns ``(batch, position)``,
+    :class:`PrefetchEnd` or :class:`PrefetchFailed` (the error raised in the thread)."""
+
+    def __init__(self, step, start, depth: int):
+        self._step = step
         self._start = start
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
@@ -319,15 +329,15 @@ class _Prefetcher:
         position = self._start
         try:
             while not self._stop.is_set():
-                if self._schedule.finished(position):
-                    self._put(_End())
+                item = self._step(position)
+                if item is None:
+                    self._put(PrefetchEnd())
                     return
-                batch = _produce(self._source, self._schedule, position)
-                position = self._schedule.next_position(position)
-                if not self._put((batch, position)):
+                position = item[1]
+                if not self._put(item):
                     return
         except BaseException as exc:  # noqa: BLE001 - delivered to the consumer, which re-raises it
-            self._put(_Failed(exc))
+            self._put(PrefetchFailed(exc))
 
     def _put(self, item) -> bool:
         """Queue ``item`` unless asked to stop; a timeout so a full queue cannot block close()."""
@@ -370,7 +380,7 @@ class _WorkerSlot:
     """The iterator's current prefetcher, reachable from a finaliser that must not hold the iterator."""
 
     def __init__(self):
-        self.worker: _Prefetcher | None = None
+        self.worker: Prefetcher | None = None
 
     def close(self) -> None:
         worker, self.worker = self.worker, None
@@ -454,12 +464,14 @@ class _BatchIteratorBase:
             self._position = self._schedule.next_position(self._position)
             return batch
         if self._slot.worker is None:
-            self._slot.worker = _Prefetcher(self._source, self._schedule, self._position, self._prefetch)
+            # a step that does not hold the iterator, so that garbage collection can still close it
+            self._slot.worker = Prefetcher(functools.partial(_schedule_step, self._source, self._schedule),
+                                           self._position, self._prefetch)
         item = self._slot.worker.get()
-        if isinstance(item, _End):
+        if isinstance(item, PrefetchEnd):
             self._slot.close()
             raise StopIteration
-        if isinstance(item, _Failed):
+        if isinstance(item, PrefetchFailed):
             # The position stays at the failed batch; a later call would retry it.
             self._slot.close()
             raise item.error

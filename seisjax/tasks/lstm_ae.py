@@ -77,8 +77,6 @@ scored on the evaluation split, beside the majority-class baseline) for ``path_d
 from __future__ import annotations
 
 import json
-import queue
-import threading
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -259,7 +257,7 @@ class BucketBatchIterator:
         self.prefetch = int(prefetch)
         if self.prefetch < 0:
             raise InputError(f"prefetch = {prefetch}: need >= 0 batches")
-        self._worker = None  # (thread, queue, stop event) while prefetching
+        self._worker = None  # a seisjax.data.batches.Prefetcher while reading ahead
 
     @property
     def steps_per_epoch(self) -> int:
@@ -314,23 +312,10 @@ class BucketBatchIterator:
         shares = np.array_split(rows, self.process_count)
         return self.make_batch(shares[self.process_index], rows, epoch * self.steps_per_epoch + index)
 
-    def _read_ahead(self, start, out: queue.Queue, stop: threading.Event):
-        epoch, index = start
-        try:
-            while not stop.is_set():
-                batch = self._produce(epoch, index)
-                epoch, index = self._after(epoch, index)
-                item = (batch, (epoch, index))
-                while not stop.is_set():
-                    try:
-                        out.put(item, timeout=0.05)
-                        break
-                    except queue.Full:
-                        continue
-                if batch is None:
-                    return
-        except BaseException as exc:  # noqa: BLE001 - re-raised by the consumer
-            out.put((exc, None))
+    def _step(self, position):
+        """Prefetcher step: the batch at ``position`` = (epoch, index) and the position after it."""
+        batch = self._produce(*position)
+        return None if batch is None else (batch, self._after(*position))
 
     def __next__(self):
         if self.prefetch == 0:
@@ -339,19 +324,17 @@ class BucketBatchIterator:
                 raise StopIteration
             self._epoch, self._index = self._after(self._epoch, self._index)
             return batch
-        if self._worker is None:
-            stop, out = threading.Event(), queue.Queue(maxsize=self.prefetch)
-            thread = threading.Thread(target=self._read_ahead, args=((self._epoch, self._index), out, stop),
-                                      name="seisjax-bucket-prefetch", daemon=True)
-            thread.start()
-            self._worker = (thread, out, stop)
-        batch, after = self._worker[1].get()
-        if after is None:  # the thread failed: stop it and raise its error here
+        from seisjax.data.batches import PrefetchEnd, PrefetchFailed, Prefetcher
+
+        if self._worker is None:  # the step holds this iterator: the engine's close() stops the thread
+            self._worker = Prefetcher(self._step, (self._epoch, self._index), self.prefetch)
+        item = self._worker.get()
+        if isinstance(item, (PrefetchEnd, PrefetchFailed)):
             self.close()
-            raise batch
-        if batch is None:
+            if isinstance(item, PrefetchFailed):
+                raise item.error
             raise StopIteration
-        self._epoch, self._index = after
+        batch, (self._epoch, self._index) = item
         return batch
 
     def state(self) -> dict:
@@ -367,17 +350,9 @@ class BucketBatchIterator:
         self._epoch, self._index = int(state["epoch"]), int(state["index"])
 
     def close(self):
-        if self._worker is None:
-            return
-        thread, out, stop = self._worker
-        self._worker = None
-        stop.set()
-        while thread.is_alive():  # free the queue so that a pending put returns
-            try:
-                out.get(timeout=0.05)
-            except queue.Empty:
-                pass
-        thread.join()
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.close()
 
 
 # ============================================================================ the task
