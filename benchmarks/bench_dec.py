@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seisjax.bench import limit_cpu_threads
+
 TWINS_FILE = Path(__file__).resolve().parent / "torch_models.py"
 
 
@@ -245,9 +247,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
 
     # before JAX starts its CPU backend (as `python -m seisjax bench --threads`)
-    flags = f"--xla_cpu_multi_thread_eigen={'false' if args.threads == 1 else 'true'} " \
-            f"intra_op_parallelism_threads={args.threads}"
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
+    limit_cpu_threads(args.threads)
     import jax
     import torch
 

@@ -28,6 +28,8 @@ import platform
 import time
 from pathlib import Path
 
+from seisjax.bench import limit_cpu_threads
+
 
 def _load_twin():
     spec = importlib.util.spec_from_file_location("torch_lstm", Path(__file__).resolve().parent / "torch_lstm.py")
@@ -49,10 +51,7 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--out", default="", help="also write the results as JSON here")
     args = ap.parse_args()
-    if args.threads:
-        flags = f"--xla_cpu_multi_thread_eigen={'false' if args.threads == 1 else 'true'} " \
-                f"intra_op_parallelism_threads={args.threads}"
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
+    limit_cpu_threads(args.threads)
 
     import flax.linen as nn
     import jax

@@ -22,9 +22,9 @@ Timing: one fixed batch; ``--rounds`` interleaved blocks of ``--steps`` steps pe
 a warm-up, rates are medians (load from other processes falls on both sides alike); the ratio
 JAX / PyTorch of examples/s comes from one run. Also printed: the ratio of the best rounds and of the
 process CPU time (with one thread each, the time each side computed, without the time a loaded
-machine kept it waiting). Threads: ``--threads 1`` pins XLA
-(``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``) and PyTorch
-(``torch.set_num_threads(1)``) to one thread; ``--threads 0`` leaves both at their defaults;
+machine kept it waiting). Threads: ``--threads 1`` runs both on one core (XLA's single-threaded
+Eigen, ``torch.set_num_threads(1)``, and the process pinned to one core, since XLA otherwise runs
+independent kernels side by side on the others); ``--threads 0`` leaves both at their defaults;
 ``--threads both`` (default) runs the two settings in separate processes (XLA reads its flags once).
 
     python benchmarks/bench_spectral.py                    # decoder probe and train steps, 1 and all threads
@@ -48,6 +48,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from seisjax.bench import limit_cpu_threads
 
 TWINS_FILE = Path(__file__).resolve().parent / "torch_spectral.py"
 MODEL_NAMES = {"ae": "spectral_ae", "vae": "spectral_vae", "cvae": "spectral_cvae"}
@@ -494,10 +496,7 @@ def _parse(argv):
 
 def _run_one(args) -> dict:
     threads = int(args.threads)
-    if threads:   # before JAX starts its CPU backend
-        flags = f"--xla_cpu_multi_thread_eigen={'false' if threads == 1 else 'true'} " \
-                f"intra_op_parallelism_threads={threads}"
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
+    limit_cpu_threads(threads)   # before JAX starts its CPU backend
     import jax
     import torch
 

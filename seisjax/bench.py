@@ -21,9 +21,28 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["run_bench", "format_results", "load_torch_twins"]
+__all__ = ["run_bench", "format_results", "load_torch_twins", "limit_cpu_threads"]
 
 TWINS_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_models.py"
+
+
+def limit_cpu_threads(threads: int) -> None:
+    """Run this process's JAX (and PyTorch) math on ``threads`` CPU cores; call before JAX starts.
+
+    XLA's flags only make Eigen single-threaded: its runtime still runs independent kernels side by
+    side on other cores (a "one-thread" JAX step used 1.8 cores of CPU time on an idle 2-core
+    machine), so the process is also pinned to ``threads`` cores where the OS allows it.
+    """
+    threads = int(threads)
+    if threads <= 0:
+        return
+    flags = f"--xla_cpu_multi_thread_eigen={'false' if threads == 1 else 'true'} " \
+            f"intra_op_parallelism_threads={threads}"
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
+    if hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        if threads < len(cores):
+            os.sched_setaffinity(0, cores[:threads])
 
 
 def load_torch_twins():

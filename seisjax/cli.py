@@ -294,13 +294,10 @@ def _add_bench(commands):
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
 
     def run(args):
-        import os
+        from seisjax.bench import format_results, limit_cpu_threads, run_bench
 
         if args.threads:  # before JAX starts its CPU backend
-            flags = f"--xla_cpu_multi_thread_eigen={'false' if args.threads == 1 else 'true'} " \
-                    f"intra_op_parallelism_threads={args.threads}"
-            os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
-        from seisjax.bench import format_results, run_bench
+            limit_cpu_threads(args.threads)
 
         config = _load_config(args)
         results = run_bench(config, steps=args.steps, warmup=args.warmup, input_batches=args.batches,

@@ -188,3 +188,16 @@ def test_bench_says_when_pytorch_is_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # what `import torch` meets without PyTorch
     with pytest.raises(ImportError, match="PyTorch not installed"):
         load_torch_twins()
+
+
+def test_one_bench_thread_pins_the_process_to_one_core():
+    import os
+    import subprocess
+    import sys
+
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs a process that can be pinned, on two or more cores")
+    probe = ("import os; from seisjax.bench import limit_cpu_threads; limit_cpu_threads(1); "
+             "print(len(os.sched_getaffinity(0)), os.environ['XLA_FLAGS'])")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "1" and "--xla_cpu_multi_thread_eigen=false" in out
