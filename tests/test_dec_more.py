@@ -318,3 +318,26 @@ def test_dec_table_gathers_dec_and_idec_runs(tmp_path):
     changed = _fake_run(tmp_path, "changed", {"kmeans_raw": {"accuracy": 0.65}, "idec": {"accuracy": 0.9}})
     with pytest.raises(InputError, match="not the same baseline"):
         script.gather([dec, changed])
+
+
+def test_supervised_reference_scores_every_record_once_by_a_model_blind_to_its_event(tmp_path):
+    from seisjax.data.synthetic import synthesize
+
+    synthesize("local", tmp_path / "data", events=16, seed=2, figure=False, progress=False,
+               overrides={"catalog.teleseismic_fraction": 0.5, "taup.local_depth_step_km": 6.0,
+                          "taup.local_distance_step_deg": 0.3})
+    script = _script("dec_supervised_reference")
+    args = ["--config", "experiments/dec_distance.py:quick_pretrain", "--data", str(tmp_path / "data"),
+            "--steps", "300", "--methods", "linear", "--out", str(tmp_path / "ref.json")]
+    results = script.main(args)
+    linear = results["methods"]["linear"]
+    assert results["events"] == 16 and linear["all"]["examples"] == results["records"]
+    assert sum(v["examples"] for k, v in linear.items() if k != "all") == results["records"]
+    # above log10 SNR 2 the 1-20 Hz spectrogram tells local from teleseismic almost surely
+    loud = [v for k, v in linear.items() if k in ("2-3", "3-4", ">4")]
+    assert sum(v["accuracy"] * v["examples"] for v in loud) / sum(v["examples"] for v in loud) > 0.95
+    assert json.loads((tmp_path / "ref.json").read_text())["methods"]["linear"] == linear
+    with pytest.raises(InputError, match="unknown"):
+        script.main(args[:-4] + ["--methods", "forest"])
+    with pytest.raises(InputError, match="labels"):
+        script.main(args[:6] + ["--set", "data.label_column=nothing"])

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""How far can labels take the DEC distance input? A supervised reference for the clustering.
+
+DEC never sees a label. To tell how much of its error the input itself leaves ambiguous (a record
+below log10 SNR 1 can look like noise whatever the distance), this trains classifiers *with* the
+labels on the same 16 x 48 spectrograms and scores them on records of other events, per log10 SNR
+bin, as the clustering report does:
+
+- ``linear``: logistic regression on the flattened spectrogram;
+- ``network``: the distance network's encoder (same layers as DEC's, 12-d tanh code) + a linear
+  layer, trained end to end with cross-entropy;
+- ``probe <run>`` (``--probe WORKDIR``, repeatable): logistic regression on the code of a trained run
+  (pretraining or DEC), standardised: does the unsupervised code still hold the class?
+
+    python scripts/dec_supervised_reference.py --config experiments/dec_distance.py \
+        --data runs/dec_dist_pre/data --out runs/dec_dist_supervised.json
+
+Events are split in two halves (``--seed``): train on one, score on the other, then swap, so every
+record is scored once by a model that never saw its event. Not an upper bound on what clustering can
+do in principle, but a measured ceiling for these inputs and this network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+BINS = ("0-1", "1-2", "2-3", "3-4", ">4")
+
+
+def _per_bin(correct: np.ndarray, log10_snr: np.ndarray) -> dict:
+    from seisjax.tasks.dec import snr_bin
+
+    bins = snr_bin(log10_snr)
+    out = {"all": {"accuracy": float(correct.mean()), "examples": int(correct.size)}}
+    for b, name in enumerate(BINS):
+        sel = bins == b
+        if sel.any():
+            out[name] = {"accuracy": float(correct[sel].mean()), "examples": int(sel.sum())}
+    return out
+
+
+def _train_classifier(apply_fn, params, x, y, *, steps: int, batch: int, lr: float, seed: int, label: str):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from tqdm.auto import tqdm
+
+    opt = optax.adam(lr)
+    opt_state = opt.init(params)
+
+    @jax.jit
+    def step(params, opt_state, xb, yb):
+        def loss_fn(p):
+            return optax.softmax_cross_entropy_with_integer_labels(apply_fn(p, xb), yb).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    rng = np.random.default_rng(seed)
+    per_epoch = max(1, len(x) // batch)
+    order = rng.permutation(len(x))
+    for i in tqdm(range(steps), desc=label, unit="step", mininterval=2.0):
+        if i % per_epoch == 0 and i:
+            order = rng.permutation(len(x))
+        idx = order[(i % per_epoch) * batch:(i % per_epoch + 1) * batch]
+        params, opt_state, _ = step(params, opt_state, jnp.asarray(x[idx]), jnp.asarray(y[idx]))
+    return params
+
+
+def _predict(apply_fn, params, x, chunk: int = 4096) -> np.ndarray:
+    import jax
+
+    fn = jax.jit(apply_fn)
+    return np.concatenate([np.asarray(fn(params, x[i:i + chunk])).argmax(-1) for i in range(0, len(x), chunk)])
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="experiments/dec_distance.py", help="the DEC config (its data section)")
+    ap.add_argument("--data", required=True, help="the dataset the clustering ran on")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override, e.g. data.stft_noise_frames=4 (repeatable)")
+    ap.add_argument("--steps", type=int, default=3000, help="Adam steps per classifier and fold")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--methods", default="linear,network", help="comma-separated: linear, network")
+    ap.add_argument("--probe", action="append", default=[], metavar="WORKDIR",
+                    help="also probe the code of this trained run (repeatable)")
+    ap.add_argument("--out", default=None, help="also write the results as JSON")
+    args = ap.parse_args(argv)
+
+    from seisjax.errors import InputError
+
+    chosen = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(chosen) - {"linear", "network"})
+    if unknown:
+        raise InputError(f"--methods: unknown {unknown} (expected linear, network)")
+
+    import flax.linen as nn
+    import jax
+
+    from seisjax.config import load_config
+    from seisjax.tasks.dec import DECTask
+
+    spec = args.config if ":" in args.config else f"{args.config}:pretrain"
+    config = load_config(spec, args.set)
+    task = DECTask(config, data_path=args.data)
+    arrays = task.windows("eval")
+    if "label" not in arrays or "log10_snr" not in arrays:
+        raise InputError(f"{args.data}: needs the {config.data.label_column!r} and {config.data.snr_column!r} "
+                         "columns (labels and SNR)")
+    meta = task._dataset.metadata
+    if "source_id" not in meta:
+        raise InputError(f"{args.data}: metadata has no source_id column; events are needed to split the records")
+    x = arrays["x"]
+    classes, y = np.unique(arrays["label"].astype(str), return_inverse=True)
+    y = y.astype(np.int32)
+    events = meta["source_id"].astype(str).to_numpy()
+    unique_events = np.unique(events)
+    half = np.random.default_rng(args.seed).permutation(len(unique_events))[: len(unique_events) // 2]
+    fold = np.isin(events, unique_events[half]).astype(int)
+
+    class Linear(nn.Module):
+        @nn.compact
+        def __call__(self, xb):
+            return nn.Dense(len(classes))(xb.reshape(xb.shape[0], -1))
+
+    class Network(nn.Module):
+        def setup(self):
+            self.autoencoder = task.model.clone()  # only its encoder is used (and trained)
+            self.head = nn.Dense(len(classes))
+
+        def __call__(self, xb):
+            return self.head(self.autoencoder.encode(xb))
+
+    class Probe(nn.Module):
+        @nn.compact
+        def __call__(self, zb):
+            return nn.Dense(len(classes))(zb)
+
+    models = [(name, {"linear": Linear, "network": Network}[name](), x) for name in chosen]
+    for workdir in args.probe:
+        from seisjax.train.loop import restore_trained
+
+        _, trained, state, _ = restore_trained(workdir, data_path=args.data)
+        trained.close()
+        z = trained.encode(jax.tree_util.tree_map(np.asarray, state.params), x)
+        spread = z.std(axis=0)
+        z = ((z - z.mean(axis=0)) / np.where(spread > 0, spread, 1.0)).astype(np.float32)
+        models.append((f"probe {Path(workdir).name}", Probe(), z))
+
+    results = {"config": spec, "data": args.data, "records": int(len(x)), "events": int(len(unique_events)),
+               "classes": [str(c) for c in classes], "steps": args.steps, "seed": args.seed, "methods": {}}
+    for name, module, inputs in models:
+        predictions = np.empty(len(inputs), np.int32)
+        for k in (0, 1):
+            train, test = fold != k, fold == k
+            params = module.init(jax.random.PRNGKey(args.seed + k), inputs[:2])["params"]
+
+            def apply_fn(p, xb, module=module):
+                return module.apply({"params": p}, xb)
+
+            params = _train_classifier(apply_fn, params, inputs[train], y[train], steps=args.steps,
+                                       batch=args.batch, lr=args.lr, seed=args.seed + k, label=f"{name}, fold {k + 1}/2")
+            predictions[test] = _predict(apply_fn, params, inputs[test])
+        results["methods"][name] = _per_bin(predictions == y, arrays["log10_snr"])
+
+    print(f"supervised reference, {results['records']} records of {results['events']} events "
+          "(trained on half the events, scored on the other half, both ways)")
+    print("| method | all | " + " | ".join(BINS) + " |")
+    print("|---|---|" + "---|" * len(BINS))
+    for name, r in results["methods"].items():
+        print(f"| {name} | {r['all']['accuracy']:.3f} | "
+              + " | ".join(f"{r[b]['accuracy']:.3f}" if b in r else "-" for b in BINS) + " |")
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
