@@ -117,13 +117,12 @@ def main(argv=None) -> dict:
     if "label" not in arrays or "log10_snr" not in arrays:
         raise InputError(f"{args.data}: needs the {config.data.label_column!r} and {config.data.snr_column!r} "
                          "columns (labels and SNR)")
-    meta = task._dataset.metadata
-    if "source_id" not in meta:
+    if "source_id" not in arrays:
         raise InputError(f"{args.data}: metadata has no source_id column; events are needed to split the records")
     x = arrays["x"]
     classes, y = np.unique(arrays["label"].astype(str), return_inverse=True)
     y = y.astype(np.int32)
-    events = meta["source_id"].astype(str).to_numpy()
+    events = arrays["source_id"]
     unique_events = np.unique(events)
     half = np.random.default_rng(args.seed).permutation(len(unique_events))[: len(unique_events) // 2]
     fold = np.isin(events, unique_events[half]).astype(int)
@@ -152,7 +151,11 @@ def main(argv=None) -> dict:
 
         _, trained, state, _ = restore_trained(workdir, data_path=args.data)
         trained.close()
-        z = trained.encode(jax.tree_util.tree_map(np.asarray, state.params), x)
+        own = trained.windows("eval")  # the run's own inputs, in case its data settings differ
+        if not np.array_equal(own["trace_name"], arrays["trace_name"]):
+            raise InputError(f"--probe {workdir}: its evaluation rows are not the records scored here "
+                             "(another split or query); probe runs of the same data")
+        z = trained.encode(jax.tree_util.tree_map(np.asarray, state.params), own["x"])
         spread = z.std(axis=0)
         z = ((z - z.mean(axis=0)) / np.where(spread > 0, spread, 1.0)).astype(np.float32)
         models.append((f"probe {Path(workdir).name}", Probe(), z))

@@ -341,3 +341,15 @@ def test_supervised_reference_scores_every_record_once_by_a_model_blind_to_its_e
         script.main(args[:-4] + ["--methods", "forest"])
     with pytest.raises(InputError, match="labels"):
         script.main(args[:6] + ["--set", "data.label_column=nothing"])
+
+    # a probe reads a trained run's code of the same records, and refuses a run of other records
+    from seisjax.cli import main as cli
+
+    assert cli(["train", "--config", "experiments/dec_distance.py:quick_pretrain", "--workdir", str(tmp_path / "pre"),
+                "--config.data.path", str(tmp_path / "data"), "--config.train.num_steps", "8"]) in (0, None)
+    probed = script.main(args[:6] + ["--steps", "100", "--methods", "", "--probe", str(tmp_path / "pre")])
+    assert list(probed["methods"]) == ["probe pre"]
+    assert probed["methods"]["probe pre"]["all"]["examples"] == results["records"]
+    with pytest.raises(InputError, match="not the records"):
+        script.main(args[:6] + ["--methods", "", "--probe", str(tmp_path / "pre"),
+                                "--set", "data.query=path_distance_class == 'local'"])

@@ -465,6 +465,8 @@ class DECTask(AutoencoderTask):
                 out["log10_snr"] = meta[snr_col].to_numpy(np.float64) / 20.0  # dB = 20 log10 SNR
             out["trace_name"] = (meta["trace_name"].to_numpy() if "trace_name" in meta
                                  else np.array([f"row {i}" for i in meta.index]))
+            if "source_id" in meta:  # the event, for splits that keep an event's records together
+                out["source_id"] = meta["source_id"].astype(str).to_numpy()
             pair_col = str(self.config.data.get("pair_column", "") or "")
             if pair_col and pair_col in meta:
                 out["pair"] = _numeric(meta[pair_col])
