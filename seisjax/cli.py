@@ -288,8 +288,8 @@ def _add_bench(commands):
     p.add_argument("--batches", type=int, default=30, help="input-pipeline batches timed")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch twin")
     p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for both JAX (XLA intra-op) and PyTorch (default: each its own); "
-                        "1 gives stable numbers on a shared machine")
+                   help="CPU cores for both JAX and PyTorch, the process pinned to them (default: each "
+                        "library's own threads); 1 gives stable numbers on a shared machine")
     p.add_argument("--workdir", default=None, help="where synthetic data is generated/kept if needed")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
 
