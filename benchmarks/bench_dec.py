@@ -241,7 +241,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=7, help="timed calls of the target update")
     ap.add_argument("--length", type=int, default=32, help="window length (samples)")
     ap.add_argument("--clusters", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1, help="CPU cores for JAX (XLA) and PyTorch, the process pinned to them")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU cores for JAX (XLA) and PyTorch, the process pinned to them")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
     args = ap.parse_args(argv)

@@ -40,7 +40,8 @@ def _load_twin():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=1, help="CPU cores for XLA and PyTorch, the process pinned to them (0: their default threads)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU cores for XLA and PyTorch, the process pinned to them (0: their default threads)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--length", type=int, default=1024, help="padded steps (multiple of 8)")
     ap.add_argument("--channels", type=int, nargs=3, default=(64, 128, 256))

@@ -171,8 +171,8 @@ def main(argv=None) -> dict:
             def apply_fn(p, xb, module=module):
                 return module.apply({"params": p}, xb)
 
-            params = _train_classifier(apply_fn, params, inputs[train], y[train], steps=args.steps,
-                                       batch=args.batch, lr=args.lr, seed=args.seed + k, label=f"{name}, fold {k + 1}/2")
+            params = _train_classifier(apply_fn, params, inputs[train], y[train], steps=args.steps, batch=args.batch,
+                                       lr=args.lr, seed=args.seed + k, label=f"{name}, fold {k + 1}/2")
             predictions[test] = _predict(apply_fn, params, inputs[test])
         results["methods"][name] = _per_bin(predictions == y, arrays["log10_snr"])
 
