@@ -6,11 +6,12 @@ below log10 SNR 1 can look like noise whatever the distance), this trains classi
 labels on the same 16 x 48 spectrograms and scores them on records of other events, per log10 SNR
 bin, as the clustering report does:
 
-- ``linear``: logistic regression on the flattened spectrogram;
+- ``linear``: logistic regression on the flattened spectrogram (the embeddings' linear probe,
+  ``seisjax.analysis.embeddings.linear_probe_predictions``);
 - ``network``: the distance network's encoder (same layers as DEC's, 12-d tanh code) + a linear
-  layer, trained end to end with cross-entropy;
-- ``probe <run>`` (``--probe WORKDIR``, repeatable): logistic regression on the code of a trained run
-  (pretraining or DEC), standardised: does the unsupervised code still hold the class?
+  layer, trained end to end with cross-entropy (``--steps`` Adam steps of ``--batch`` records);
+- ``probe <run>`` (``--probe WORKDIR``, repeatable): the same logistic regression on the code of a
+  trained run (pretraining or DEC): does the unsupervised code still hold the class?
 
     python scripts/dec_supervised_reference.py --config experiments/dec_distance.py \
         --data runs/dec_dist_pre/data --out runs/dec_dist_supervised.json
@@ -87,7 +88,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--data", required=True, help="the dataset the clustering ran on")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="config override, e.g. data.stft_noise_frames=4 (repeatable)")
-    ap.add_argument("--steps", type=int, default=3000, help="Adam steps per classifier and fold")
+    ap.add_argument("--steps", type=int, default=3000, help="Adam steps of the network per fold")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
@@ -107,6 +108,7 @@ def main(argv=None) -> dict:
     import flax.linen as nn
     import jax
 
+    from seisjax.analysis.embeddings import linear_probe_predictions
     from seisjax.config import load_config
     from seisjax.tasks.dec import DECTask
 
@@ -127,11 +129,6 @@ def main(argv=None) -> dict:
     half = np.random.default_rng(args.seed).permutation(len(unique_events))[: len(unique_events) // 2]
     fold = np.isin(events, unique_events[half]).astype(int)
 
-    class Linear(nn.Module):
-        @nn.compact
-        def __call__(self, xb):
-            return nn.Dense(len(classes))(xb.reshape(xb.shape[0], -1))
-
     class Network(nn.Module):
         def setup(self):
             self.autoencoder = task.model.clone()  # only its encoder is used (and trained)
@@ -140,12 +137,7 @@ def main(argv=None) -> dict:
         def __call__(self, xb):
             return self.head(self.autoencoder.encode(xb))
 
-    class Probe(nn.Module):
-        @nn.compact
-        def __call__(self, zb):
-            return nn.Dense(len(classes))(zb)
-
-    models = [(name, {"linear": Linear, "network": Network}[name](), x) for name in chosen]
+    features = {"linear": x.reshape(len(x), -1)} if "linear" in chosen else {}
     for workdir in args.probe:
         from seisjax.train.loop import restore_trained
 
@@ -155,26 +147,31 @@ def main(argv=None) -> dict:
         if not np.array_equal(own["trace_name"], arrays["trace_name"]):
             raise InputError(f"--probe {workdir}: its evaluation rows are not the records scored here "
                              "(another split or query); probe runs of the same data")
-        z = trained.encode(jax.tree_util.tree_map(np.asarray, state.params), own["x"])
-        spread = z.std(axis=0)
-        z = ((z - z.mean(axis=0)) / np.where(spread > 0, spread, 1.0)).astype(np.float32)
-        models.append((f"probe {Path(workdir).name}", Probe(), z))
+        features[f"probe {Path(workdir).name}"] = trained.encode(jax.tree_util.tree_map(np.asarray, state.params),
+                                                                 own["x"])
 
     results = {"config": spec, "data": args.data, "records": int(len(x)), "events": int(len(unique_events)),
                "classes": [str(c) for c in classes], "steps": args.steps, "seed": args.seed, "methods": {}}
-    for name, module, inputs in models:
-        predictions = np.empty(len(inputs), np.int32)
+    for name, z in features.items():
+        predictions = np.empty(len(z), np.int32)
         for k in (0, 1):
             train, test = fold != k, fold == k
-            params = module.init(jax.random.PRNGKey(args.seed + k), inputs[:2])["params"]
+            predictions[test] = linear_probe_predictions(z[train], y[train], z[test]).astype(np.int32)
+        results["methods"][name] = _per_bin(predictions == y, arrays["log10_snr"])
+    if "network" in chosen:
+        module = Network()
+        predictions = np.empty(len(x), np.int32)
+        for k in (0, 1):
+            train, test = fold != k, fold == k
+            params = module.init(jax.random.PRNGKey(args.seed + k), x[:2])["params"]
 
-            def apply_fn(p, xb, module=module):
+            def apply_fn(p, xb):
                 return module.apply({"params": p}, xb)
 
-            params = _train_classifier(apply_fn, params, inputs[train], y[train], steps=args.steps, batch=args.batch,
-                                       lr=args.lr, seed=args.seed + k, label=f"{name}, fold {k + 1}/2")
-            predictions[test] = _predict(apply_fn, params, inputs[test])
-        results["methods"][name] = _per_bin(predictions == y, arrays["log10_snr"])
+            params = _train_classifier(apply_fn, params, x[train], y[train], steps=args.steps, batch=args.batch,
+                                       lr=args.lr, seed=args.seed + k, label=f"network, fold {k + 1}/2")
+            predictions[test] = _predict(apply_fn, params, x[test])
+        results["methods"]["network"] = _per_bin(predictions == y, arrays["log10_snr"])
 
     print(f"supervised reference, {results['records']} records of {results['events']} events "
           "(trained on half the events, scored on the other half, both ways)")

@@ -32,7 +32,7 @@ import numpy as np
 
 from seisjax.errors import InputError, log_problems
 
-__all__ = ["embed_dataset", "linear_probe", "magnitude_bins", "nonlinear_2d", "pca_2d", "plot_embedding_map"]
+__all__ = ["embed_dataset", "linear_probe", "linear_probe_predictions", "magnitude_bins", "nonlinear_2d", "pca_2d", "plot_embedding_map"]
 
 
 def magnitude_bins(magnitude, edges) -> np.ndarray:
@@ -96,6 +96,22 @@ def _fit_logistic(x, y, n_classes, *, l2, steps, lr):
     return params
 
 
+def linear_probe_predictions(z_train, y_train, z_eval, *, l2: float = 1e-3, steps: int = 500,
+                             lr: float = 0.05) -> np.ndarray:
+    """The labels that a logistic regression fitted on ``(z_train, y_train)`` predicts for ``z_eval``
+    (features standardised with the training mean and std; see :func:`linear_probe`)."""
+    z_train, z_eval = np.asarray(z_train, np.float64), np.asarray(z_eval, np.float64)
+    if len(z_train) == 0 or len(z_eval) == 0:
+        raise InputError("linear_probe: empty training or evaluation set")
+    classes, codes = np.unique(np.asarray(y_train).astype(str), return_inverse=True)
+    mean, std = z_train.mean(0), z_train.std(0)
+    std = np.where(std > 0, std, 1.0)
+    scale = lambda z: jnp.asarray((z - mean) / std, jnp.float32)  # noqa: E731
+    params = jax.jit(_fit_logistic, static_argnames=("n_classes", "steps"))(
+        scale(z_train), jnp.asarray(codes), n_classes=len(classes), l2=l2, steps=steps, lr=lr)
+    return classes[np.asarray(jnp.argmax(scale(z_eval) @ params["w"] + params["b"], axis=1))]
+
+
 def linear_probe(z_train, y_train, z_eval, y_eval, *, l2: float = 1e-3, steps: int = 500, lr: float = 0.05,
                  seed: int = 0) -> dict:
     """Logistic-regression probe of labels from embeddings: fit on ``(z_train, y_train)``, score on
@@ -105,17 +121,9 @@ def linear_probe(z_train, y_train, z_eval, y_eval, *, l2: float = 1e-3, steps: i
     any constant guess), "majority_class", "classes", "n_train", "n_eval", "eval_class_counts"}``;
     evaluation labels unseen in training count as errors."""
     del seed  # full-batch and zero-initialised: deterministic
-    z_train, z_eval = np.asarray(z_train, np.float64), np.asarray(z_eval, np.float64)
     y_train, y_eval = np.asarray(y_train).astype(str), np.asarray(y_eval).astype(str)
-    if len(z_train) == 0 or len(z_eval) == 0:
-        raise InputError("linear_probe: empty training or evaluation set")
+    predicted = linear_probe_predictions(z_train, y_train, z_eval, l2=l2, steps=steps, lr=lr)
     classes, codes = np.unique(y_train, return_inverse=True)
-    mean, std = z_train.mean(0), z_train.std(0)
-    std = np.where(std > 0, std, 1.0)
-    scale = lambda z: jnp.asarray((z - mean) / std, jnp.float32)  # noqa: E731
-    params = jax.jit(_fit_logistic, static_argnames=("n_classes", "steps"))(
-        scale(z_train), jnp.asarray(codes), n_classes=len(classes), l2=l2, steps=steps, lr=lr)
-    predicted = classes[np.asarray(jnp.argmax(scale(z_eval) @ params["w"] + params["b"], axis=1))]
     majority = classes[np.bincount(codes).argmax()]
     eval_classes, eval_counts = np.unique(y_eval, return_counts=True)
     return {"accuracy": float(np.mean(predicted == y_eval)), "majority_baseline": float(np.mean(y_eval == majority)),
