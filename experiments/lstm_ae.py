@@ -25,7 +25,8 @@ curriculum from 6.4 s to whole records), because the forward encoder with 2x/2x/
 the all-zero output at 512 samples already; it has not been run to the end at this size: on 2 CPU
 cores a step of 32 records takes about 1.6 s on the first 256-sample crops (20 examples/s) and
 longer on whole records, and the schedule has 50 epochs of 452 steps, over a day's work; it is meant
-for a GPU. The reference mode keeps the PyTorch project's layout (2x/2x/2x, forward, no curriculum):
+for a GPU. The rate is the ``examples_per_s`` of a 40-step run (``--config.train.num_steps=40``;
+with ``--config.data.bucket_lengths='(512, 1024, 1536, 2048)'``, the former buckets: 9.8). The reference mode keeps the PyTorch project's layout (2x/2x/2x, forward, no curriculum):
 
     python -m seisjax train --config experiments/lstm_ae.py --workdir runs/lstm_ae
     python -m seisjax train --config experiments/lstm_ae.py:reference --workdir runs/lstm_ae_reference
@@ -137,7 +138,7 @@ def get_config(arg=None):
         components="ZNE", missing_components="error",
         sampling_rate=40.0, pre_p=80, end="s_coda", s_coda_factor=1.5,
         # a 256 bucket for the curriculum's first crops: padded to 512 they trained at half the speed
-        # (9.8 against 20.3 examples/s on 2 CPU cores)
+        # (9.8 against 20.3 examples/s on 2 CPU cores; command in the docstring)
         min_length=64, max_length=2048, bucket_lengths=(256, 512, 1024, 1536, 2048), bucket_chunk=16,
         difference=False, record_scale="peak",
         # the medium variant's recipe, scaled to 40 Hz (untested at this size: see the docstring)
