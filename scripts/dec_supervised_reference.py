@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-BINS = ("0-1", "1-2", "2-3", "3-4", ">4")
+from seisjax.tasks.dec import SNR_BIN_NAMES as BINS
 
 
 def _per_bin(correct: np.ndarray, log10_snr: np.ndarray) -> dict:

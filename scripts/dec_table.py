@@ -24,8 +24,7 @@ import sys
 from pathlib import Path
 
 from seisjax.errors import InputError
-
-BINS = ("0-1", "1-2", "2-3", "3-4", ">4")
+from seisjax.tasks.dec import SNR_BIN_NAMES as BINS
 
 
 def _report_path(arg: str) -> Path:

@@ -90,7 +90,7 @@ from seisjax.tasks.autoencoder import AutoencoderTask, window_and_normalise
 from seisjax.tasks.base import Task, array_fingerprint, dataset_fingerprint, pairs
 
 __all__ = ["DECTask", "pulse_waveforms", "tone_waveforms", "distance_spectrograms", "stft_window", "SNR_BINS",
-           "snr_bin", "pair_split", "lowpass_windows"]
+           "SNR_BIN_NAMES", "snr_bin", "snr_bin_name", "pair_split", "lowpass_windows"]
 
 #: log10 SNR bin edges of the polarity study (the last bin is open)
 SNR_BINS = (0.0, 1.0, 2.0, 3.0, 4.0)
@@ -130,8 +130,12 @@ def _truth_p_radiation(folder, trace_names) -> np.ndarray | None:
     return values.reindex([str(n) for n in trace_names]).to_numpy(np.float64)
 
 
-def _bin_name(b: int) -> str:
+def snr_bin_name(b: int) -> str:
+    """The report's name of SNR bin ``b`` (:func:`snr_bin`): "0-1", ..., ">4"."""
     return f"{SNR_BINS[b]:g}-{SNR_BINS[b] + 1:g}" if b < len(SNR_BINS) - 1 else f">{SNR_BINS[-1]:g}"
+
+
+SNR_BIN_NAMES = tuple(snr_bin_name(b) for b in range(len(SNR_BINS)))
 
 
 def pulse_waveforms(n: int, *, length: int = 128, seed: int = 0, noise: float = 0.02,
@@ -810,7 +814,7 @@ class DECTask(AutoencoderTask):
                     entry["unambiguous"] = cl.clustering_scores(truth[clear], labels[clear])
                 if bins is not None:
                     entry["per_snr_bin"] = {
-                        _bin_name(b): cl.clustering_scores(truth[bins == b], labels[bins == b])
+                        snr_bin_name(b): cl.clustering_scores(truth[bins == b], labels[bins == b])
                         for b in range(len(SNR_BINS)) if (bins == b).any()}
             report["methods"][name] = entry
         main = self.method_name if self.stage == "dec" else "kmeans_pretrained"
