@@ -60,7 +60,8 @@ def test_pulses_cluster_by_polarity_through_the_engine(runs):
     confusion = {k: v for k, v in metrics["metrics"].items() if k.startswith("confusion/")}
     assert len(confusion) == 4 and sum(confusion.values()) == pytest.approx(1.0)
     report = json.loads((evaluate(dec).parent / "clustering.json").read_text())
-    assert set(report["methods"]) == {"dec", "kmeans_raw", "kmeans_pretrained", "kmeans_pretrained_whitened"}
+    assert set(report["methods"]) == {"dec", "dec_gmm_full", "kmeans_raw", "kmeans_pretrained",
+                                      "kmeans_pretrained_whitened"}
     for method in report["methods"].values():
         for key in ("accuracy", "nmi", "ari"):
             assert 0.0 <= method[key] <= 1.0 + 1e-9
@@ -106,7 +107,7 @@ def test_whitened_cluster_space_is_fixed_at_init_and_kept_in_the_checkpoint(runs
     train_and_evaluate(load_config(f"{CONFIG}:pulses", {"task.pretrained": str(pre),
                                                         "task.cluster_space": "whitened"}), run)
     report = json.loads((evaluate(run).parent / "clustering.json").read_text())
-    assert set(report["methods"]) == {"dec_whitened", "kmeans_raw", "kmeans_pretrained",
+    assert set(report["methods"]) == {"dec_whitened", "dec_whitened_gmm_full", "kmeans_raw", "kmeans_pretrained",
                                       "kmeans_pretrained_whitened"}
     assert report["methods"]["dec_whitened"]["accuracy"] > 0.9
     config, task, state, step = restore_trained(run)

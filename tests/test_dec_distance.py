@@ -146,7 +146,8 @@ def test_tones_cluster_by_spectral_shape_through_the_engine(tmp_path):
     metrics_path = evaluate(dec)
     report = json.loads((metrics_path.parent / "clustering.json").read_text())
     config = load_config(f"{CONFIG}:tones")
-    assert set(report["methods"]) == {"dec", "kmeans_raw", "kmeans_pretrained", "kmeans_pretrained_whitened"}
+    assert set(report["methods"]) == {"dec", "dec_gmm_full", "kmeans_raw", "kmeans_pretrained",
+                                      "kmeans_pretrained_whitened"}
     assert report["examples"] == config.data.toy_examples
     assert report["methods"]["dec"]["accuracy"] > 0.9
     assert report["methods"]["dec"]["per_class"]["teleseismic"]["f1"] > 0.9

@@ -353,3 +353,24 @@ def test_supervised_reference_scores_every_record_once_by_a_model_blind_to_its_e
     with pytest.raises(InputError, match="not the records"):
         script.main(args[:6] + ["--methods", "", "--probe", str(tmp_path / "pre"),
                                 "--set", "data.query=path_distance_class == 'local'"])
+
+
+def test_full_covariance_mixture_redraws_a_boundary_that_equal_spreads_get_wrong():
+    """A tight cluster beside a wide one: k-means cuts halfway between the centres and gives the tight
+    cluster a third of the wide one; the full-covariance mixture, started from that partition, follows
+    each cluster's own spread."""
+    rng = np.random.default_rng(0)
+    tight = rng.normal(size=(600, 2)) * 0.3
+    wide = rng.normal(size=(600, 2)) * 3.0 + [3.0, 0.0]
+    x, truth = np.concatenate([tight, wide]), np.repeat([0, 1], 600)
+    start = cl.kmeans(x, 2, n_init=5, seed=0)[1]
+    fit = cl.gmm_full(x, start)
+    assert cl.hungarian_accuracy(truth, start) < 0.85
+    assert cl.hungarian_accuracy(truth, fit["labels"]) > 0.95
+    wide_component = int(np.argmax(fit["covariances"][:, 0, 0]))
+    np.testing.assert_allclose(np.diag(fit["covariances"][wide_component]), [9.0, 9.0], rtol=0.25)
+    np.testing.assert_allclose(fit["responsibilities"].sum(1), 1.0, atol=1e-9)
+    with pytest.raises(InputError, match="at least 2"):
+        cl.gmm_full(x, np.r_[np.zeros(len(x) - 1, int), 1])
+    with pytest.raises(InputError, match="NaN"):
+        cl.gmm_full(np.where(np.arange(len(x))[:, None] == 3, np.nan, x), start)

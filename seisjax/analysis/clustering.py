@@ -38,7 +38,7 @@ from seisjax.errors import InputError
 
 __all__ = ["contingency", "match_clusters", "hungarian_accuracy", "per_class_scores", "normalized_mutual_info",
            "adjusted_rand_index", "confusion_matrix", "clustering_scores", "plot_confusion", "kmeans", "gmm",
-           "soft_assignment", "target_distribution", "kl_divergence", "dataset_target", "whitening_map",
+           "gmm_full", "soft_assignment", "target_distribution", "kl_divergence", "dataset_target", "whitening_map",
            "apply_map"]
 
 
@@ -321,6 +321,56 @@ def gmm(x, k: int, *, n_init: int = 20, max_iter: int = 300, tol: float = 1e-6, 
     return {"means": np.asarray(means), "variances": np.asarray(variances), "weights": np.asarray(weights),
             "labels": resp.argmax(1), "responsibilities": resp, "mean_log_likelihood": float(mll),
             "iterations": int(iters)}
+
+
+
+def gmm_full(x, labels, *, max_iter: int = 200, tol: float = 1e-6, reg_covar: float = 1e-6) -> dict:
+    """Gaussian mixture with full covariances fitted by EM, started from a partition ``labels (N,)``
+    (e.g. DEC's clusters): each component's mean, covariance and weight from its cluster.
+
+    Unlike k-means and the Student-t kernel, which cut between centres as if every cluster had the
+    same round spread, the mixture's boundary follows each cluster's own covariance. Stops when the
+    mean log-likelihood per point gains less than ``tol`` or after ``max_iter`` iterations;
+    ``reg_covar`` times the data's mean variance is added to every covariance's diagonal. Returns
+    ``{"means" (k, D), "covariances" (k, D, D), "weights" (k,), "labels" (N,), "responsibilities"
+    (N, k), "mean_log_likelihood", "iterations"}``."""
+    import scipy.linalg
+    from scipy.special import logsumexp
+
+    x = np.asarray(x, np.float64)
+    labels = np.asarray(labels)
+    if x.ndim != 2 or labels.shape != (len(x),):
+        raise InputError(f"gmm_full: expected x (N, D) and labels (N,), got {x.shape} and {labels.shape}")
+    if not np.isfinite(x).all():
+        raise InputError("gmm_full: x contains NaN or infinite values")
+    n, d = x.shape
+    k = int(labels.max()) + 1
+    sizes = np.bincount(labels, minlength=k)
+    if sizes.min() < 2:
+        raise InputError(f"gmm_full: the starting partition has a cluster of {sizes.min()} point(s); "
+                         "each needs at least 2")
+    reg = reg_covar * (float(np.mean(np.var(x, axis=0))) or 1.0)
+    resp = np.eye(k)[labels]
+    previous, mll, iterations = -np.inf, -np.inf, 0
+    for iterations in range(1, int(max_iter) + 1):
+        counts = resp.sum(0)
+        means = (resp.T @ x) / counts[:, None]
+        covariances = np.stack([((resp[:, j, None] * (x - means[j])).T @ (x - means[j])) / counts[j]
+                                + reg * np.eye(d) for j in range(k)])
+        log_p = np.empty((n, k))
+        for j in range(k):
+            chol = np.linalg.cholesky(covariances[j])
+            solved = scipy.linalg.solve_triangular(chol, (x - means[j]).T, lower=True)
+            log_p[:, j] = (np.log(counts[j] / n) - 0.5 * np.square(solved).sum(0)
+                           - np.log(np.diag(chol)).sum() - 0.5 * d * np.log(2 * np.pi))
+        norm = logsumexp(log_p, axis=1, keepdims=True)
+        resp = np.exp(log_p - norm)
+        mll = float(norm.mean())
+        if mll - previous < tol:
+            break
+        previous = mll
+    return {"means": means, "covariances": covariances, "weights": counts / n, "labels": resp.argmax(1),
+            "responsibilities": resp, "mean_log_likelihood": mll, "iterations": iterations}
 
 
 # ============================================================================ DEC

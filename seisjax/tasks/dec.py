@@ -773,8 +773,9 @@ class DECTask(AutoencoderTask):
         return out
 
     def eval_report(self, params, model_state, out_dir) -> dict:
-        """clustering.json + figures: DEC (stage dec) and the k-means baselines, overall and per SNR
-        bin. Without labels, only the cluster sizes."""
+        """clustering.json + figures: DEC (stage dec), its clusters re-drawn by a full-covariance
+        Gaussian mixture started from them (``<method>_gmm_full``) and the k-means baselines, overall
+        and per SNR bin. Without labels, only the cluster sizes."""
         out_dir = Path(out_dir)
         data = self._eval
         k = int(self.config.task.n_clusters)
@@ -792,6 +793,10 @@ class DECTask(AutoencoderTask):
             if self.config.task.pretrained and (Path(self.config.task.pretrained) / "checkpoints").exists():
                 pretrained_baselines(self.encode(self._pretrained_params(), x))
             methods[self.method_name] = clusters
+            # the same code, clusters re-drawn by a full-covariance mixture started from DEC's: a
+            # boundary that follows each cluster's own spread (no labels used)
+            if np.bincount(clusters, minlength=k).min() >= 2:
+                methods[f"{self.method_name}_gmm_full"] = cl.gmm_full(z, clusters)["labels"]
         else:
             z = self.encode(params, x)
             pretrained_baselines(z)
