@@ -380,11 +380,14 @@ def _add_cluster(commands):
     p.add_argument("--data", required=True, help="dataset folder to cluster")
     p.add_argument("--out", required=True, help="output file: .csv, or .h5 for HDF5")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    p.add_argument("--refine", choices=("none", "gmm_full"), default="none",
+                   help="gmm_full: also write cluster_gmm_full, the traces' clusters re-drawn by a "
+                        "full-covariance Gaussian mixture started from DEC's (fitted on these traces)")
 
     def run(args):
         from seisjax.analysis.cluster_assign import cluster_dataset
 
-        cluster_dataset(args.workdir, args.data, args.out, step=args.step)
+        cluster_dataset(args.workdir, args.data, args.out, step=args.step, refine=args.refine)
 
     p.set_defaults(func=run)
 

@@ -73,6 +73,18 @@ def test_cluster_command_recovers_polarity_and_keeps_bad_rows(runs, tmp_path, ca
     for j in range(2):
         assert f"cluster {j}: {counts[j]} traces" in printed
 
+    # --refine gmm_full: the same table plus the good rows' clusters re-drawn by the mixture
+    refined_out = tmp_path / "refined.csv"
+    assert main(["cluster", "--workdir", str(dec), "--data", str(data), "--out", str(refined_out),
+                 "--refine", "gmm_full"]) == 0
+    refined = pd.read_csv(refined_out)
+    pd.testing.assert_frame_equal(refined.drop(columns="cluster_gmm_full"), table)
+    embedding = good[["embedding_0", "embedding_1"]].to_numpy()  # this run clusters the code itself
+    expected = cl.gmm_full(embedding, good["cluster"].to_numpy())["labels"]
+    np.testing.assert_array_equal(refined["cluster_gmm_full"].iloc[:300], expected)
+    assert (refined["cluster_gmm_full"].iloc[300:] == -1).all()
+    assert cl.hungarian_accuracy(arrays["polarity"], expected) > 0.9
+
 
 def test_windows_and_assignment_are_the_tasks_own(runs, tmp_path):
     """The training pulses written as a dataset: the command's windows equal the task's evaluation

@@ -67,15 +67,19 @@ def _write_hdf5(path: Path, table: pd.DataFrame, q: np.ndarray, z: np.ndarray, a
         f.attrs.update(attrs)
 
 
-def cluster_dataset(workdir, data, out, *, step: int | None = None, log=print) -> dict:
+def cluster_dataset(workdir, data, out, *, step: int | None = None, refine: str = "none", log=print) -> dict:
     """Assign every trace of the dataset at ``data`` to a cluster of the trained DEC run in
     ``workdir`` (checkpoint ``step``, default the latest) and write ``out`` (CSV, or HDF5 for
-    .h5/.hdf5). Returns ``{"out", "rows", "counts" (traces per cluster), "problems" ({trace_name:
-    reason}), "checkpoint_step"}``."""
+    .h5/.hdf5). ``refine = "gmm_full"`` adds ``cluster_gmm_full``: these traces' clusters re-drawn by
+    a full-covariance Gaussian mixture in the clustering space, started from DEC's (as ``eval``'s
+    ``<method>_gmm_full``; fitted on the traces given, so give it many). Returns ``{"out", "rows",
+    "counts" (traces per cluster), "problems" ({trace_name: reason}), "checkpoint_step"}``."""
     from seisjax.data.dataset import Dataset
     from seisjax.train.loop import restore_trained
 
     workdir, data, out = Path(workdir), Path(data), Path(out)
+    if refine not in ("none", "gmm_full"):
+        raise InputError(f"--refine {refine!r}: expected 'none' or 'gmm_full'")
     config = _check_dec_run(workdir)
     if not data.is_dir():
         raise InputError(f"--data {data}: not a dataset folder")
@@ -101,11 +105,19 @@ def cluster_dataset(workdir, data, out, *, step: int | None = None, log=print) -
         z = np.full((n, z_dim), np.nan, np.float32)
         if ok.any():
             clusters[ok], q[ok], z[ok] = task.assign(params, windows["x"][ok], jax.device_get(state.model_state))
+        cluster_map = task.cluster_map(jax.device_get(state.model_state))
     finally:
         task.close()
         dataset.close()
 
     table = _table(windows, clusters, q, z, str(config.data.label_column or "label"))
+    if refine == "gmm_full":
+        from seisjax.analysis.clustering import apply_map, gmm_full
+
+        refined = np.full(n, -1, np.int64)
+        if ok.any():
+            refined[ok] = gmm_full(apply_map(z[ok], cluster_map), clusters[ok])["labels"]
+        table["cluster_gmm_full"] = refined
     if out.suffix.lower() in _HDF5_SUFFIXES:
         _write_hdf5(out, table, q, z, {"workdir": str(workdir), "data": str(data), "checkpoint_step": int(ckpt_step),
                                        "n_clusters": k})
