@@ -105,7 +105,6 @@ def cluster_dataset(workdir, data, out, *, step: int | None = None, refine: str 
         z = np.full((n, z_dim), np.nan, np.float32)
         if ok.any():
             clusters[ok], q[ok], z[ok] = task.assign(params, windows["x"][ok], jax.device_get(state.model_state))
-        cluster_map = task.cluster_map(jax.device_get(state.model_state))
     finally:
         task.close()
         dataset.close()
@@ -115,8 +114,9 @@ def cluster_dataset(workdir, data, out, *, step: int | None = None, refine: str 
         from seisjax.analysis.clustering import apply_map, gmm_full
 
         refined = np.full(n, -1, np.int64)
-        if ok.any():
-            refined[ok] = gmm_full(apply_map(z[ok], cluster_map), clusters[ok])["labels"]
+        if ok.any():  # in the space DEC clusters in (the whitened code where the run used one)
+            space = apply_map(z[ok], task.cluster_map(jax.device_get(state.model_state)))
+            refined[ok] = gmm_full(space, clusters[ok])["labels"]
         table["cluster_gmm_full"] = refined
     if out.suffix.lower() in _HDF5_SUFFIXES:
         _write_hdf5(out, table, q, z, {"workdir": str(workdir), "data": str(data), "checkpoint_step": int(ckpt_step),

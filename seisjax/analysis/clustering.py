@@ -323,7 +323,6 @@ def gmm(x, k: int, *, n_init: int = 20, max_iter: int = 300, tol: float = 1e-6, 
             "iterations": int(iters)}
 
 
-
 def gmm_full(x, labels, *, max_iter: int = 200, tol: float = 1e-6, reg_covar: float = 1e-6) -> dict:
     """Gaussian mixture with full covariances fitted by EM, started from a partition ``labels (N,)``
     (e.g. DEC's clusters): each component's mean, covariance and weight from its cluster.
