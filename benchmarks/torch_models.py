@@ -334,7 +334,7 @@ class MousaviPolarityTorch(nn.Module):
     explicit asymmetric pad. The embedding is flattened in Flax's (length, channel) order."""
 
     def __init__(self, length=32, out_channels=1, channels=(8, 4, 2, 1), kernels=(11, 9, 3, 3), activation="tanh",
-                 n_clusters=2):
+                 embedding_activation="", n_clusters=2):
         super().__init__()
         channels, kernels = tuple(channels), tuple(kernels)
         if len(channels) != len(kernels):
@@ -342,9 +342,12 @@ class MousaviPolarityTorch(nn.Module):
         if length % 2 ** len(channels):
             raise ValueError(f"mousavi_polarity twin: length {length} is not divisible by {2 ** len(channels)}")
         acts = {"tanh": torch.tanh, "relu": torch.relu, "elu": nn.functional.elu, "linear": lambda h: h}
-        if activation not in acts:
-            raise ValueError(f"mousavi_polarity twin: unknown activation {activation!r}")
+        for name in (activation, embedding_activation or activation):
+            if name not in acts:
+                raise ValueError(f"mousavi_polarity twin: unknown activation {name!r}")
         self.act, self.channels = acts[activation], channels
+        # the last encoder level's activation ("" = the others'), as the Flax model's embedding_activation
+        self.encoder_acts = [acts[activation]] * (len(channels) - 1) + [acts[embedding_activation or activation]]
         self.pads = [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernels]
         self.encoder = nn.ModuleList(nn.Conv1d(i, o, k) for i, o, k in
                                      zip((out_channels,) + channels[:-1], channels, kernels, strict=True))
@@ -356,8 +359,8 @@ class MousaviPolarityTorch(nn.Module):
         self.centres = nn.Parameter(torch.randn(n_clusters, self.embedding_dim))
 
     def encode(self, x):
-        for conv, pad in zip(self.encoder, self.pads, strict=True):
-            x = nn.functional.max_pool1d(self.act(conv(nn.functional.pad(x, pad))), 2)
+        for conv, pad, act in zip(self.encoder, self.pads, self.encoder_acts, strict=True):
+            x = nn.functional.max_pool1d(act(conv(nn.functional.pad(x, pad))), 2)
         return x.transpose(1, 2).flatten(1)
 
     def decode(self, z):

@@ -20,7 +20,8 @@ FAST_COMPILE = True  # see conftest.py
 # the paper's network, and one with an even kernel (asymmetric "SAME" pad), 3 input channels,
 # wider layers (a 2-channel bottom, so the (length, channel) flattening matters) and 3 clusters
 VARIANTS = [{"length": 32, "n_clusters": 2},
-            {"length": 64, "out_channels": 3, "channels": (6, 5, 3, 2), "kernels": (10, 7, 4, 3), "n_clusters": 3}]
+            {"length": 64, "out_channels": 3, "channels": (6, 5, 3, 2), "kernels": (10, 7, 4, 3), "n_clusters": 3},
+            {"length": 32, "n_clusters": 2, "embedding_activation": "linear"}]
 
 
 @pytest.fixture(scope="module")
