@@ -8,8 +8,8 @@ Two measurements, both on random inputs of the study's size (batch 32, 3 x 128 x
    for the parameters and the input, batch norm in training mode), for each ``upsample`` mode in JAX
    and in PyTorch (``benchmarks/torch_spectral.py``); ``"transpose"`` is ``nn.ConvTranspose`` /
    ``ConvTranspose2d``, the seed study's layer, which XLA runs slowly on CPU (DESIGN.md);
-   ``"transpose"`` is computed by seisjax.ops.upsample (four phase convolutions: XLA's own
-   lowering of the strided transposed convolution is the slow one; ``--what layers`` times both).
+   JAX computes it as one GEMM and an overlap-add (seisjax.ops.conv; XLA's own lowering of the
+   strided transposed convolution is the slow one; ``--what layers`` times both).
 2. ``--what step``: a whole training step (forward, backward, Adam, batch statistics) of each model.
    JAX: one jitted step with the state donated, compiled ahead of time (compile time reported apart);
    PyTorch: eager, the same loss (MSE + beta KL + the CVAE's log-scale MSE) and Adam.

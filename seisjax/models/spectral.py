@@ -8,19 +8,24 @@ batch normalisation and ReLU after all but the last, and a sigmoid at the end: t
 min-max scaled to [0, 1], and an output in [0, 1] un-scales to magnitudes >= 0. ``upsample`` picks
 how a stage doubles the size:
 
-- ``"subpixel"`` (default): a 2x2 convolution to 4x the channels at the low resolution, then
-  depth-to-space. Each output pixel sees a 2x2 low-resolution neighbourhood, which holds every tap
-  of a 3x3 stride-2 transposed convolution, so this stage can express exactly what ``"transpose"``
-  does (16 against 9 weights per channel pair) while XLA runs it as a plain convolution;
+- ``"subpixel"`` (default): a 2x2 convolution to 4x the channels at the low resolution (a GEMM on
+  the CPU), then depth-to-space. Each output pixel sees a 2x2 low-resolution neighbourhood, which
+  holds every tap of a 3x3 stride-2 transposed convolution, so this stage can express exactly what
+  ``"transpose"`` does, with 16 against 9 weights per channel pair;
 - ``"resize"``: nearest-neighbour 2x, then a 3x3 convolution (as many weights as ``"transpose"``);
 - ``"transpose"``: the seed's layer, a 3x3 stride-2 transposed convolution with
   ``nn.ConvTranspose``'s parameters, computed as one GEMM to the nine taps and an overlap-add
   (:mod:`seisjax.ops.upsample`, :mod:`seisjax.ops.conv`), because XLA's own CPU lowering of it is
   20-50x slower than PyTorch.
 
+``"transpose"`` trains fastest on the CPU (AE step about 0.75x the time of ``"subpixel"``, and
+``"resize"`` about 2x), but ``"subpixel"`` made the better models in the quick runs, so it stays the
+default (benchmarks/README.md, "The default decoder").
+
 The encoder's convolutions and every batch norm + ReLU hold ``nn.Conv``'s and ``nn.BatchNorm``'s
 variables but run as GEMMs and a fused one-pass batch norm with hand-written backward passes
-(:mod:`seisjax.ops.conv`; ``ENCODER_CONV_IMPL``, ``DECODER_TRANSPOSE_IMPL``).
+(:mod:`seisjax.ops.conv`; ``ENCODER_CONV_IMPL``, ``DECODER_TRANSPOSE_IMPL``,
+``SUBPIXEL_CONV_IMPL``).
 
 Latents: the AE keeps the spatial map ``(F/16, T/16, features[-1])``; the VAE and CVAE flatten it
 to mean and log-variance heads of ``latent`` dimensions and sample ``z = mean + exp(logvar/2) eps``
@@ -74,6 +79,7 @@ UPSAMPLE_MODES = ("subpixel", "resize", "transpose")
 # `benchmarks/bench_spectral.py --what layers`)
 ENCODER_CONV_IMPL = "auto"   # the GEMM form on CPU, XLA's (cuDNN) convolution on GPUs
 DECODER_TRANSPOSE_IMPL = "gemm"
+SUBPIXEL_CONV_IMPL = "auto"   # the GEMM form: 9% faster AE step on CPU than XLA's 2x2 convolution
 
 
 def kl_divergence(mean: jax.Array, logvar: jax.Array, prior_mean: jax.Array | None = None,
@@ -125,7 +131,7 @@ class _Upsample(nn.Module):
     @nn.compact
     def __call__(self, x):
         if self.mode == "subpixel":
-            x = nn.Conv(4 * self.width, (2, 2), padding="SAME", use_bias=self.use_bias, name="conv")(x)
+            x = Conv(4 * self.width, (2, 2), use_bias=self.use_bias, impl=SUBPIXEL_CONV_IMPL, name="conv")(x)
             return depth_to_space(x, 2)
         if self.mode == "resize":
             x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
