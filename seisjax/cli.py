@@ -182,9 +182,11 @@ def _add_demo(commands):
     p.add_argument("--events", type=int, default=None, help="synthetic events (default: the quick variant's, 24)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--overwrite", action="store_true", help="replace datasets already in the workdir")
-    p.add_argument("--variant", choices=("quick", "medium"), default="quick",
-                   help="SymAE training: quick (default, minutes) or medium (7x the steps, about 3x the time, "
-                        "better STFs)")
+    from seisjax.demo import DEMO_VARIANTS
+
+    p.add_argument("--variant", choices=DEMO_VARIANTS, default="quick",
+                   help="SymAE training: quick (default, minutes), medium (7x the steps, about 3x the time) or "
+                        "long (33x the steps, about 20 minutes on 2 cores): better STFs the longer")
 
     def run(args):
         from seisjax.demo import run as run_demo

@@ -280,3 +280,17 @@ def test_alaska_preparation_on_real_sac_records(shared_data, tmp_path):
     before = np.square(prep["trace_x"][:, 10:40]).mean(axis=1)
     after = np.square(prep["trace_x"][:, 42:72]).mean(axis=1)
     assert np.median(after / before) > 3
+
+
+def test_demo_variants_differ_only_in_the_training_length(tmp_path):
+    from seisjax.demo import DEMO_VARIANTS, symae_config
+
+    configs = {v: symae_config(tmp_path, variant=v) for v in DEMO_VARIANTS}
+    steps = {v: sum(epochs for epochs, _, _ in c.optim.stages) for v, c in configs.items()}
+    assert steps["quick"] < steps["medium"] < steps["long"]
+    for variant, config in configs.items():
+        assert config.data.path == str(tmp_path) and config.data.source == "dataset"
+        assert config.data.to_dict() == configs["quick"].data.to_dict(), variant
+        assert config.model.to_dict() == configs["quick"].model.to_dict(), variant
+    with pytest.raises(InputError, match="variant = 'huge'.*quick, medium, long"):
+        symae_config(tmp_path, variant="huge")
