@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from seisjax.bench import limit_cpu_threads
+from seisjax.malloc import retain_freed_memory
 
 TWINS_FILE = Path(__file__).resolve().parent / "torch_spectral.py"
 MODEL_NAMES = {"ae": "spectral_ae", "vae": "spectral_vae", "cvae": "spectral_cvae"}
@@ -497,6 +498,7 @@ def _parse(argv):
 def _run_one(args) -> dict:
     threads = int(args.threads)
     limit_cpu_threads(threads)   # before JAX starts its CPU backend
+    retained = retain_freed_memory()
     import jax
     import torch
 
@@ -510,9 +512,10 @@ def _run_one(args) -> dict:
                "machine": platform.processor() or platform.machine(), "cpu_cores": os.cpu_count(),
                "versions": {"jax": jax.__version__, "torch": torch.__version__},
                "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
-               "load_average_1min_start": os.getloadavg()[0]}
+               "load_average_1min_start": os.getloadavg()[0], "freed_memory_retained": retained}
     print(f"threads: {results['threads']} (PyTorch {results['torch_threads']}); batch {args.batch}, "
-          f"3 x {args.shape[0]} x {args.shape[1]}; {results['devices']}", flush=True)
+          f"3 x {args.shape[0]} x {args.shape[1]}; {results['devices']}; freed memory "
+          f"{'retained' if retained else 'returned to the OS'} (seisjax.malloc)", flush=True)
     if args.what in ("decoder", "all"):
         results["decoder"] = bench_decoder(args, twins)
     if args.what in ("step", "all"):

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 from seisjax.errors import InputError
+from seisjax.malloc import retain_freed_memory, wants_retained_memory
 
 
 # ----------------------------------------------------------------------------- data info
@@ -467,9 +469,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _task_name(args) -> str | None:
+    """The task a command will run, from its --config or its run's saved config; None when there is
+    none or it does not load (the command then reports why)."""
+    from seisjax.config import load_saved_config
+
+    try:
+        if getattr(args, "config", None):
+            return str(_load_config(args).task.name)
+        workdir = getattr(args, "workdir", None)
+        if workdir and (Path(workdir) / "config.json").is_file():
+            return str(load_saved_config(workdir).task.name)
+    except (InputError, OSError, ValueError, KeyError, AttributeError):
+        return None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if wants_retained_memory(_task_name(args)):
+            retain_freed_memory()   # before JAX's threads exist: XLA's per-step buffers reuse mapped pages
         args.func(args)
     except (InputError, FileNotFoundError) as err:
         print(f"seisjax {args.command}: error: {err}", file=sys.stderr)
