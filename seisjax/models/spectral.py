@@ -9,7 +9,7 @@ min-max scaled to [0, 1], and an output in [0, 1] un-scales to magnitudes >= 0. 
 how a stage doubles the size:
 
 - ``"subpixel"`` (default): a 2x2 convolution to 4x the channels at the low resolution (a GEMM on
-  the CPU), then depth-to-space. Each output pixel sees a 2x2 low-resolution neighbourhood, which
+  the CPU unless the output is thinner than the input), then depth-to-space. Each output pixel sees a 2x2 low-resolution neighbourhood, which
   holds every tap of a 3x3 stride-2 transposed convolution, so this stage can express exactly what
   ``"transpose"`` does, with 16 against 9 weights per channel pair;
 - ``"resize"``: nearest-neighbour 2x, then a 3x3 convolution (as many weights as ``"transpose"``);
@@ -18,7 +18,7 @@ how a stage doubles the size:
   (:mod:`seisjax.ops.upsample`, :mod:`seisjax.ops.conv`), because XLA's own CPU lowering of it is
   20-50x slower than PyTorch.
 
-``"transpose"`` trains fastest on the CPU (AE step about 0.75x the time of ``"subpixel"``, and
+``"transpose"`` trains fastest on the CPU (AE step about 0.8x the time of ``"subpixel"``, and
 ``"resize"`` about 2x), but ``"subpixel"`` made the better models in the quick runs, so it stays the
 default (benchmarks/README.md, "The default decoder").
 
@@ -79,7 +79,7 @@ UPSAMPLE_MODES = ("subpixel", "resize", "transpose")
 # `benchmarks/bench_spectral.py --what layers`)
 ENCODER_CONV_IMPL = "auto"   # the GEMM form on CPU, XLA's (cuDNN) convolution on GPUs
 DECODER_TRANSPOSE_IMPL = "gemm"
-SUBPIXEL_CONV_IMPL = "auto"   # the GEMM form: 9% faster AE step on CPU than XLA's 2x2 convolution
+SUBPIXEL_CONV_IMPL = "auto"   # the GEMM form on CPU, but XLA's for a stage with a thin output
 
 
 def kl_divergence(mean: jax.Array, logvar: jax.Array, prior_mean: jax.Array | None = None,
@@ -131,7 +131,12 @@ class _Upsample(nn.Module):
     @nn.compact
     def __call__(self, x):
         if self.mode == "subpixel":
-            x = Conv(4 * self.width, (2, 2), use_bias=self.use_bias, impl=SUBPIXEL_CONV_IMPL, name="conv")(x)
+            impl = SUBPIXEL_CONV_IMPL
+            if impl == "auto" and 4 * self.width < x.shape[-1]:
+                # a thin output (the last stage, 32 -> 4 x 3): building the patch matrix costs more
+                # than the product, and XLA's convolution is faster (bench_spectral.py --what layers)
+                impl = "xla"
+            x = Conv(4 * self.width, (2, 2), use_bias=self.use_bias, impl=impl, name="conv")(x)
             return depth_to_space(x, 2)
         if self.mode == "resize":
             x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
