@@ -379,7 +379,7 @@ def bench_layers(args, twins) -> list[dict]:
                          "gemm+d2s": lambda x, w: depth_to_space(conv2d_gemm(x, w, (1, 1), "SAME"), 2)}
                 tf = lambda x, w: F.pixel_shuffle(F.conv2d(F.pad(x, (0, 1, 0, 1)), w), 2)
                 wshape = (2, 2, cin, 4 * cout)
-                chosen = "xla+d2s" if 4 * cout < cin else f"{resolve_conv_impl(spectral.SUBPIXEL_CONV_IMPL)}+d2s"
+                chosen = f"{spectral.subpixel_conv_impl(cin, cout)}+d2s"
             elif mode == "resize":
                 impls = {"repeat+conv": lambda x, w: jax.lax.conv_general_dilated(
                     jnp.repeat(jnp.repeat(x, 2, 1), 2, 2), w, (1, 1), "SAME", dimension_numbers=dn)}

@@ -166,3 +166,13 @@ def test_encoder_layers_keep_flax_variables_function_and_gradients():
     new_vars = {"params": variables["params"], "batch_stats": s0}
     evaluate = jax.jit(lambda v: (ours.apply(v, x, train=False), ref.apply(v, x, train=False)))
     np.testing.assert_allclose(*evaluate(new_vars), rtol=1e-5, atol=1e-5)
+
+
+def test_subpixel_stages_use_the_gemm_except_for_a_thin_output():
+    import jax
+
+    from seisjax.models.spectral import subpixel_conv_impl
+
+    wide = "gemm" if jax.default_backend() == "cpu" else "xla"
+    assert [subpixel_conv_impl(cin, w) for cin, w in ((256, 128), (128, 64), (64, 32))] == [wide] * 3
+    assert subpixel_conv_impl(32, 3) == "xla"      # 32 -> 4 x 3 channels: the patch matrix is the cost

@@ -9,9 +9,10 @@ min-max scaled to [0, 1], and an output in [0, 1] un-scales to magnitudes >= 0. 
 how a stage doubles the size:
 
 - ``"subpixel"`` (default): a 2x2 convolution to 4x the channels at the low resolution (a GEMM on
-  the CPU unless the output is thinner than the input), then depth-to-space. Each output pixel sees a 2x2 low-resolution neighbourhood, which
-  holds every tap of a 3x3 stride-2 transposed convolution, so this stage can express exactly what
-  ``"transpose"`` does, with 16 against 9 weights per channel pair;
+  the CPU unless the output is thinner than the input: :func:`subpixel_conv_impl`), then
+  depth-to-space. Each output pixel sees a 2x2 low-resolution neighbourhood, which holds every tap
+  of a 3x3 stride-2 transposed convolution, so this stage can express exactly what ``"transpose"``
+  does, with 16 against 9 weights per channel pair;
 - ``"resize"``: nearest-neighbour 2x, then a 3x3 convolution (as many weights as ``"transpose"``);
 - ``"transpose"``: the seed's layer, a 3x3 stride-2 transposed convolution with
   ``nn.ConvTranspose``'s parameters, computed as one GEMM to the nine taps and an overlap-add
@@ -59,7 +60,7 @@ import jax
 import jax.numpy as jnp
 
 from seisjax.errors import InputError
-from seisjax.ops.conv import BatchNormReLU, Conv
+from seisjax.ops.conv import BatchNormReLU, Conv, resolve_conv_impl
 from seisjax.ops.upsample import ConvTranspose3x3S2, depth_to_space
 from seisjax.registry import register_model
 
@@ -72,6 +73,7 @@ __all__ = [
     "SpectralVAE",
     "depth_to_space",
     "kl_divergence",
+    "subpixel_conv_impl",
 ]
 
 UPSAMPLE_MODES = ("subpixel", "resize", "transpose")
@@ -123,6 +125,16 @@ class SpectralEncoder(nn.Module):
         return x
 
 
+def subpixel_conv_impl(in_channels: int, width: int) -> str:
+    """How a sub-pixel stage from ``in_channels`` to ``width`` computes its 2x2 convolution to
+    ``4 * width`` channels: :data:`SUBPIXEL_CONV_IMPL` resolved (the GEMM on CPU), except XLA's
+    convolution for a thin output (the last stage, 32 -> 4 x 3), where building the patch matrix
+    costs more than the product (``bench_spectral.py --what layers``)."""
+    if SUBPIXEL_CONV_IMPL == "auto" and 4 * width < in_channels:
+        return "xla"
+    return resolve_conv_impl(SUBPIXEL_CONV_IMPL)
+
+
 class _Upsample(nn.Module):
     width: int
     mode: str
@@ -131,11 +143,7 @@ class _Upsample(nn.Module):
     @nn.compact
     def __call__(self, x):
         if self.mode == "subpixel":
-            impl = SUBPIXEL_CONV_IMPL
-            if impl == "auto" and 4 * self.width < x.shape[-1]:
-                # a thin output (the last stage, 32 -> 4 x 3): building the patch matrix costs more
-                # than the product, and XLA's convolution is faster (bench_spectral.py --what layers)
-                impl = "xla"
+            impl = subpixel_conv_impl(x.shape[-1], self.width)
             x = Conv(4 * self.width, (2, 2), use_bias=self.use_bias, impl=impl, name="conv")(x)
             return depth_to_space(x, 2)
         if self.mode == "resize":
