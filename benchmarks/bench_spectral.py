@@ -208,6 +208,7 @@ def bench_steps(args, twins) -> list[dict]:
                                     args.seed)
         jax_side.run(args.warmup)
         torch_side.run(args.warmup)
+        faults = {"jax": _minor_faults(jax_side.run), "torch": _minor_faults(torch_side.run)}
         rates, best, cpu = _interleaved({"jax": jax_side.run, "torch": torch_side.run}, args.steps, args.rounds,
                                         args.batch, with_best=True)
         r = {"model": name, "upsample": {"jax": args.upsample, "torch": args.torch_upsample},
@@ -216,7 +217,7 @@ def bench_steps(args, twins) -> list[dict]:
                      "step_ms": 1e3 * args.batch / rates["jax"], "loss": jax_side.loss},
              "torch": {"first_step_s": torch_side.first_step_s, "examples_per_s": rates["torch"],
                        "step_ms": 1e3 * args.batch / rates["torch"], "loss": torch_side.loss},
-             "jax_over_torch": rates["jax"] / rates["torch"],
+             "jax_over_torch": rates["jax"] / rates["torch"], "minor_page_faults_per_step": faults,
              "best_round": {"jax_step_ms": 1e3 * args.batch / best["jax"],
                             "torch_step_ms": 1e3 * args.batch / best["torch"],
                             "jax_over_torch": best["jax"] / best["torch"]},
@@ -230,9 +231,18 @@ def bench_steps(args, twins) -> list[dict]:
               f"(best rounds {r['best_round']['jax_step_ms']:.1f} / {r['best_round']['torch_step_ms']:.1f} ms: "
               f"{r['best_round']['jax_over_torch']:.2f}; CPU time {r['cpu_time']['jax_step_ms']:.1f} / "
               f"{r['cpu_time']['torch_step_ms']:.1f} ms: {r['cpu_time']['jax_over_torch']:.2f}) | "
-              f"params {jax_side.params}{'' if jax_side.params == torch_side.params else ' != ' + str(torch_side.params)}",
-              flush=True)
+              f"params {jax_side.params}{'' if jax_side.params == torch_side.params else ' != ' + str(torch_side.params)}"
+              f" | minor page faults per step {faults['jax']} / {faults['torch']}", flush=True)
     return results
+
+
+def _minor_faults(run_one_step) -> int:
+    """Minor page faults of the process during one step (memory the OS had to map afresh)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    run_one_step(1)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
 # ----------------------------------------------------------------------------- decoder probe
