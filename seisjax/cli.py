@@ -230,9 +230,12 @@ def _config_arguments(p):
 
 
 def _load_config(args):
+    """The command's config, loaded once (main reads its task name before the command runs)."""
     from seisjax.config import load_config, parse_override_args
 
-    return load_config(args.config, parse_override_args(args.config_overrides))
+    if getattr(args, "loaded_config", None) is None:
+        args.loaded_config = load_config(args.config, parse_override_args(args.config_overrides))
+    return args.loaded_config
 
 
 def _add_train(commands):
