@@ -189,12 +189,15 @@ def _add_demo(commands):
     p.add_argument("--variant", choices=DEMO_VARIANTS, default="quick",
                    help="SymAE training: quick (default, minutes), medium (7x the steps, about 3x the time) or "
                         "long (33x the steps, about 20 minutes on 2 cores): better STFs the longer")
+    p.add_argument("--set", dest="synthetic_overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a value of the synthetic data's config, as in `data synth --set`, e.g. "
+                        "--set noise.snr=(0.2,2) for noisier records; repeatable")
 
     def run(args):
         from seisjax.demo import run as run_demo
 
         run_demo(args.workdir, events=args.events, seed=args.seed, overwrite=args.overwrite,
-                 variant=args.variant)
+                 variant=args.variant, synthetic_overrides=args.synthetic_overrides)
 
     p.set_defaults(func=run)
 

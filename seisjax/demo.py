@@ -22,6 +22,7 @@ here, to keep the job within its time: ``python -m seisjax data synth local`` wr
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -50,17 +51,34 @@ def symae_config(data_dir, *, seed: int = 0, variant: str = "quick"):
                                                            "seed": int(seed)})
 
 
+def _check_existing_data(data_dir: Path, wanted: dict):
+    """Reusing ``data_dir`` only when it was synthesised with the config this call asks for."""
+    from seisjax.errors import InputError
+
+    def flat(tree, prefix=""):
+        return {k: v for key, value in tree.items()
+                for k, v in (flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value}).items()}
+
+    stored, wanted = flat(json.loads((data_dir / "config.json").read_text())), flat(wanted)
+    differ = sorted(k for k in set(wanted) | set(stored) if stored.get(k) != wanted.get(k))
+    if differ:
+        raise InputError(f"demo: {data_dir} holds data synthesised with other settings ({', '.join(differ)} "
+                         "differ); pass --overwrite to replace it, or choose another --workdir")
+
+
 def run(workdir: str | Path, *, events: int | None = None, seed: int = 0, overwrite: bool = False,
-        variant: str = "quick") -> dict:
+        variant: str = "quick", synthetic_overrides=()) -> dict:
     """Run the main job in ``workdir`` (module docstring); ``events`` synthetic events (default 24),
     ``seed`` of the data and the training, ``overwrite`` replaces the data and the run, ``variant``
     the training (``quick``; ``medium``: 7x the steps, envelope correlation 0.787 against 0.747;
-    ``long``: 33x, 0.803; their runs go to ``<workdir>/symae_<variant>``). Returns the paths written and the scores."""
+    ``long``: 33x, 0.803; their runs go to ``<workdir>/symae_<variant>``), ``synthetic_overrides``
+    ``["key=value", ...]`` of the synthetic data's config on top of the variant's (``data synth
+    --set``; data already in the workdir must match them). Returns the paths written and the scores."""
     from seisjax.analysis.coherent import ExtractionConfig, run_stf
     from seisjax.analysis.stf_eval import evaluate_stfs, write_scores
     from seisjax.data.dataset import Dataset, describe, format_summary
     from seisjax.data.symae_data import prepare_symae_groups
-    from seisjax.data.synthetic import synthesize
+    from seisjax.data.synthetic import resolve_config, synthesize
     from seisjax.train.loop import train_and_evaluate
 
     workdir = Path(workdir)
@@ -76,9 +94,14 @@ def run(workdir: str | Path, *, events: int | None = None, seed: int = 0, overwr
     if overwrite:
         for path in (run_dir, stf_dir):
             shutil.rmtree(path, ignore_errors=True)
+    overrides = list(config.data.synthetic_overrides) + list(synthetic_overrides)
+    wanted = resolve_config("teleseismic-p", n_events, overrides).to_dict()   # bad keys fail here
+    wanted["seed"] = int(seed)
     if overwrite or not (data_dir / "truth.h5").exists():
-        synthesize("teleseismic-p", data_dir, events=n_events, seed=seed, overrides=list(config.data.synthetic_overrides),
+        synthesize("teleseismic-p", data_dir, events=n_events, seed=seed, overrides=overrides,
                    overwrite=overwrite, figure=True, progress=True)
+    else:
+        _check_existing_data(data_dir, json.loads(json.dumps(wanted)))
     summary = describe(data_dir, figure=workdir / "figures" / "teleseismic-p_overview.png")
     print(f"\n== data: teleseismic-p\n{format_summary(summary)}", flush=True)
     timings["data_s"] = time.perf_counter() - started
@@ -107,10 +130,10 @@ def run(workdir: str | Path, *, events: int | None = None, seed: int = 0, overwr
     print("\n== STF scores against the truth (means over (event, pixel) groups)\n" + scores["summary_md"])
     print("\n== by SNR (group SNR: median of its traces' true SNR)\n" + scores["table_md"])
     for label, goal in scores["goal"].items():
-        if goal["groups"]:
-            print(f"goal, {label}: SymAE envelope {goal['symae_envelope']:.3f} (data stacked on SymAE's shifts "
-                  f"{goal['symae_stack']:.3f}) vs best baseline {goal['best_baseline']} "
-                  f"{goal['best_baseline_correlation']:.3f} ({goal['groups']} groups)")
+        for row in goal["comparisons"][:2] if goal["groups"] else ():   # envelope, signed
+            print(f"goal, {label} ({goal['groups']} groups): {row['symae']} {row['symae_correlation']:.3f} vs best "
+                  f"baseline {row['baseline']} {row['baseline_correlation']:.3f}, per group "
+                  f"{row['mean_difference']:+.3f} ± {row['standard_error']:.3f}")
     print(f"\nResults are in {workdir} ({timings['total_s'] / 60:.1f} min: data {timings['data_s']:.0f} s, training "
           f"{timings['train_s']:.0f} s, extraction {timings['extract_s']:.0f} s, scoring {timings['score_s']:.0f} s):\n"
           f"  data and truth     {data_dir}\n"

@@ -119,7 +119,7 @@ def test_delay_is_measured_on_the_truths_clock(case):
         assert record["subevent_mean_abs_dt_s"] < 0.3          # peaks dated back with the lag
 
 
-def test_wrong_estimate_scores_worse_and_the_goal_says_so(case):
+def test_wrong_estimate_scores_worse_and_the_goal_says_so(case, tmp_path):
     prepared, truth, t, _, _ = case
     wrong = np.stack([triangle(t, 3 * d) for d in DURATIONS.values()])   # three times too long
     scores = evaluate_stfs(extraction_file_dict(prepared, wrong, np.zeros((2, M))), prepared, truth,
@@ -129,6 +129,15 @@ def test_wrong_estimate_scores_worse_and_the_goal_says_so(case):
         assert record["duration_error_s"] > 5.0
     goal = [v for v in scores["goal"].values() if v["groups"]]
     assert goal and all(v["symae_minus_best"] < 0 and v["best_baseline"] == "mccc_linear" for v in goal)
+    for part in goal:   # each SymAE estimate against the baseline of its own kind, paired per group
+        rows = {row["symae"]: row for row in part["comparisons"]}
+        assert rows["symae_envelope"]["baseline"] == "mccc_linear"
+        assert rows["symae_signed"]["baseline"] == "mccc_linear_signed"
+        envelope = rows["symae_envelope"]
+        assert envelope["mean_difference"] == pytest.approx(envelope["symae_correlation"] - envelope["baseline_correlation"])
+        assert envelope["mean_difference"] < 0 and envelope["symae_wins"] == 0.0
+    goal_section = write_scores(scores, tmp_path, figure=False)["markdown"].read_text().split("## Goal")[1]
+    assert "| symae_signed " in goal_section and "| mccc_linear_signed " in goal_section
 
 
 def test_noise_lowers_baseline_scores(case):

@@ -294,3 +294,26 @@ def test_demo_variants_differ_only_in_the_training_length(tmp_path):
         assert config.model.to_dict() == configs["quick"].model.to_dict(), variant
     with pytest.raises(InputError, match="variant = 'huge'.*quick, medium, long"):
         symae_config(tmp_path, variant="huge")
+
+
+def test_demo_set_changes_the_data_and_refuses_data_made_otherwise(tmp_path):
+    import sys
+
+    from seisjax.demo import run as run_demo
+
+    sys.path.insert(0, str(REPO / "experiments"))
+    try:
+        from symae import QUICK_SYNTHETIC
+    finally:
+        sys.path.pop(0)
+    data = tmp_path / "data" / "teleseismic-p"
+    synthesize("teleseismic-p", data, events=1, seed=0, overrides=[*QUICK_SYNTHETIC, "noise.snr=(0.2, 2.0)"],
+               figure=False, progress=False)
+    # other noise than the data in the workdir: refused before any training, naming the key
+    with pytest.raises(InputError, match=r"other settings \(noise.snr differ\).*--overwrite"):
+        run_demo(tmp_path, events=1, synthetic_overrides=["noise.snr=(1.0, 3.0)"])
+    with pytest.raises(InputError, match=r"other settings \(noise.snr differ\)"):
+        run_demo(tmp_path, events=1)
+    with pytest.raises(InputError, match="noise.snrr"):
+        run_demo(tmp_path, events=1, synthetic_overrides=["noise.snrr=(1.0, 3.0)"])
+    assert not (tmp_path / "symae").exists()

@@ -205,9 +205,10 @@ def evaluate_stfs(extraction, prepared: Mapping, truth, *, methods: Sequence[str
     method: ``source_id``, ``pixel``, ``method``, ``snr``, ``n_traces`` and the metrics);
     ``summary`` (per method: means over groups, and medians of the correlation); ``by_snr`` (per
     method and SNR bin); ``shift_by_trace_snr`` (per-trace absolute shift errors, demeaned per
-    group, by the trace's SNR); ``goal`` (SymAE's envelope against the best baseline envelope, in
-    mean correlation, below and above SNR 5); and the Markdown tables ``summary_md``,
-    ``table_md`` and ``shift_md``."""
+    group, by the trace's SNR); ``goal`` (below and above SNR 5: each SymAE estimate against the
+    best baseline of its kind, envelope or signed, with the paired per-group difference; the
+    headline keys compare SymAE's envelope with the best baseline envelope); and the Markdown
+    tables ``summary_md``, ``table_md`` and ``shift_md``."""
     import pandas as pd
 
     from seisjax.analysis.baselines import BASELINE_METHODS, baseline_stf
@@ -306,19 +307,7 @@ def evaluate_stfs(extraction, prepared: Mapping, truth, *, methods: Sequence[str
 
     goal = {}
     for label, select in (("snr_below_5", group_snr < 5.0), ("snr_5_and_above", group_snr >= 5.0)):
-        chosen = frame["group"].isin(np.flatnonzero(select))
-
-        def mean_cc(method):
-            values = frame.loc[chosen & (frame["method"] == method), "correlation"].to_numpy(float)
-            values = values[np.isfinite(values)]
-            return float(values.mean()) if len(values) else math.nan
-
-        best = max(methods, key=lambda m: np.nan_to_num(mean_cc(m), nan=-np.inf)) if methods else None
-        goal[label] = {"groups": int(select.sum()), "symae_envelope": mean_cc("symae_envelope"),
-                       "best_baseline": best, "best_baseline_correlation": mean_cc(best) if best else math.nan}
-        goal[label]["symae_minus_best"] = goal[label]["symae_envelope"] - goal[label]["best_baseline_correlation"]
-        goal[label]["symae_stack"] = mean_cc("symae_stack")
-        goal[label]["symae_stack_minus_best"] = goal[label]["symae_stack"] - goal[label]["best_baseline_correlation"]
+        goal[label] = _goal_part(frame, np.flatnonzero(select), methods)
 
     settings = {"max_lag_s": max_lag_s, "window_pre_s": window_pre_s, "window_post_s": window_post_s,
                 "max_subevent_dt_s": max_subevent_dt_s, "prominence": prominence, "snr_edges": list(edges),
@@ -332,6 +321,46 @@ def evaluate_stfs(extraction, prepared: Mapping, truth, *, methods: Sequence[str
            "summary_md": format_table(summary), "table_md": format_table(table_rows),
            "shift_md": format_table([r for r in shift_table if r["count"] > 0])}
     return _json_ready(out)
+
+
+def _goal_part(frame, groups, baselines) -> dict:
+    """SymAE against the baselines on ``groups``: per SymAE estimate, the best baseline of the same
+    kind (envelope against envelopes, signed against signed stacks; best = highest mean correlation
+    on these groups), both means, and the paired per-group difference (mean, standard error, the
+    fraction of groups where SymAE scores higher)."""
+    chosen = frame[frame["group"].isin(groups)]
+
+    def per_group(method):
+        part = chosen[chosen["method"] == method]
+        return dict(zip(part["group"], part["correlation"].to_numpy(float))) if len(part) else {}
+
+    def mean_cc(method):
+        values = np.array([v for v in per_group(method).values() if np.isfinite(v)])
+        return float(values.mean()) if len(values) else math.nan
+
+    out = {"groups": int(len(groups)), "comparisons": []}
+    for symae, signed in (("symae_envelope", False), ("symae_signed", True), ("symae_stack", False),
+                          ("symae_stack_signed", True)):
+        rivals = [f"{m}_signed" if signed else m for m in baselines]
+        best = max(rivals, key=lambda m: np.nan_to_num(mean_cc(m), nan=-np.inf)) if rivals else None
+        row = {"symae": symae, "symae_correlation": mean_cc(symae), "baseline": best,
+               "baseline_correlation": mean_cc(best) if best else math.nan,
+               "mean_difference": math.nan, "standard_error": math.nan, "symae_wins": math.nan}
+        if best:
+            mine, theirs = per_group(symae), per_group(best)
+            diff = np.array([mine[g] - theirs[g] for g in mine if g in theirs])
+            diff = diff[np.isfinite(diff)]
+            if len(diff):
+                row.update(mean_difference=float(diff.mean()), symae_wins=float(np.mean(diff > 0)),
+                           standard_error=float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else math.nan)
+        out["comparisons"].append(row)
+    envelope = out["comparisons"][0]   # the reference's estimate: the goal's headline
+    out.update(symae_envelope=envelope["symae_correlation"], best_baseline=envelope["baseline"],
+               best_baseline_correlation=envelope["baseline_correlation"],
+               symae_minus_best=envelope["symae_correlation"] - envelope["baseline_correlation"],
+               symae_stack=mean_cc("symae_stack"))
+    out["symae_stack_minus_best"] = out["symae_stack"] - envelope["baseline_correlation"]
+    return out
 
 
 def _json_ready(value):
@@ -363,20 +392,24 @@ def write_scores(scores: Mapping, out_dir, *, figure: bool = True) -> dict:
              "", "## Per method (means over groups)", "", scores["summary_md"], "",
              "## By SNR (group SNR = median of its traces' true SNR)", "", scores["table_md"], "",
              "## Per-trace time-shift errors by trace SNR (s, demeaned per group)", "", scores["shift_md"], "",
-             "## Goal: SymAE envelope vs the best baseline envelope (mean correlation)", ""]
-    for label, item in goal.items():
-        lines.append(f"- {label}: {item['groups']} groups; SymAE {_fmt(item['symae_envelope'])}, best baseline "
-                     f"{item['best_baseline']} {_fmt(item['best_baseline_correlation'])} "
-                     f"(difference {_fmt(item['symae_minus_best'])}); data stacked on SymAE's shifts "
-                     f"{_fmt(item.get('symae_stack'))} (difference {_fmt(item.get('symae_stack_minus_best'))})")
+             "## Goal: SymAE vs the best baseline of the same kind (mean correlation; per-group "
+             "difference, mean ± standard error, and the fraction of groups where SymAE scores higher)", ""]
+    rows = [{"snr": label, "groups": item["groups"], "symae": row["symae"], "correlation": row["symae_correlation"],
+             "best baseline": row["baseline"], "its correlation": row["baseline_correlation"],
+             "difference": f"{_fmt(row['mean_difference'], '+.3f')} ± {_fmt(row['standard_error'])}",
+             "SymAE higher": row["symae_wins"]}
+            for label, item in goal.items() if item["groups"] for row in item["comparisons"]]
+    from seisjax.analysis.stf_metrics import format_table
+
+    lines.append(format_table(rows) if rows else "(no groups)")
     paths["markdown"].write_text("\n".join(lines) + "\n")
     if figure:
         paths["figure"] = plot_scores(scores, out_dir / "scores.png")
     return paths
 
 
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+def _fmt(value, spec: str = ".3f") -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
 def plot_scores(scores: Mapping, path) -> Path:

@@ -135,8 +135,8 @@ import scipy.fft
 from seisjax.data import physics
 from seisjax.errors import InputError
 
-__all__ = ["SCENARIOS", "default_config", "apply_overrides", "synthesize", "read_truth", "events_for_traces",
-           "TravelTimeTable"]
+__all__ = ["SCENARIOS", "default_config", "apply_overrides", "resolve_config", "synthesize", "read_truth",
+           "events_for_traces", "TravelTimeTable"]
 
 SCENARIOS = ("teleseismic-p", "local")
 
@@ -1402,7 +1402,9 @@ def _plot_local(cfg, fig_data, tables, path: Path) -> Path:
 
 
 # ================================================================================== the driver
-def _resolve_config(scenario, events, seed, overrides):
+def resolve_config(scenario: str, events: int | None, overrides) -> ml_collections.ConfigDict:
+    """The config that :func:`synthesize` runs with: the scenario's defaults, ``overrides`` and
+    ``events`` applied, validated (the seed is not part of it)."""
     cfg = default_config(scenario)
     apply_overrides(cfg, overrides)
     if events is not None:
@@ -1430,7 +1432,7 @@ def synthesize(scenario: str, out_dir, *, events: int | None = None, seed: int =
 
     from seisjax.data.dataset import DatasetWriter
 
-    cfg = _resolve_config(scenario, events, seed, overrides)
+    cfg = resolve_config(scenario, events, overrides)
     out = Path(out_dir)
     truth_path = out / "truth.h5"
     if truth_path.exists() and not overwrite:
@@ -1520,7 +1522,7 @@ def synthesize(scenario: str, out_dir, *, events: int | None = None, seed: int =
 def events_for_traces(scenario: str, n_traces: int, *, seed: int = 0, overrides=None) -> tuple[int, int]:
     """Smallest number of events whose records reach ``n_traces`` with this seed and config, and the
     number of traces they give (drawn exactly as :func:`synthesize` draws them, without waveforms)."""
-    cfg = _resolve_config(scenario, None, seed, overrides)
+    cfg = resolve_config(scenario, None, overrides)
     network = _global_network(cfg) if scenario == "teleseismic-p" else _local_network(cfg)
     total, k = 0, 0
     while total < n_traces:
