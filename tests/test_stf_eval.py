@@ -227,3 +227,19 @@ def test_data_stacked_on_the_right_shifts_recover_the_stf():
     old_file = extraction_file_dict(prepared, exact, delays / RATE)        # no stacks in it
     old = evaluate_stfs(old_file, prepared, truth, methods=())
     assert all(r["correlation"] is None for r in by_method(old, "symae_stack"))
+
+
+def test_goal_standard_error_counts_events_not_groups():
+    from seisjax.analysis.stf_eval import _clustered_standard_error
+
+    rng = np.random.default_rng(0)
+    independent = rng.normal(size=200)
+    # one group per event: the ordinary standard error of the mean
+    assert _clustered_standard_error(independent, np.arange(200)) == pytest.approx(
+        independent.std(ddof=1) / np.sqrt(200))
+    # ten events whose five groups agree: the evidence of ten values, not of fifty
+    shared = np.repeat(rng.normal(size=10), 5)
+    clustered = _clustered_standard_error(shared, np.repeat(np.arange(10), 5))
+    assert clustered == pytest.approx(shared[::5].std(ddof=1) / np.sqrt(10))
+    assert clustered > 2 * shared.std(ddof=1) / np.sqrt(50)
+    assert np.isnan(_clustered_standard_error(independent, np.zeros(200)))

@@ -323,16 +323,31 @@ def evaluate_stfs(extraction, prepared: Mapping, truth, *, methods: Sequence[str
     return _json_ready(out)
 
 
+def _clustered_standard_error(values: np.ndarray, clusters) -> float:
+    """Standard error of ``values.mean()`` when values of one cluster are not independent (the
+    groups of one event share its STF): the cluster-robust (sandwich) estimate with the small-sample
+    factor ``C / (C - 1)``; NaN with fewer than two clusters."""
+    labels = np.unique(np.asarray(clusters), return_inverse=True)[1]
+    n_clusters = labels.max() + 1 if len(labels) else 0
+    if n_clusters < 2:
+        return math.nan
+    residual_sums = np.bincount(labels, weights=values - values.mean())
+    return float(np.sqrt(n_clusters / (n_clusters - 1) * np.sum(residual_sums ** 2)) / len(values))
+
+
 def _goal_part(frame, groups, baselines) -> dict:
     """SymAE against the baselines on ``groups``: per SymAE estimate, the best baseline of the same
     kind (envelope against envelopes, signed against signed stacks; best = highest mean correlation
-    on these groups), both means, and the paired per-group difference (mean, standard error, the
-    fraction of groups where SymAE scores higher)."""
+    on these groups), both means, and the paired per-group difference: its mean, its standard error
+    clustered by event (:func:`_clustered_standard_error`) and the fraction of groups where SymAE
+    scores higher."""
     chosen = frame[frame["group"].isin(groups)]
 
     def per_group(method):
         part = chosen[chosen["method"] == method]
         return dict(zip(part["group"], part["correlation"].to_numpy(float))) if len(part) else {}
+
+    event_of = dict(zip(chosen["group"], chosen["source_id"]))
 
     def mean_cc(method):
         values = np.array([v for v in per_group(method).values() if np.isfinite(v)])
@@ -348,11 +363,11 @@ def _goal_part(frame, groups, baselines) -> dict:
                "mean_difference": math.nan, "standard_error": math.nan, "symae_wins": math.nan}
         if best:
             mine, theirs = per_group(symae), per_group(best)
-            diff = np.array([mine[g] - theirs[g] for g in mine if g in theirs])
-            diff = diff[np.isfinite(diff)]
-            if len(diff):
+            paired = [(g, mine[g] - theirs[g]) for g in mine if g in theirs and np.isfinite(mine[g] - theirs[g])]
+            if paired:
+                diff = np.array([d for _, d in paired])
                 row.update(mean_difference=float(diff.mean()), symae_wins=float(np.mean(diff > 0)),
-                           standard_error=float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else math.nan)
+                           standard_error=_clustered_standard_error(diff, [event_of[g] for g, _ in paired]))
         out["comparisons"].append(row)
     envelope = out["comparisons"][0]   # the reference's estimate: the goal's headline
     out.update(symae_envelope=envelope["symae_correlation"], best_baseline=envelope["baseline"],
@@ -393,7 +408,8 @@ def write_scores(scores: Mapping, out_dir, *, figure: bool = True) -> dict:
              "## By SNR (group SNR = median of its traces' true SNR)", "", scores["table_md"], "",
              "## Per-trace time-shift errors by trace SNR (s, demeaned per group)", "", scores["shift_md"], "",
              "## Goal: SymAE vs the best baseline of the same kind (mean correlation; per-group "
-             "difference, mean ± standard error, and the fraction of groups where SymAE scores higher)", ""]
+             "difference, mean ± standard error clustered by event, and the fraction of groups where "
+             "SymAE scores higher)", ""]
     rows = [{"snr": label, "groups": item["groups"], "symae": row["symae"], "correlation": row["symae_correlation"],
              "best baseline": row["baseline"], "its correlation": row["baseline_correlation"],
              "difference": f"{_fmt(row['mean_difference'], '+.3f')} ± {_fmt(row['standard_error'])}",
