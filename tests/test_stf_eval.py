@@ -6,6 +6,7 @@ errors, and SymAE outputs given in the extraction-file layout (or as an Extracti
 read back from HDF5)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -243,3 +244,34 @@ def test_goal_standard_error_counts_events_not_groups():
     assert clustered == pytest.approx(shared[::5].std(ddof=1) / np.sqrt(10))
     assert clustered > 2 * shared.std(ddof=1) / np.sqrt(50)
     assert np.isnan(_clustered_standard_error(independent, np.zeros(200)))
+
+
+def test_goal_table_pools_runs_as_separate_events(case, tmp_path, capsys):
+    import importlib.util
+
+    prepared, truth, t, exact, file = case
+    wrong = np.stack([triangle(t, 3 * d) for d in DURATIONS.values()])
+    runs = []
+    for name, estimate in (("good", exact), ("bad", wrong)):
+        scores = evaluate_stfs(extraction_file_dict(prepared, estimate, np.zeros((2, M))), prepared, truth,
+                               methods=("mccc_linear",))
+        runs.append(write_scores(scores, tmp_path / name, figure=False)["json"])
+    path = Path(__file__).resolve().parents[1] / "scripts" / "stf_goal_table.py"
+    spec = importlib.util.spec_from_file_location("stf_goal_table", path)
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    frames = [table.load_groups(p, f"run{i}") for i, p in enumerate(runs)]
+    pooled = pd.concat(frames, ignore_index=True)
+    assert pooled["source_id"].nunique() == 2 * frames[0]["source_id"].nunique()   # the same ids, other runs
+    per_run = [table.rows_for(f, str(i), ["mccc_linear"]) for i, f in enumerate(frames)]
+    both = table.rows_for(pooled, "all", ["mccc_linear"])
+    envelope = lambda rows: [r for r in rows if r["symae"] == "symae_envelope"]  # noqa: E731
+    assert envelope(both) and all(len(envelope(r)) == len(envelope(both)) for r in per_run)
+    for run_rows, pooled_row in zip(zip(*(envelope(r) for r in per_run)), envelope(both)):
+        # the pooled SymAE mean is the mean over both runs' groups (equal group counts)
+        assert pooled_row["correlation"] == pytest.approx(np.mean([r["correlation"] for r in run_rows]))
+    table.main([str(p.parent) for p in runs])
+    out = capsys.readouterr().out
+    assert "all pooled" in out and "mccc_linear_signed" in out
+    with pytest.raises(InputError, match="no scores.json"):
+        table.main([str(tmp_path / "missing")])

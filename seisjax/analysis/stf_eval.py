@@ -58,8 +58,8 @@ import numpy as np
 
 from seisjax.errors import InputError
 
-__all__ = ["SYMAE_METHODS", "evaluate_stfs", "symae_per_group", "truth_for_groups", "write_scores",
-           "plot_scores"]
+__all__ = ["SYMAE_METHODS", "evaluate_stfs", "goal_comparisons", "symae_per_group", "truth_for_groups",
+           "write_scores", "plot_scores"]
 
 SYMAE_METHODS = ("symae_envelope", "symae_signed", "symae_stack", "symae_stack_signed")
 _TABLE_METRICS = ("correlation", "abs_duration_error_s", "subevent_mean_abs_dt_s", "subevent_fraction_found",
@@ -307,7 +307,7 @@ def evaluate_stfs(extraction, prepared: Mapping, truth, *, methods: Sequence[str
 
     goal = {}
     for label, select in (("snr_below_5", group_snr < 5.0), ("snr_5_and_above", group_snr >= 5.0)):
-        goal[label] = _goal_part(frame, np.flatnonzero(select), methods)
+        goal[label] = goal_comparisons(frame, np.flatnonzero(select), methods)
 
     settings = {"max_lag_s": max_lag_s, "window_pre_s": window_pre_s, "window_post_s": window_post_s,
                 "max_subevent_dt_s": max_subevent_dt_s, "prominence": prominence, "snr_edges": list(edges),
@@ -335,8 +335,10 @@ def _clustered_standard_error(values: np.ndarray, clusters) -> float:
     return float(np.sqrt(n_clusters / (n_clusters - 1) * np.sum(residual_sums ** 2)) / len(values))
 
 
-def _goal_part(frame, groups, baselines) -> dict:
-    """SymAE against the baselines on ``groups``: per SymAE estimate, the best baseline of the same
+def goal_comparisons(frame, groups, baselines) -> dict:
+    """SymAE against the baselines on ``groups`` (the ``group`` column of ``frame``, a table of
+    :func:`evaluate_stfs`'s ``groups`` records: ``group``, ``source_id``, ``method``,
+    ``correlation``): per SymAE estimate, the best baseline of the same
     kind (envelope against envelopes, signed against signed stacks; best = highest mean correlation
     on these groups), both means, and the paired per-group difference: its mean, its standard error
     clustered by event (:func:`_clustered_standard_error`) and the fraction of groups where SymAE
