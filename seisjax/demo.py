@@ -4,7 +4,9 @@
 
 1. **Data.** Synthesise the ``teleseismic-p`` scenario (24 events on the smaller station network of
    ``experiments/symae.py:quick``) with its ground truth into ``<workdir>/data/teleseismic-p``
-   (``truth.h5``: true STFs, sub-events, per-trace timing errors and SNRs) and an overview figure.
+   (``truth.h5``: true STFs, sub-events, per-trace timing errors and SNRs) and an overview figure;
+   ``--set KEY=VALUE`` changes its config (``--set "noise.snr=(0.2,2)"``: noisier records of the
+   same events and signals).
 2. **Train** the ``quick`` variant of ``experiments/symae.py`` through the engine
    (:func:`seisjax.train.loop.train_and_evaluate`) in ``<workdir>/symae`` (checkpoints, metrics,
    figures; a second run resumes or finds it trained).
@@ -14,7 +16,7 @@
 4. **Score** SymAE's envelope and signed STFs and the four baselines (MCCC / ICCS alignment, linear
    / phase-weighted stacks, on the same traces) against the truth
    (:func:`seisjax.analysis.stf_eval.evaluate_stfs`): ``<workdir>/stf/scores.{json,md,png}``, and
-   print the tables.
+   print the tables and each SymAE estimate's difference from the best baseline of its kind.
 
 The ``local`` scenario (for the clustering and spectrogram experiments) is no longer synthesised
 here, to keep the job within its time: ``python -m seisjax data synth local`` writes it.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -454,3 +455,24 @@ def test_cli_writes_a_dataset(tmp_path, capsys):
     assert "traces of 1 teleseismic-p events" in out
     assert len(Dataset(tmp_path / "cli")) == read_truth(tmp_path / "cli")["attrs"]["n_traces"] > 0
     assert cli_main(args) == 2 and "exists" in capsys.readouterr().err  # no silent overwrite
+
+
+def test_noise_free_script_rebuilds_a_dataset_config_from_its_json(tmp_path):
+    """scripts/stf_noise_free.py re-synthesises a dataset from its config.json: the overrides it
+    derives give back the same config, so only the noise it switches off differs."""
+    import importlib.util
+    import json
+
+    from seisjax.data.synthetic import resolve_config
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "stf_noise_free.py"
+    spec = importlib.util.spec_from_file_location("stf_noise_free", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    wanted = resolve_config("teleseismic-p", 5, ["noise.snr=(0.2, 2.0)", "stations.n_arrays=3",
+                                                 "window.pre_p_s=80.0"])
+    stored = json.loads(json.dumps({**wanted.to_dict(), "seed": 4}))   # as config.json holds it
+    rebuilt = resolve_config("teleseismic-p", stored["events"], script._config_overrides(stored))
+    assert rebuilt.to_dict() == wanted.to_dict()
+    quiet = resolve_config("teleseismic-p", 5, script._config_overrides(stored) + ["noise.enabled=False"])
+    assert quiet.noise.enabled is False and quiet.noise.snr == wanted.noise.snr
