@@ -6,7 +6,9 @@ extracts all (event, pixel) groups in one call. Prints one JSON line per setting
 correlation overall, below and above SNR 5, signed correlation, the correlation of the data stacked on
 SymAE's shifts (``stack``), and for both below and above SNR 5 the mean per-group difference from
 the best baseline (chosen on the first setting's scores) with its standard error, ``[mean, se]``;
-shift RMS (refined and network) and duration error. After the main job (``python3 -m seisjax demo``):
+shift RMS (refined and network) and duration error. With ``--out DIR`` each setting's full scores
+go to ``DIR/NAME/scores.{json,md}`` (for ``scripts/stf_goal_table.py``). After the main job
+(``python3 -m seisjax demo``):
 
     python3 scripts/symae_extraction_sweep.py --run runs/demo/symae --data runs/demo/data/teleseismic-p \\
         default: no-refinement:shift_steps=0,shift_search=0 adam:optimizer=adam \\
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from seisjax.analysis.coherent import ExtractionConfig, arrays_from_prepared, extract_coherent, restore_for_inference
-from seisjax.analysis.stf_eval import evaluate_stfs
+from seisjax.analysis.stf_eval import evaluate_stfs, write_scores
 from seisjax.errors import InputError
 
 
@@ -45,6 +47,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", required=True, help="trained SymAE run folder")
     ap.add_argument("--data", required=True, help="synthetic teleseismic-p dataset with truth.h5")
+    ap.add_argument("--out", help="write each setting's scores to OUT/NAME/ (scores.json, scores.md)")
     ap.add_argument("settings", nargs="+", help="NAME:key=value,... (NAME: alone = the defaults)")
     args = ap.parse_args(argv)
     data = Path(args.data)
@@ -56,7 +59,10 @@ def main(argv=None):
     best = None    # the best baseline's per-group correlations, from the first setting's scores
     for name, kwargs in settings:
         result = extract_coherent(model, params, groups, ExtractionConfig(sampling_rate=groups.sampling_rate, **kwargs))
-        scores = evaluate_stfs(result, prepared, data / "truth.h5", methods=None if best is None else ())
+        # baselines scored once, unless every setting's scores are written in full
+        scores = evaluate_stfs(result, prepared, data / "truth.h5", methods=None if best is None or args.out else ())
+        if args.out:
+            write_scores(scores, Path(args.out) / name, figure=False)
         summary = {row["method"]: row for row in scores["summary"]}
         if best is None:
             best = {"method": scores["goal"]["snr_below_5"]["best_baseline"]}

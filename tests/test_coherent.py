@@ -159,6 +159,23 @@ def test_analytic_envelope_matches_scipy():
     np.testing.assert_allclose(analytic_envelope(jnp.asarray(x)), np.abs(scipy.signal.hilbert(x)), rtol=1e-4, atol=1e-5)
 
 
+def test_phase_coherence_weights_as_the_baselines_phase_weighted_stack():
+    from seisjax.analysis.baselines import phase_weighted_stack
+    from seisjax.analysis.coherent import _masked_mean, _phase_coherence
+
+    rng = np.random.default_rng(5)
+    pulse = np.exp(-0.5 * ((np.arange(NT) - 60.0) / 3.0) ** 2)
+    traces = pulse + 0.5 * rng.normal(size=(6, NT))
+    valid = np.array([True, True, True, True, False, True])
+    traces[4] = 50 * rng.normal(size=NT)   # a row that does not count must not weigh
+    weighted = _masked_mean(jnp.asarray(traces), jnp.asarray(valid), 0) * _phase_coherence(
+        jnp.asarray(traces), jnp.asarray(valid)) ** 2
+    np.testing.assert_allclose(weighted, phase_weighted_stack(traces[valid], nu=2.0), rtol=1e-4, atol=1e-6)
+    # identical traces are fully coherent: the weighting leaves their stack alone
+    same = np.repeat(traces[:1], 4, axis=0)
+    np.testing.assert_allclose(_phase_coherence(jnp.asarray(same), jnp.ones(4, bool)), 1.0, atol=1e-5)
+
+
 def test_stf_normalisation_and_signed_estimate(extracted):
     groups, res = extracted
     assert np.isfinite(res.stf).all() and np.isfinite(res.stf_signed).all() and np.isfinite(res.aligned).all()

@@ -30,12 +30,15 @@ traces, ``(G, M, nt)``, a mask ``(G, M)`` and the event of each group ``(G,)``. 
    traces are aligned to the best-scoring one by the circular cross-correlation peak (sub-sample,
    polarity by the sign of the peak), stacked, and the stack's sign is fixed so that it correlates
    positively with the mean of the (network-)aligned input traces at its strongest lag (correlations
-   of the demeaned signals); normalised to ``max |.| = 1``.
+   of the demeaned signals); the stack is phase-weighted (Schimmel & Paulssen 1997: times the
+   coherence of the virtual traces' instantaneous phases to the power ``signed_stack_nu`` = 2), so
+   that what the nuisance codes do not share is suppressed as in the baselines' phase-weighted
+   stacks, and normalised to ``max |.| = 1``.
 5. **Time shifts as nuisance parameters.** Each input trace's delay ``s`` is refined, starting from
    the shift network's prediction, so that the advanced trace ``fourier_shift(x, -s)`` best matches a
    template in the decoder's (aligned) frame: by default the pixel's coherent code decoded with the
    trace's own nuisance code, ``decode(c_pixel, n_i)`` (``shift_template="pixel"``: one template per
-   pixel, the ``stf_signed`` stack before normalisation). The objective is the normalised
+   pixel, the linear ``stf_signed`` stack before its phase weighting and normalisation). The objective is the normalised
    correlation of the demeaned signals minus ``shift_prior * (s - s_mean)^2`` (seconds), a Gaussian
    prior towards the group's mean network delay ``s_mean``: the SymAE loss's own penalty on the
    shifts' size. Without it the refinement fits noise and the neighbouring cycles of noisy traces
@@ -97,7 +100,9 @@ class ExtractionConfig:
     half-width (samples) of an integer-lag search around the network's prediction before refining
     (0: none, start from the prediction), ``shift_template`` ``"trace"`` or ``"pixel"`` (see the
     module docstring), ``shift_prior`` the weight (per squared second) of the penalty that pulls each
-    delay towards its group's mean network delay (0: none); ``sampling_rate`` (Hz) converts shifts
+    delay towards its group's mean network delay (0: none); ``signed_stack_nu`` the power of the
+    phase coherence that weights the ``stf_signed`` stack of the virtual seismograms (0: their
+    linear stack); ``sampling_rate`` (Hz) converts shifts
     to seconds; ``group_batch`` groups per
     vectorised batch inside the compiled calls (None: all groups at once); ``loop`` how the
     optimisation steps run: ``"scan"`` inside one compiled call, ``"host"`` as one compiled step over
@@ -114,6 +119,7 @@ class ExtractionConfig:
     shift_search: int = 3
     shift_template: str = "trace"
     shift_prior: float = 0.03
+    signed_stack_nu: float = 2.0
     sampling_rate: float = 1.0
     group_batch: int | None = None
     loop: str = "auto"
@@ -126,6 +132,8 @@ class ExtractionConfig:
                              f"shift_search ({self.shift_search}) must be >= 0")
         if not self.shift_prior >= 0:
             raise InputError(f"extraction: shift_prior = {self.shift_prior} must be >= 0")
+        if not self.signed_stack_nu >= 0:
+            raise InputError(f"extraction: signed_stack_nu = {self.signed_stack_nu} must be >= 0")
         if not self.lr > 0 or self.alpha < 0 or not self.max_shift_step > 0:
             raise InputError(f"extraction: lr ({self.lr}) and max_shift_step ({self.max_shift_step}) must be "
                              f"> 0 and alpha ({self.alpha}) >= 0")
@@ -269,6 +277,12 @@ def kl_gaussians(mean_a, log_precision_a, mean_b, log_precision_b):
 
 def analytic_envelope(x, axis: int = -1):
     """Hilbert envelope ``|x + i H(x)|`` in jax (the FFT construction of scipy.signal.hilbert)."""
+    x = jnp.asarray(x)
+    return jnp.abs(analytic_signal(x, axis)).astype(x.dtype)
+
+
+def analytic_signal(x, axis: int = -1):
+    """``x + i H(x)`` in jax (complex; the FFT construction of scipy.signal.hilbert)."""
     x = jnp.moveaxis(jnp.asarray(x), axis, -1)
     n = x.shape[-1]
     weights = np.zeros(n)
@@ -279,7 +293,16 @@ def analytic_envelope(x, axis: int = -1):
     else:
         weights[1:(n + 1) // 2] = 2.0
     analytic = jnp.fft.ifft(jnp.fft.fft(x, axis=-1) * jnp.asarray(weights, x.dtype), axis=-1)
-    return jnp.moveaxis(jnp.abs(analytic).astype(x.dtype), -1, axis)
+    return jnp.moveaxis(analytic, -1, axis)
+
+
+def _phase_coherence(x, weights):
+    """``|mean_j exp(i phi_j(t))|`` over axis 0 of ``x`` ``(N, T)`` (``weights``: which rows count):
+    the coherence of a phase-weighted stack (:func:`seisjax.analysis.baselines.phase_weighted_stack`)."""
+    analytic = analytic_signal(x)
+    amplitude = jnp.abs(analytic)
+    phasor = jnp.where(amplitude > 0, analytic / jnp.where(amplitude > 0, amplitude, 1.0), 0.0)
+    return jnp.abs(_masked_mean(phasor, weights, 0)).astype(x.dtype)
 
 
 def _circular_xcorr(a, b):
@@ -453,13 +476,15 @@ def make_extractor(model, config: ExtractionConfig):
         centred = virtual - jnp.mean(virtual, axis=-1, keepdims=True)
         lag, value = _peak_lag(_circular_xcorr(centred, centred[0]), absolute=True)
         polarity = jnp.where(value < 0, -1.0, 1.0).astype(virtual.dtype)
-        stack = _masked_mean(polarity[:, None] * fourier_shift(virtual, -lag), valid, 0)
+        aligned_virtual = polarity[:, None] * fourier_shift(virtual, -lag)
+        stack = _masked_mean(aligned_virtual, valid, 0)
         inputs_mean = _masked_mean(aligned0, m, 0)
         _, value = _peak_lag(_circular_xcorr(stack - jnp.mean(stack), inputs_mean - jnp.mean(inputs_mean)),
                              absolute=True)
         stack = jnp.where(value < 0, -stack, stack)
-        peak = jnp.max(jnp.abs(stack))
-        stf_signed = stack / jnp.where(peak > 0, peak, 1.0)
+        weighted = stack * _phase_coherence(aligned_virtual, valid) ** cfg.signed_stack_nu
+        peak = jnp.max(jnp.abs(weighted))
+        stf_signed = weighted / jnp.where(peak > 0, peak, 1.0)
         template = stack[None, :] if cfg.shift_template == "pixel" else decoded
         if cfg.shift_steps > 0 or cfg.shift_search > 0:
             # the prior pulls each delay towards the group's mean network delay (the delays are relative)
