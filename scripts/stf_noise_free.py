@@ -21,21 +21,15 @@ import numpy as np
 
 from seisjax.analysis.coherent import restore_for_inference
 from seisjax.analysis.stf_eval import evaluate_stfs
-from seisjax.data.synthetic import synthesize
+from seisjax.data.synthetic import flatten_config, synthesize
 from seisjax.errors import InputError
 
 
-def _config_overrides(tree: dict, prefix: str = "") -> list[str]:
-    """A resolved synthetic config as ``data synth --set`` items (``events``/``seed`` left out)."""
-    items = []
-    for key, value in tree.items():
-        if prefix == "" and key in ("events", "seed", "scenario"):
-            continue
-        if isinstance(value, dict):
-            items += _config_overrides(value, f"{prefix}{key}.")
-        else:
-            items.append(f"{prefix}{key}={tuple(value) if isinstance(value, list) else value!r}")
-    return items
+def noise_free_overrides(stored: dict) -> dict:
+    """A dataset's ``config.json`` as overrides of ``synthesize`` (events and seed go apart), with
+    the noise switched off."""
+    flat = {k: v for k, v in flatten_config(stored).items() if k not in ("events", "seed", "scenario")}
+    return {**flat, "noise.enabled": False}
 
 
 def _means(scores: dict, methods) -> dict:
@@ -64,7 +58,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         clean = Path(tmp) / "noise_free"
         synthesize("teleseismic-p", clean, events=int(synth["events"]), seed=int(synth["seed"]),
-                   overrides=_config_overrides(synth) + ["noise.enabled=False"], figure=False, progress=False)
+                   overrides=noise_free_overrides(synth), figure=False, progress=False)
         results = {}
         for label, path in (("noisy", data), ("noise_free", clean)):
             # the run's own grouping of either dataset; SymAE's rows are read on the noisy one only

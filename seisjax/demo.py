@@ -55,13 +55,10 @@ def symae_config(data_dir, *, seed: int = 0, variant: str = "quick"):
 
 def _check_existing_data(data_dir: Path, wanted: dict):
     """Reusing ``data_dir`` only when it was synthesised with the config this call asks for."""
+    from seisjax.data.synthetic import flatten_config
     from seisjax.errors import InputError
 
-    def flat(tree, prefix=""):
-        return {k: v for key, value in tree.items()
-                for k, v in (flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value}).items()}
-
-    stored, wanted = flat(json.loads((data_dir / "config.json").read_text())), flat(wanted)
+    stored, wanted = flatten_config(json.loads((data_dir / "config.json").read_text())), flatten_config(wanted)
     differ = sorted(k for k in set(wanted) | set(stored) if stored.get(k) != wanted.get(k))
     if differ:
         raise InputError(f"demo: {data_dir} holds data synthesised with other settings ({', '.join(differ)} "

@@ -135,8 +135,8 @@ import scipy.fft
 from seisjax.data import physics
 from seisjax.errors import InputError
 
-__all__ = ["SCENARIOS", "default_config", "apply_overrides", "resolve_config", "synthesize", "read_truth",
-           "events_for_traces", "TravelTimeTable"]
+__all__ = ["SCENARIOS", "default_config", "apply_overrides", "flatten_config", "resolve_config", "synthesize",
+           "read_truth", "events_for_traces", "TravelTimeTable"]
 
 SCENARIOS = ("teleseismic-p", "local")
 
@@ -271,6 +271,18 @@ def _coerce(key: str, old, new, raw: str | None):
             fail(f"a sequence of {len(old)} values like {old}")
         return tuple(_coerce(f"{key}[{i}]", o, n, None) for i, (o, n) in enumerate(zip(old, new)))
     fail(type(old).__name__)
+
+
+def flatten_config(tree: Mapping, prefix: str = "") -> dict:
+    """A nested config (a ``config.json`` as read, or ``ConfigDict.to_dict()``) as ``{dotted key:
+    value}``: the form :func:`apply_overrides` takes, and one in which two configs compare key by key."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides) -> ml_collections.ConfigDict:
