@@ -3,11 +3,11 @@
 Reads the ``scores.json`` that ``python -m seisjax demo`` or ``eval`` wrote for each run (a folder
 or the file), and prints, per run and for all runs together, each SymAE estimate against the best
 baseline of its kind below and above (group) SNR 5: both mean correlations and SymAE's per-group
-difference with its standard error clustered by event (``seisjax.analysis.stf_eval.goal_comparisons``;
+difference with its standard error clustered by event (``seisjax.analysis.stf_eval.goal_by_snr``;
 pooled, the runs' events are counted apart, so runs on other draws of events add evidence). The
 low-SNR rows of the README:
 
-    python3 scripts/stf_goal_table.py runs/lowsnr/stf_long runs/lowsnr_seed1/stf_long runs/lowsnr_seed2/stf_long
+    python3 scripts/stf_goal_table.py runs/lowsnr/stf_long runs/lowsnr_seed{1,2,3}/stf_long
 """
 
 import argparse
@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from seisjax.analysis.baselines import BASELINE_METHODS
-from seisjax.analysis.stf_eval import goal_comparisons
+from seisjax.analysis.stf_eval import goal_by_snr, goal_rows
 from seisjax.analysis.stf_metrics import format_table
 from seisjax.errors import InputError
 
@@ -34,19 +34,8 @@ def load_groups(path: Path, tag: str) -> pd.DataFrame:
 
 
 def rows_for(frame: pd.DataFrame, label: str, baselines) -> list[dict]:
-    snr = frame.drop_duplicates("group").set_index("group")["snr"]
-    rows = []
-    for part, chosen in (("SNR < 5", snr < 5.0), ("SNR >= 5", snr >= 5.0)):
-        if not chosen.any():
-            continue
-        goal = goal_comparisons(frame, snr.index[chosen].to_numpy(), baselines)
-        for row in goal["comparisons"]:
-            rows.append({"runs": label, "groups": part + f" ({goal['groups']})", "symae": row["symae"],
-                         "correlation": row["symae_correlation"], "best baseline": row["baseline"],
-                         "its correlation": row["baseline_correlation"],
-                         "difference": f"{row['mean_difference']:+.3f} ± {row['standard_error']:.3f}",
-                         "SymAE higher": row["symae_wins"]})
-    return rows
+    group_snr = frame.drop_duplicates("group").set_index("group")["snr"].to_dict()
+    return goal_rows(goal_by_snr(frame, group_snr, baselines), runs=label)
 
 
 def main(argv=None):

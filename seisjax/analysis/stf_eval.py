@@ -58,8 +58,8 @@ import numpy as np
 
 from seisjax.errors import InputError
 
-__all__ = ["SYMAE_METHODS", "evaluate_stfs", "goal_comparisons", "symae_per_group", "truth_for_groups",
-           "write_scores", "plot_scores"]
+__all__ = ["SYMAE_METHODS", "evaluate_stfs", "goal_by_snr", "goal_comparisons", "goal_rows", "symae_per_group",
+           "truth_for_groups", "write_scores", "plot_scores"]
 
 SYMAE_METHODS = ("symae_envelope", "symae_signed", "symae_stack", "symae_stack_signed")
 _TABLE_METRICS = ("correlation", "abs_duration_error_s", "subevent_mean_abs_dt_s", "subevent_fraction_found",
@@ -305,9 +305,7 @@ def evaluate_stfs(extraction, prepared: Mapping, truth, *, methods: Sequence[str
     shift_table = snr_table(shift_rows, metrics=["abs_shift_error_s"], group_by="method", edges=edges,
                             statistics=("mean", "median"))
 
-    goal = {}
-    for label, select in (("snr_below_5", group_snr < 5.0), ("snr_5_and_above", group_snr >= 5.0)):
-        goal[label] = goal_comparisons(frame, np.flatnonzero(select), methods)
+    goal = goal_by_snr(frame, dict(enumerate(group_snr)), methods)
 
     settings = {"max_lag_s": max_lag_s, "window_pre_s": window_pre_s, "window_post_s": window_post_s,
                 "max_subevent_dt_s": max_subevent_dt_s, "prominence": prominence, "snr_edges": list(edges),
@@ -333,6 +331,26 @@ def _clustered_standard_error(values: np.ndarray, clusters) -> float:
         return math.nan
     residual_sums = np.bincount(labels, weights=values - values.mean())
     return float(np.sqrt(n_clusters / (n_clusters - 1) * np.sum(residual_sums ** 2)) / len(values))
+
+
+def goal_by_snr(frame, group_snr: Mapping, baselines) -> dict:
+    """:func:`goal_comparisons` on the groups below SNR 5 (``snr_below_5``) and on the others
+    (``snr_5_and_above``); ``group_snr``: each group's SNR by its ``group`` value."""
+    groups = np.array(list(group_snr))
+    snr = np.array([group_snr[g] for g in groups], dtype=float)
+    return {label: goal_comparisons(frame, groups[select], baselines)
+            for label, select in (("snr_below_5", snr < 5.0), ("snr_5_and_above", snr >= 5.0))}
+
+
+def goal_rows(goal: Mapping, **columns) -> list[dict]:
+    """The rows of a goal table (``goal``: :func:`goal_by_snr`'s dict), one per SNR part with groups
+    and SymAE estimate, each led by ``columns``."""
+    return [{**columns, "snr": label, "groups": item["groups"], "symae": row["symae"],
+             "correlation": row["symae_correlation"], "best baseline": row["baseline"],
+             "its correlation": row["baseline_correlation"],
+             "difference": f"{_fmt(row['mean_difference'], '+.3f')} ± {_fmt(row['standard_error'])}",
+             "SymAE higher": row["symae_wins"]}
+            for label, item in goal.items() if item["groups"] for row in item["comparisons"]]
 
 
 def goal_comparisons(frame, groups, baselines) -> dict:
@@ -375,7 +393,7 @@ def goal_comparisons(frame, groups, baselines) -> dict:
     out.update(symae_envelope=envelope["symae_correlation"], best_baseline=envelope["baseline"],
                best_baseline_correlation=envelope["baseline_correlation"],
                symae_minus_best=envelope["symae_correlation"] - envelope["baseline_correlation"],
-               symae_stack=mean_cc("symae_stack"))
+               symae_stack=out["comparisons"][2]["symae_correlation"])
     out["symae_stack_minus_best"] = out["symae_stack"] - envelope["baseline_correlation"]
     return out
 
@@ -412,11 +430,7 @@ def write_scores(scores: Mapping, out_dir, *, figure: bool = True) -> dict:
              "## Goal: SymAE vs the best baseline of the same kind (mean correlation; per-group "
              "difference, mean ± standard error clustered by event, and the fraction of groups where "
              "SymAE scores higher)", ""]
-    rows = [{"snr": label, "groups": item["groups"], "symae": row["symae"], "correlation": row["symae_correlation"],
-             "best baseline": row["baseline"], "its correlation": row["baseline_correlation"],
-             "difference": f"{_fmt(row['mean_difference'], '+.3f')} ± {_fmt(row['standard_error'])}",
-             "SymAE higher": row["symae_wins"]}
-            for label, item in goal.items() if item["groups"] for row in item["comparisons"]]
+    rows = goal_rows(goal)
     from seisjax.analysis.stf_metrics import format_table
 
     lines.append(format_table(rows) if rows else "(no groups)")
