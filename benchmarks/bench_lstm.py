@@ -14,6 +14,10 @@ records padded to ``--length`` steps with lengths uniform in [length/2, length]:
     python benchmarks/bench_lstm.py --threads 1              # one thread each
     python benchmarks/bench_lstm.py --threads 0              # default threads each
     python benchmarks/bench_lstm.py --batch 8 --length 512 --rounds 2 --steps 3   # quick check
+    python benchmarks/bench_lstm.py --threads 0 --torch-device cuda --batch 32 --length 2048   # on a GPU
+
+On a GPU JAX runs on its default device and PyTorch on ``--torch-device`` (cuDNN's LSTM); each
+timed block ends when the device is done (``block_until_ready`` / ``torch.cuda.synchronize``).
 
 ``--threads`` must be given at start (XLA reads it when JAX starts its CPU backend).
 """
@@ -50,6 +54,7 @@ def main():
     ap.add_argument("--mode", default="bottleneck", choices=("bottleneck", "reference"))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--torch-device", default="cpu", help="PyTorch's device: cpu, or cuda beside a JAX GPU")
     ap.add_argument("--out", default="", help="also write the results as JSON here")
     args = ap.parse_args()
     limit_cpu_threads(args.threads)
@@ -167,13 +172,16 @@ def main():
 
     # ------------------------------------------------------------------ PyTorch steps
     torch.manual_seed(0)
-    twin = twin_mod.LSTMAutoencoderTorch(**kwargs).train()
-    xt, lt = torch.from_numpy(x_np), torch.from_numpy(lengths_np).long()
+    device = torch.device(args.torch_device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    twin = twin_mod.LSTMAutoencoderTorch(**kwargs).train().to(device)
+    xt, lt = torch.from_numpy(x_np).to(device), torch.from_numpy(lengths_np).long().to(device)
     tmasks = twin.masks(lt, T)
     n3 = tmasks[-1].sum(1).long()
-    h3t = torch.from_numpy(np.array(h3))
+    h3t = torch.from_numpy(np.array(h3)).to(device)
     conv_modules = torch.nn.ModuleList([twin.enc_blocks, twin.dec_blocks, twin.dec_dense])
-    dec_lstm_part = twin_mod._frozen_bias_hh(torch.nn.LSTM(args.hidden, args.hidden, args.layers, batch_first=True))
+    dec_lstm_part = twin_mod._frozen_bias_hh(
+        torch.nn.LSTM(args.hidden, args.hidden, args.layers, batch_first=True)).to(device)
     opts = {"torch_full": torch.optim.Adam([p for p in twin.parameters() if p.requires_grad], 1e-3),
             "torch_conv_part": torch.optim.Adam(conv_modules.parameters(), 1e-3),
             "torch_lstm_part": torch.optim.Adam([p for p in list(twin.enc_lstm.parameters())
@@ -192,11 +200,13 @@ def main():
         return (out ** 2).mean()
 
     def run_torch(name, steps):
+        sync()
         t0 = time.perf_counter()
         for _ in range(steps):
             opts[name].zero_grad(set_to_none=True)
             torch_loss(name).backward()
             opts[name].step()
+        sync()
         return time.perf_counter() - t0
 
     first_torch = {name: run_torch(name, 1) for name in opts}
@@ -214,7 +224,8 @@ def main():
         "setup": {"batch": B, "length": T, "mean_length": float(lengths_np.mean()), **kwargs,
                   "threads": args.threads, "rounds": args.rounds, "steps": args.steps,
                   "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                  "load_average_1min": os.getloadavg()[0], "jax": jax.__version__, "torch": torch.__version__},
+                  "load_average_1min": os.getloadavg()[0], "jax": jax.__version__, "torch": torch.__version__,
+                  "jax_device": jax.devices()[0].device_kind, "torch_device": str(device)},
         "examples_per_s": rate, "ms_per_step": ms,
         "compile_s": compile_s, "torch_first_step_s": first_torch,
         "ratio_full_jax_scan_over_torch": rate["jax_full_scan"] / rate["torch_full"],

@@ -136,7 +136,7 @@ class LSTMAutoencoderTorch(nn.Module):
         embedding = torch.cat([part for layer in range(self.layers) for part in (h[layer], c[layer])], dim=1)
         dec_in = out if self.mode == "reference" else embedding[:, None, :].expand(-1, seq.shape[1], -1)
         if self.clock:   # the Flax model's decoder_clock: step / time_scale and step / own pooled length
-            k = torch.arange(seq.shape[1], dtype=dec_in.dtype)[None, :]
+            k = torch.arange(seq.shape[1], dtype=dec_in.dtype, device=dec_in.device)[None, :]
             own = n3.clamp_min(1).to(dec_in.dtype)[:, None]
             clock = torch.stack([(k / self.time_scale).expand(len(own), -1), k / own], dim=-1)
             dec_in = torch.cat([dec_in, clock], dim=-1)
