@@ -234,9 +234,21 @@ def test_tiny_run_through_the_engine(tmp_path):
     toy = toy_records(96, channels=3, seed=0, min_length=16, max_length=64)
     zero = [np.abs((r - norm["mean"]) / np.asarray(norm["std"])).sum() / len(r) for r in toy.records[72:]]
     assert record["metrics"]["l1_zero_baseline"] == pytest.approx(np.mean(zero), rel=1e-4)
+    # ... and per length bucket, on the same records as the model's error
+    for k in buckets:
+        low, high = (int(v) for v in k.removeprefix("l1_len_").split("-"))
+        inside = [z for z, r in zip(zero, toy.records[72:]) if low <= len(r) <= high]
+        assert sums[k.replace("l1_len_", "l1_zero_len_")][1] == sums[k][1] == len(inside)
+        assert record["metrics"][k.replace("l1_len_", "l1_zero_len_")] == pytest.approx(np.mean(inside), rel=1e-4)
     report = json.loads((metrics_path.parent / "embeddings.json").read_text())
     probe = report["probes"]["path_distance_class"]
     assert probe["n_train"] == 72 and probe["n_eval"] == 24
+    # the magnitude probe within each distance class sees that class's records alone
+    eval_classes = toy.labels["path_distance_class"][72:]
+    for cls in ("local", "teleseismic"):
+        within = report["probes"][f"magnitude_bin_within_{cls}"]
+        assert within["n_eval"] == int((eval_classes == cls).sum())
+        assert within["n_train"] == int((toy.labels["path_distance_class"][:72] == cls).sum())
     assert 0.0 <= probe["majority_baseline"] <= 1.0
     assert (metrics_path.parent / "embedding_map.png").stat().st_size > 0
 

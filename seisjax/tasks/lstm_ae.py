@@ -67,11 +67,14 @@ Loss: L1 between reconstruction and input over valid steps, summed over channels
 record's own length, averaged over the batch (:func:`masked_l1`).
 
 Evaluation: ``loss`` and the same error per length bucket (``l1_len_<lo>-<hi>``, (sum, count)
-pairs), per channel, and ``l1_zero_baseline``: the error of an all-zero reconstruction (what L1
-converges to when the model predicts nothing); ``eval_report`` writes ``embeddings.json`` with a
-linear probe (multinomial logistic regression on the embeddings, trained on the training split,
-scored on the evaluation split, beside the majority-class baseline) for ``path_distance_class`` and a magnitude bin
-(``eval.magnitude_bins``), and ``embedding_map.png`` (2-D PCA, and UMAP or t-SNE where installed, coloured by that metadata).
+pairs; the all-zero reconstruction's beside it as ``l1_zero_len_<lo>-<hi>``), per channel, and
+``l1_zero_baseline``: the error of an all-zero reconstruction (what L1 converges to when the model
+predicts nothing); ``eval_report`` writes ``embeddings.json`` with linear probes (multinomial
+logistic regression on the embeddings, trained on the training split, scored on the evaluation
+split, beside the majority-class baseline) for ``path_distance_class``, a magnitude bin
+(``eval.magnitude_bins``) and the magnitude bin within each distance class
+(``magnitude_bin_within_<class>``), and ``embedding_map.png`` (2-D PCA, and UMAP or t-SNE where
+installed, coloured by that metadata).
 """
 
 from __future__ import annotations
@@ -776,6 +779,7 @@ class LSTMAETask(Task):
         for lo, hi in zip(edges[:-1], edges[1:]):
             inside = ((lengths > lo) & (lengths <= hi)).astype(jnp.float32) * valid
             out[f"l1_len_{lo + 1}-{hi}"] = (jnp.sum(l1 * inside), jnp.sum(inside))
+            out[f"l1_zero_len_{lo + 1}-{hi}"] = (jnp.sum(l1_zero * inside), jnp.sum(inside))
         return out
 
     # ------------------------------------------------------------------ embeddings and report
@@ -818,6 +822,15 @@ class LSTMAETask(Task):
                   "train_records": int(ok_train.sum()), "eval_records": int(ok_test.sum()), "probes": {}}
         edges = tuple(float(e) for e in self.config.eval.magnitude_bins)
         colour = {}
+
+        def probe(key, y_train, y_test, ok_train, ok_test):
+            keep_train, keep_test = ok_train & (y_train != ""), ok_test & (y_test != "")
+            if len(np.unique(y_train[keep_train])) < 2 or not keep_test.any():
+                report["probes"][key] = {"skipped": "fewer than two classes in the training records"}
+                return
+            report["probes"][key] = linear_probe(z_train[keep_train], y_train[keep_train], z_test[keep_test],
+                                                 y_test[keep_test], seed=int(self.config.seed))
+
         for name in LABELS:
             if name not in train.labels or name not in test.labels:
                 continue
@@ -827,14 +840,18 @@ class LSTMAETask(Task):
                 key = "magnitude_bin"
             else:
                 key = name
-            keep_train = ok_train & (y_train != "")
-            keep_test = ok_test & (y_test != "")
             colour[key] = y_test[ok_test]
-            if len(np.unique(y_train[keep_train])) < 2 or not keep_test.any():
-                report["probes"][key] = {"skipped": "fewer than two classes in the training records"}
-                continue
-            report["probes"][key] = linear_probe(z_train[keep_train], y_train[keep_train], z_test[keep_test],
-                                                 y_test[keep_test], seed=int(self.config.seed))
+            probe(key, y_train, y_test, ok_train, ok_test)
+        if "magnitude_bin" in colour and "path_distance_class" in colour:
+            # magnitude within each distance class: where a class holds one magnitude range (the synthetic
+            # teleseismic events are all M >= 5), the plain magnitude probe partly repeats the distance probe
+            y_train, y_test = magnitude_bins(train.labels["source_magnitude"], edges), \
+                magnitude_bins(test.labels["source_magnitude"], edges)
+            for cls in np.unique(test.labels["path_distance_class"][ok_test]):
+                if cls:
+                    probe(f"magnitude_bin_within_{cls}", y_train, y_test,
+                          ok_train & (train.labels["path_distance_class"] == cls),
+                          ok_test & (test.labels["path_distance_class"] == cls))
         plot_embedding_map(z_test[ok_test], colour, out_dir / "embedding_map.png",
                            title=f"lstm_ae ({self.model.mode}) embeddings, {int(ok_test.sum())} eval records")
         (out_dir / "embeddings.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
