@@ -35,6 +35,28 @@ def test_probe_recovers_a_linear_label_and_not_a_shuffled_one():
     assert abs(fit["accuracy"] - 0.5) < 0.1
 
 
+def test_probe_is_solved_to_its_optimum_on_heavy_tailed_embeddings():
+    """The probe's answer must not depend on rounding: at the returned weights the penalised loss is
+    stationary, and perturbing the embeddings by 1e-4 (relative) changes no prediction."""
+    from seisjax.analysis.embeddings import _fit_logistic, linear_probe_predictions
+
+    rng = np.random.default_rng(1)
+    z = rng.standard_t(1.5, size=(900, 40))        # heavy tails, as LSTM cell states have
+    y = np.select([z[:, 0] + 0.1 * rng.normal(size=900) > 0.5, z[:, 1] > 0.0], ["a", "b"], "c")
+    x = (z - z.mean(0)) / z.std(0)
+    classes, codes = np.unique(y, return_inverse=True)
+    w, b = _fit_logistic(x, codes, len(classes), l2=1e-3)
+    logits = x @ w + b
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    residual = (p - np.eye(len(classes))[codes]) / len(x)
+    assert np.abs(x.T @ residual + 2e-3 * w).max() < 1e-6 and np.abs(residual.sum(0)).max() < 1e-6
+    base = linear_probe_predictions(z[:600], y[:600], z[600:])
+    nudged = linear_probe_predictions(z[:600] * (1 + 1e-4 * rng.normal(size=(600, 40))), y[:600], z[600:])
+    most_frequent = np.unique(y[600:], return_counts=True)[1].max() / 300
+    assert np.mean(base == y[600:]) > most_frequent + 0.25 and np.array_equal(base, nudged)
+
+
 def test_magnitude_bins_and_pca():
     names = magnitude_bins([1.0, 2.0, 2.5, 4.99, 5.0, np.nan], (2, 3, 4, 5))
     assert names.tolist() == ["<2", "2-3", "2-3", "4-5", ">=5", ""]

@@ -17,7 +17,7 @@ batches and writes HDF5:
 A row that cannot be embedded (non-finite samples, too short, unreadable, missing component, no
 sampling rate) is written with a NaN embedding and its reason; it is never dropped.
 
-:func:`linear_probe` is a multinomial logistic regression (L2-regularised, full-batch, in JAX) on
+:func:`linear_probe` is a multinomial logistic regression (L2-regularised, solved to convergence) on
 standardised embeddings: trained on one split, scored on another, beside the majority-class
 baseline (the most frequent training class predicted for every evaluation record).
 """
@@ -27,7 +27,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from seisjax.errors import InputError, log_problems
@@ -75,29 +74,32 @@ def nonlinear_2d(z: np.ndarray, *, seed: int = 0) -> tuple[str, np.ndarray] | No
     return "t-SNE", TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(z)
 
 
-def _fit_logistic(x, y, n_classes, *, l2, steps, lr):
-    """Full-batch Adam on the mean cross-entropy + ``l2 * |W|^2`` (bias free of the penalty)."""
-    import optax
+def _fit_logistic(x: np.ndarray, codes: np.ndarray, n_classes: int, *, l2: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(w, b)`` minimising the mean cross-entropy + ``l2 * |w|^2`` (bias free of the penalty), solved
+    to convergence (L-BFGS in float64). The problem is strictly convex in ``w``, so its optimum, and
+    the probe's accuracy, do not depend on the machine's rounding, which a fixed number of first-order
+    steps did: on heavy-tailed embeddings (standardised values up to 100) 500 Adam steps scored a
+    magnitude probe 0.66 on a CPU and 0.74 on a GPU for the same embeddings."""
+    from scipy.optimize import minimize
+    from scipy.special import logsumexp
 
-    params = {"w": jnp.zeros((x.shape[1], n_classes)), "b": jnp.zeros(n_classes)}
-    tx = optax.adam(lr)
+    n, d = x.shape
+    onehot = np.eye(n_classes)[codes]
 
-    def loss_fn(p):
-        logits = x @ p["w"] + p["b"]
-        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y)) + l2 * jnp.sum(p["w"] ** 2)
+    def loss_and_grad(theta):
+        w, b = theta[:d * n_classes].reshape(d, n_classes), theta[d * n_classes:]
+        logits = x @ w + b
+        lse = logsumexp(logits, axis=1)
+        loss = np.mean(lse - logits[np.arange(n), codes]) + l2 * np.sum(w ** 2)
+        residual = (np.exp(logits - lse[:, None]) - onehot) / n
+        return loss, np.concatenate([(x.T @ residual + 2.0 * l2 * w).ravel(), residual.sum(0)])
 
-    def step(carry, _):
-        p, state = carry
-        grads = jax.grad(loss_fn)(p)
-        updates, state = tx.update(grads, state, p)
-        return (optax.apply_updates(p, updates), state), None
-
-    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
-    return params
+    result = minimize(loss_and_grad, np.zeros(d * n_classes + n_classes), jac=True, method="L-BFGS-B",
+                      options={"maxiter": 20000, "ftol": 1e-15, "gtol": 1e-8})
+    return result.x[:d * n_classes].reshape(d, n_classes), result.x[d * n_classes:]
 
 
-def linear_probe_predictions(z_train, y_train, z_eval, *, l2: float = 1e-3, steps: int = 500,
-                             lr: float = 0.05) -> np.ndarray:
+def linear_probe_predictions(z_train, y_train, z_eval, *, l2: float = 1e-3) -> np.ndarray:
     """The labels that a logistic regression fitted on ``(z_train, y_train)`` predicts for ``z_eval``
     (features standardised with the training mean and std; see :func:`linear_probe`)."""
     z_train, z_eval = np.asarray(z_train, np.float64), np.asarray(z_eval, np.float64)
@@ -106,23 +108,20 @@ def linear_probe_predictions(z_train, y_train, z_eval, *, l2: float = 1e-3, step
     classes, codes = np.unique(np.asarray(y_train).astype(str), return_inverse=True)
     mean, std = z_train.mean(0), z_train.std(0)
     std = np.where(std > 0, std, 1.0)
-    scale = lambda z: jnp.asarray((z - mean) / std, jnp.float32)  # noqa: E731
-    params = jax.jit(_fit_logistic, static_argnames=("n_classes", "steps"))(
-        scale(z_train), jnp.asarray(codes), n_classes=len(classes), l2=l2, steps=steps, lr=lr)
-    return classes[np.asarray(jnp.argmax(scale(z_eval) @ params["w"] + params["b"], axis=1))]
+    w, b = _fit_logistic((z_train - mean) / std, codes, len(classes), l2=l2)
+    return classes[np.argmax(((z_eval - mean) / std) @ w + b, axis=1)]
 
 
-def linear_probe(z_train, y_train, z_eval, y_eval, *, l2: float = 1e-3, steps: int = 500, lr: float = 0.05,
-                 seed: int = 0) -> dict:
+def linear_probe(z_train, y_train, z_eval, y_eval, *, l2: float = 1e-3, seed: int = 0) -> dict:
     """Logistic-regression probe of labels from embeddings: fit on ``(z_train, y_train)``, score on
     ``(z_eval, y_eval)``. Features are standardised with the training mean and std. Returns
     ``{"accuracy", "majority_baseline" (the training majority class predicted for every evaluation
     record), "best_constant_on_eval" (the evaluation set's own most frequent class: an upper bound of
     any constant guess), "majority_class", "classes", "n_train", "n_eval", "eval_class_counts"}``;
     evaluation labels unseen in training count as errors."""
-    del seed  # full-batch and zero-initialised: deterministic
+    del seed  # a convex fit solved to convergence from zero: deterministic
     y_train, y_eval = np.asarray(y_train).astype(str), np.asarray(y_eval).astype(str)
-    predicted = linear_probe_predictions(z_train, y_train, z_eval, l2=l2, steps=steps, lr=lr)
+    predicted = linear_probe_predictions(z_train, y_train, z_eval, l2=l2)
     classes, codes = np.unique(y_train, return_inverse=True)
     majority = classes[np.bincount(codes).argmax()]
     eval_classes, eval_counts = np.unique(y_eval, return_counts=True)
