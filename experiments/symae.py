@@ -22,8 +22,9 @@ Variants (the text after the colon):
 
 - ``quick``: 24 events on a smaller station network, batches of 16 datapoints of 10 traces, shifts
   bounded at 3 samples (``model.max_shift``; the reference has no bound), 55
-  epochs (385 steps). ``medium`` and ``long`` train the same setup for 2,800 and 12,600 steps
-  (7 and 33 times as long; ``python -m seisjax demo --variant medium|long``).
+  epochs (385 steps). ``medium``, ``long`` and ``xlong`` train the same setup for 2,800, 12,600 and
+  50,400 steps (7, 33 and 131 times as long; ``python -m seisjax demo --variant medium|long|xlong``;
+  ``xlong`` is for a GPU: a few minutes there, over an hour on 2 CPU cores).
 - ``alaska``: the dataset that ``data build`` writes to runs/alaska_data (``--config.data.path`` to
   move it). A regional M4.6 has a source of about a second, so windows are at 5 samples/s (200
   samples = 40 s, 10 s before the P pick) instead of 1; P on the vertical of ZRT records. Its 26
@@ -93,7 +94,7 @@ def get_config(arg=None):
 
     config.debug = ml_collections.ConfigDict({"nan_at_step": -1, "step_delay_s": 0.0})
 
-    if arg in ("quick", "medium", "long"):
+    if arg in ("quick", "medium", "long", "xlong"):
         config.batch_size = 16
         config.data.synthetic_events = 24
         config.data.synthetic_overrides = QUICK_SYNTHETIC
@@ -120,6 +121,12 @@ def get_config(arg=None):
             config.train.figure_every_steps = 2000
             config.train.eval_every_epochs = 200.0
             config.train.checkpoint_every_epochs = 200.0
+        if arg == "xlong":    # 4x the long's steps, the same learning-rate path stretched 4x
+            config.optim.stages = ((6400, 1e-3, 0.9995), (800, 1e-4, 0.9975))
+            config.train.log_every_steps = 200
+            config.train.figure_every_steps = 10000
+            config.train.eval_every_epochs = 800.0
+            config.train.checkpoint_every_epochs = 800.0
     elif arg == "alaska":
         config.batch_size = 16
         config.data.source = "dataset"
@@ -135,5 +142,5 @@ def get_config(arg=None):
         config.train.checkpoint_every_epochs = 25.0
         config.eval.batch_size = 8
     elif arg not in (None, ""):
-        raise ValueError(f"symae: unknown variant {arg!r} (expected quick, medium, long or alaska)")
+        raise ValueError(f"symae: unknown variant {arg!r} (expected quick, medium, long, xlong or alaska)")
     return config

@@ -187,8 +187,8 @@ def _add_demo(commands):
     from seisjax.demo import DEMO_VARIANTS
 
     p.add_argument("--variant", choices=DEMO_VARIANTS, default="quick",
-                   help="SymAE training: quick (default, minutes), medium (7x the steps, about 3x the time) or "
-                        "long (33x the steps, about 20 minutes on 2 cores): better STFs the longer")
+                   help="SymAE training: quick (default, minutes), medium (7x the steps, about 3x the time), "
+                        "long (33x the steps, about 20 minutes on 2 cores) or xlong (131x, for a GPU)")
     p.add_argument("--set", dest="synthetic_overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a value of the synthetic data's config, as in `data synth --set`, e.g. "
                         "--set noise.snr=(0.2,2) for noisier records; repeatable")

@@ -287,12 +287,12 @@ def test_demo_variants_differ_only_in_the_training_length(tmp_path):
 
     configs = {v: symae_config(tmp_path, variant=v) for v in DEMO_VARIANTS}
     steps = {v: sum(epochs for epochs, _, _ in c.optim.stages) for v, c in configs.items()}
-    assert steps["quick"] < steps["medium"] < steps["long"]
+    assert steps["quick"] < steps["medium"] < steps["long"] < steps["xlong"]
     for variant, config in configs.items():
         assert config.data.path == str(tmp_path) and config.data.source == "dataset"
         assert config.data.to_dict() == configs["quick"].data.to_dict(), variant
         assert config.model.to_dict() == configs["quick"].model.to_dict(), variant
-    with pytest.raises(InputError, match="variant = 'huge'.*quick, medium, long"):
+    with pytest.raises(InputError, match="variant = 'huge'.*quick, medium, long, xlong"):
         symae_config(tmp_path, variant="huge")
 
 
