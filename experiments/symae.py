@@ -24,7 +24,8 @@ Variants (the text after the colon):
   bounded at 3 samples (``model.max_shift``; the reference has no bound), 55
   epochs (385 steps). ``medium``, ``long`` and ``xlong`` train the same setup for 2,800, 12,600 and
   50,400 steps (7, 33 and 131 times as long; ``python -m seisjax demo --variant medium|long|xlong``;
-  ``xlong`` is for a GPU: a few minutes there, over an hour on 2 CPU cores).
+  ``xlong`` is for a GPU: minutes there, over an hour on 2 CPU cores; it overfits the 24 events and
+  scores below ``long``, see the README).
 - ``alaska``: the dataset that ``data build`` writes to runs/alaska_data (``--config.data.path`` to
   move it). A regional M4.6 has a source of about a second, so windows are at 5 samples/s (200
   samples = 40 s, 10 s before the P pick) instead of 1; P on the vertical of ZRT records. Its 26

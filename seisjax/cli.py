@@ -188,7 +188,8 @@ def _add_demo(commands):
 
     p.add_argument("--variant", choices=DEMO_VARIANTS, default="quick",
                    help="SymAE training: quick (default, minutes), medium (7x the steps, about 3x the time), "
-                        "long (33x the steps, about 20 minutes on 2 cores) or xlong (131x, for a GPU)")
+                        "long (33x the steps, about 20 minutes on 2 cores; the best) or xlong (131x, for a GPU; "
+                        "overfits the 24 events)")
     p.add_argument("--set", dest="synthetic_overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a value of the synthetic data's config, as in `data synth --set`, e.g. "
                         "--set noise.snr=(0.2,2) for noisier records; repeatable")
