@@ -70,8 +70,8 @@ def run(workdir: str | Path, *, events: int | None = None, seed: int = 0, overwr
     """Run the main job in ``workdir`` (module docstring); ``events`` synthetic events (default 24),
     ``seed`` of the data and the training, ``overwrite`` replaces the data and the run, ``variant``
     the training (``quick``; ``medium``: 7x the steps, envelope correlation 0.787 against 0.747;
-    ``long``: 33x, 0.803; ``xlong``: 131x, for a GPU; their runs go to ``<workdir>/symae_<variant>``), ``synthetic_overrides``
-    ``["key=value", ...]`` of the synthetic data's config on top of the variant's (``data synth
+    ``long``: 33x, 0.803; ``xlong``: 131x, for a GPU, overfits; their runs go to
+    ``<workdir>/symae_<variant>``), ``synthetic_overrides`` ``["key=value", ...]`` of the synthetic data's config on top of the variant's (``data synth
     --set``; data already in the workdir must match them). Returns the paths written and the scores."""
     from seisjax.analysis.coherent import ExtractionConfig, run_stf
     from seisjax.analysis.stf_eval import evaluate_stfs, write_scores

@@ -112,14 +112,14 @@ def linear_probe_predictions(z_train, y_train, z_eval, *, l2: float = 1e-3) -> n
     return classes[np.argmax(((z_eval - mean) / std) @ w + b, axis=1)]
 
 
-def linear_probe(z_train, y_train, z_eval, y_eval, *, l2: float = 1e-3, seed: int = 0) -> dict:
+def linear_probe(z_train, y_train, z_eval, y_eval, *, l2: float = 1e-3) -> dict:
     """Logistic-regression probe of labels from embeddings: fit on ``(z_train, y_train)``, score on
     ``(z_eval, y_eval)``. Features are standardised with the training mean and std. Returns
     ``{"accuracy", "majority_baseline" (the training majority class predicted for every evaluation
     record), "best_constant_on_eval" (the evaluation set's own most frequent class: an upper bound of
     any constant guess), "majority_class", "classes", "n_train", "n_eval", "eval_class_counts"}``;
-    evaluation labels unseen in training count as errors."""
-    del seed  # a convex fit solved to convergence from zero: deterministic
+    evaluation labels unseen in training count as errors. Deterministic: a convex fit solved to
+    convergence."""
     y_train, y_eval = np.asarray(y_train).astype(str), np.asarray(y_eval).astype(str)
     predicted = linear_probe_predictions(z_train, y_train, z_eval, l2=l2)
     classes, codes = np.unique(y_train, return_inverse=True)

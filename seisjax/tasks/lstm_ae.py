@@ -829,7 +829,7 @@ class LSTMAETask(Task):
                 report["probes"][key] = {"skipped": "fewer than two classes in the training records"}
                 return
             report["probes"][key] = linear_probe(z_train[keep_train], y_train[keep_train], z_test[keep_test],
-                                                 y_test[keep_test], seed=int(self.config.seed))
+                                                 y_test[keep_test])
 
         for name in LABELS:
             if name not in train.labels or name not in test.labels:
@@ -845,8 +845,7 @@ class LSTMAETask(Task):
         if "magnitude_bin" in colour and "path_distance_class" in colour:
             # magnitude within each distance class: where a class holds one magnitude range (the synthetic
             # teleseismic events are all M >= 5), the plain magnitude probe partly repeats the distance probe
-            y_train, y_test = magnitude_bins(train.labels["source_magnitude"], edges), \
-                magnitude_bins(test.labels["source_magnitude"], edges)
+            y_train, y_test = (magnitude_bins(recs.labels["source_magnitude"], edges) for recs in (train, test))
             for cls in np.unique(test.labels["path_distance_class"][ok_test]):
                 if cls:
                     probe(f"magnitude_bin_within_{cls}", y_train, y_test,
