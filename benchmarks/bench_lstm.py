@@ -179,7 +179,9 @@ def main():
     tmasks = twin.masks(lt, T)
     n3 = tmasks[-1].sum(1).long()
     h3t = torch.from_numpy(np.array(h3)).to(device)
-    conv_modules = torch.nn.ModuleList([twin.enc_blocks, twin.dec_blocks, twin.dec_dense])
+    # the JAX ConvPart's Dense(c3) on the c3-channel code (the twin's dec_dense reads the LSTM's width)
+    conv_dense = torch.nn.Linear(c3, c3).to(device)
+    conv_modules = torch.nn.ModuleList([twin.enc_blocks, twin.dec_blocks, conv_dense])
     dec_lstm_part = twin_mod._frozen_bias_hh(
         torch.nn.LSTM(args.hidden, args.hidden, args.layers, batch_first=True)).to(device)
     opts = {"torch_full": torch.optim.Adam([p for p in twin.parameters() if p.requires_grad], 1e-3),
@@ -193,7 +195,7 @@ def main():
             return twin_mod.masked_l1(recon, xt, lt)
         if name == "torch_conv_part":
             seq = twin.conv_encoder(xt, tmasks)
-            out = twin.conv_decoder(twin.dec_dense(seq) * tmasks[-1][..., None], tmasks)
+            out = twin.conv_decoder(conv_dense(seq) * tmasks[-1][..., None], tmasks)
             return (out ** 2).mean()
         out, (h, c) = twin.run_lstm(twin.enc_lstm, h3t, n3)
         out, _ = twin.run_lstm(dec_lstm_part, out, n3, (h, c))
