@@ -38,8 +38,10 @@ SNR 2, where the 1 Hz high-pass leaves the teleseismic P (mostly below 1 Hz) nea
 Where the rest of the error lies: classifiers trained *with* the labels on the records of half the
 events and scored on the other half (both ways), per log10 SNR bin, against the DEC run above:
 
+    python -m seisjax train --config experiments/dec_distance.py --config.task.variant=dec \
+        --config.task.pretrained=runs/dec_dist_pre --config.data.path=runs/dec_dist_pre/data --workdir runs/dec_dist_dec
     python scripts/dec_supervised_reference.py --config experiments/dec_distance.py:pretrain \
-        --data runs/dec_dist_pre/data --probe runs/dec_dist_pre --probe runs/dec_dist
+        --data runs/dec_dist_pre/data --probe runs/dec_dist_pre --probe runs/dec_dist --probe runs/dec_dist_dec
 
 | | all | 0-1 | 1-2 | 2-3 | 3-4 | >4 |
 |---|---|---|---|---|---|---|
@@ -47,6 +49,7 @@ events and scored on the other half (both ways), per log10 SNR bin, against the 
 | the distance network's encoder + a linear layer | 0.992 | 0.962 | 0.999 | 1.000 | 1.000 | 1.000 |
 | logistic regression on the pretrained 12-d code | 0.977 | 0.933 | 0.982 | 0.990 | 0.992 | 0.990 |
 | logistic regression on the DEC (whitened) run's code | 0.985 | 0.933 | 0.995 | 0.999 | 0.999 | 0.999 |
+| logistic regression on the IDEC (whitened) run's code | 0.987 | 0.949 | 0.993 | 0.998 | 0.998 | 0.998 |
 | DEC, whitened, no labels | 0.971 | 0.881 | 0.983 | 0.998 | 0.998 | 0.998 |
 
 The input and this network separate the classes (0.99 with labels, also below SNR 10). The pretrained
