@@ -2,11 +2,12 @@
 
 Each setting is ``NAME:key=value,key=value`` with keys of
 :class:`seisjax.analysis.coherent.ExtractionConfig`; the run is restored once and every setting
-extracts all (event, pixel) groups in one call. Prints one JSON line per setting: envelope
-correlation overall, below and above SNR 5, signed correlation, the correlation of the data stacked on
-SymAE's shifts (``stack``), and for both below and above SNR 5 the mean per-group difference from
-the best baseline (chosen on the first setting's scores) with its standard error, ``[mean, se]``;
-shift RMS (refined and network) and duration error. With ``--out DIR`` each setting's full scores
+extracts all (event, pixel) groups in one call. Prints one JSON line per setting: the envelope,
+signed and stacked (the data on SymAE's shifts) correlations overall; ``goal``: below and above SNR 5,
+for each SymAE estimate, ``[mean per-group difference from the best baseline of its kind, its
+standard error clustered by event, that baseline]`` (:func:`seisjax.analysis.stf_eval.goal_by_snr`,
+as ``eval`` reports it; the baselines are scored once, on the first setting); shift RMS (refined and
+network) and duration error. With ``--out DIR`` each setting's full scores
 go to ``DIR/NAME/scores.{json,md}`` (for ``scripts/stf_goal_table.py``). After the main job
 (``python3 -m seisjax demo``):
 
@@ -20,10 +21,10 @@ import dataclasses
 import json
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 
 from seisjax.analysis.coherent import ExtractionConfig, arrays_from_prepared, extract_coherent, restore_for_inference
-from seisjax.analysis.stf_eval import evaluate_stfs, write_scores
+from seisjax.analysis.stf_eval import SYMAE_METHODS, evaluate_stfs, goal_by_snr, write_scores
 from seisjax.errors import InputError
 
 
@@ -56,28 +57,24 @@ def main(argv=None):
     prepared = task.prepared
     task.close()
     groups = arrays_from_prepared(prepared)
-    best = None    # the best baseline's per-group correlations, from the first setting's scores
+    baseline_rows, baselines = None, ()   # scored once, with the first setting
     for name, kwargs in settings:
         result = extract_coherent(model, params, groups, ExtractionConfig(sampling_rate=groups.sampling_rate, **kwargs))
         # baselines scored once, unless every setting's scores are written in full
-        scores = evaluate_stfs(result, prepared, data / "truth.h5", methods=None if best is None or args.out else ())
+        scores = evaluate_stfs(result, prepared, data / "truth.h5",
+                               methods=None if baseline_rows is None or args.out else ())
         if args.out:
             write_scores(scores, Path(args.out) / name, figure=False)
+        if baseline_rows is None:
+            baselines = tuple(scores["settings"]["baselines"])
+            baseline_rows = [r for r in scores["groups"] if r["method"].removesuffix("_signed") in baselines]
         summary = {row["method"]: row for row in scores["summary"]}
-        if best is None:
-            best = {"method": scores["goal"]["snr_below_5"]["best_baseline"]}
-            best["cc"] = {r["group"]: r["correlation"] for r in scores["groups"] if r["method"] == best["method"]}
+        frame = pd.DataFrame([r for r in scores["groups"] if r["method"] in SYMAE_METHODS] + baseline_rows)
+        goal = goal_by_snr(frame, {r["group"]: r["snr"] for r in scores["groups"]}, baselines)
         line = {"name": name, **kwargs, "envelope": summary["symae_envelope"]["correlation"],
-                "signed": summary["symae_signed"]["correlation"], "stack": summary["symae_stack"]["correlation"]}
-        for method, label in (("symae_envelope", "envelope"), ("symae_stack", "stack")):
-            rows = [row for row in scores["groups"] if row["method"] == method]
-            for part, chosen in (("snr_below_5", [r for r in rows if r["snr"] < 5]),
-                                 ("snr_5_up", [r for r in rows if r["snr"] >= 5])):
-                line[f"{label}_{part}"] = float(np.mean([r["correlation"] for r in chosen]))
-                # paired with the best baseline group by group: mean difference and its standard error
-                diff = np.array([r["correlation"] - best["cc"][r["group"]] for r in chosen])
-                line[f"{label}_minus_{best['method']}_{part}"] = [float(diff.mean()),
-                                                                  float(diff.std(ddof=1) / np.sqrt(len(diff)))]
+                "signed": summary["symae_signed"]["correlation"], "stack": summary["symae_stack"]["correlation"],
+                "goal": {part: {row["symae"]: [row["mean_difference"], row["standard_error"], row["baseline"]]
+                                for row in item["comparisons"]} for part, item in goal.items()}}
         line.update(shift_rms_s=summary["symae_envelope"]["shift_rms_s"],
                     network_shift_rms_s=summary["symae_network"]["shift_rms_s"],
                     duration_error_s=summary["symae_envelope"]["abs_duration_error_s"])
