@@ -25,6 +25,7 @@ import pandas as pd
 
 from seisjax.analysis.coherent import ExtractionConfig, arrays_from_prepared, extract_coherent, restore_for_inference
 from seisjax.analysis.stf_eval import SYMAE_METHODS, evaluate_stfs, goal_by_snr, write_scores
+from seisjax.cli import STEP_HELP, checkpoint_step
 from seisjax.errors import InputError
 
 
@@ -48,12 +49,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", required=True, help="trained SymAE run folder")
     ap.add_argument("--data", required=True, help="synthetic teleseismic-p dataset with truth.h5")
+    ap.add_argument("--step", type=checkpoint_step, default=None, help=STEP_HELP)
     ap.add_argument("--out", help="write each setting's scores to OUT/NAME/ (scores.json, scores.md)")
     ap.add_argument("settings", nargs="+", help="NAME:key=value,... (NAME: alone = the defaults)")
     args = ap.parse_args(argv)
     data = Path(args.data)
     settings = [parse_setting(s) for s in args.settings]   # bad keys fail before the restore
-    model, params, _, _, task = restore_for_inference(args.run, data_path=data)
+    model, params, _, _, task = restore_for_inference(args.run, step=args.step, data_path=data)
     prepared = task.prepared
     task.close()
     groups = arrays_from_prepared(prepared)

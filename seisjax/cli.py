@@ -268,13 +268,27 @@ def _add_train(commands):
     p.set_defaults(func=run)
 
 
+STEP_HELP = ("checkpoint step, or 'best' (the best kept checkpoint by the run's train.best_metric, "
+             "e.g. the lowest eval/loss) (default: the latest)")
+
+
+def checkpoint_step(text: str) -> int | str:
+    """``--step``: a step number or ``best``."""
+    if text.strip().lower() == "best":
+        return "best"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a checkpoint step (an integer) or 'best'") from None
+
+
 def _add_eval(commands):
     p = commands.add_parser("eval", help="evaluate a checkpoint of a training run",
                             description="Restore a checkpoint of WORKDIR (the latest by default) on this "
                                         "machine's devices and write WORKDIR/eval/step_<N>/metrics.json "
                                         "and figures. The same checkpoint and data give the same file.")
     p.add_argument("--workdir", required=True, help="folder of a training run")
-    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    p.add_argument("--step", type=checkpoint_step, default=None, help=STEP_HELP)
     p.add_argument("--data", default=None, help="evaluate on this dataset instead of the run's own")
     p.add_argument("--out", default=None, help="output folder (default: WORKDIR/eval/step_<N>)")
 
@@ -336,7 +350,7 @@ def _add_stf(commands):
     p.add_argument("--workdir", required=True, help="folder of a trained SymAE run")
     p.add_argument("--data", default=None, help="dataset to extract from (default: the run's own data)")
     p.add_argument("--out", required=True, help="output HDF5 file; figures go to <out stem>_figures/")
-    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    p.add_argument("--step", type=checkpoint_step, default=None, help=STEP_HELP)
     # Defaults live in one place, seisjax.analysis.coherent.ExtractionConfig; a flag left out keeps it.
     p.add_argument("--steps", type=int, help="gradient steps on the nuisance codes (default 100)")
     p.add_argument("--n-best", type=int, help="nuisance codes kept per event, N (default 10)")
@@ -390,7 +404,7 @@ def _add_cluster(commands):
     p.add_argument("--workdir", required=True, help="folder of a trained DEC run")
     p.add_argument("--data", required=True, help="dataset folder to cluster")
     p.add_argument("--out", required=True, help="output file: .csv, or .h5 for HDF5")
-    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    p.add_argument("--step", type=checkpoint_step, default=None, help=STEP_HELP)
     p.add_argument("--refine", choices=("none", "gmm_full"), default="none",
                    help="gmm_full: also write cluster_gmm_full, the traces' clusters re-drawn by a "
                         "full-covariance Gaussian mixture started from DEC's (fitted on these traces)")
@@ -418,7 +432,7 @@ def _add_generate(commands):
     p.add_argument("-n", type=int, default=8, help="number of seismograms to generate")
     p.add_argument("--out", required=True, help="output dataset folder")
     p.add_argument("--seed", type=int, default=0, help="random seed of the prior samples")
-    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    p.add_argument("--step", type=checkpoint_step, default=None, help=STEP_HELP)
     p.add_argument("--prior", choices=("neighbours", "standard", "learned"), default=None,
                    help="where the latent codes come from (default: the run's task.generation_prior): "
                         "posteriors of the training records nearest in magnitude and distance, N(0, I), "
@@ -442,7 +456,7 @@ def _add_embed(commands):
     p.add_argument("--workdir", required=True, help="folder of a trained LSTM autoencoder run")
     p.add_argument("--data", required=True, help="dataset folder to embed")
     p.add_argument("--out", required=True, help="output HDF5 file")
-    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    p.add_argument("--step", type=checkpoint_step, default=None, help=STEP_HELP)
 
     def run(args):
         from seisjax.analysis.embeddings import embed_dataset

@@ -42,6 +42,11 @@ def test_keeps_last_k_and_best(tmp_path):
         state, data, config, step = ckpt.restore(abstract_like(tree), step=2)
         np.testing.assert_array_equal(state["w"], np.arange(3.0) + 2)
         assert data == {"epoch": 2} and config == {"a": 1} and step == 2
+        # "best" restores the best kept checkpoint, not the latest
+        state, data, _, step = ckpt.restore(abstract_like(tree), step="best")
+        assert step == 2 and data == {"epoch": 2}
+        np.testing.assert_array_equal(state["w"], np.arange(3.0) + 2)
+        assert ckpt.restore(abstract_like(tree))[3] == 5
 
 
 def test_unfinished_save_is_ignored(tmp_path):

@@ -109,6 +109,21 @@ def test_restored_state_has_the_trained_parameters(run):
     _, _, earlier, _ = restore_trained(workdir, step=20)
     moved = jax.tree_util.tree_map(lambda a, b: not np.array_equal(a, b), state.params, earlier.params)
     assert all(jax.tree_util.tree_leaves(moved))
+    # step "best": the checkpoint with the lowest eval/loss (the config's best_metric)
+    evals = {r["step"]: r["eval/loss"] for r in read_metrics(workdir, kind="eval")}
+    assert restore_trained(workdir, step="best")[3] == min(evals, key=evals.get)
+
+
+def test_step_argument_takes_a_number_or_best(capsys):
+    from seisjax.cli import build_parser
+
+    for command in ("eval", "stf", "embed", "cluster"):
+        parse = build_parser().parse_args
+        assert parse([command, "--workdir", "w", "--data", "d", "--out", "o", "--step", "best"]).step == "best"
+        assert parse([command, "--workdir", "w", "--data", "d", "--out", "o", "--step", "40"]).step == 40
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["eval", "--workdir", "w", "--step", "last"])
+    assert "expected a checkpoint step (an integer) or 'best'" in capsys.readouterr().err
 
 
 def test_changed_config_in_same_workdir_is_refused(run):

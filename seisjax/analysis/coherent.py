@@ -725,7 +725,7 @@ def read_extraction_hdf5(path) -> dict:
 
 
 # ============================================================================ checkpoints and preparation
-def restore_for_inference(workdir, *, step: int | None = None, data_path=None):
+def restore_for_inference(workdir, *, step: int | str | None = None, data_path=None):
     """``(model, params, config, step, task)`` of a trained SymAE run, through the engine's
     :func:`seisjax.train.loop.restore_trained` (``data_path``: prepare that dataset instead of the
     run's own). The caller closes ``task``."""

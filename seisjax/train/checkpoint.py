@@ -112,12 +112,13 @@ class Checkpointer:
                                   config=ocp.args.JsonSave(_jsonable(config)))
         return bool(self._manager.save(int(step), args=args, metrics=metrics, force=True))
 
-    def restore(self, abstract_state, step: int | None = None) -> tuple[object, dict, dict, int]:
+    def restore(self, abstract_state, step: int | str | None = None) -> tuple[object, dict, dict, int]:
         """Restore ``(state, data_state, config, step)``; ``state`` takes the shapes, dtypes and
-        shardings of ``abstract_state``. ``step`` defaults to the latest checkpoint."""
+        shardings of ``abstract_state``. ``step`` defaults to the latest checkpoint; ``"best"`` is the
+        best by ``best_metric`` among those kept (the latest when none is tracked)."""
         steps = self.all_steps()
-        if step is None:
-            step = self.latest_step()
+        if step is None or step == "best":
+            step = self.latest_step() if step is None else self.best_step()
             if step is None:
                 raise InputError(f"{self.directory}: no checkpoint to restore")
         elif step not in steps:

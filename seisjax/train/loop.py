@@ -368,9 +368,10 @@ def train_and_evaluate(config, workdir) -> dict:
 
 
 # ============================================================================ evaluation
-def restore_trained(workdir, *, step: int | None = None, data_path=None):
+def restore_trained(workdir, *, step: int | str | None = None, data_path=None):
     """``(config, task, state, step)`` of a trained run, restored onto this process's devices
-    (any device count). For analyses that use a trained model (extraction, clustering, embedding)."""
+    (any device count). For analyses that use a trained model (extraction, clustering, embedding).
+    ``step``: a checkpoint step, ``"best"`` (by the run's ``train.best_metric``) or None (the latest)."""
     workdir = Path(workdir)
     config = config_lib.load_saved_config(workdir)
     setup = _Setup(config, workdir, data_path=data_path, train_iter=False)
@@ -390,11 +391,13 @@ def _example_eval_batch(setup: _Setup) -> dict:
     return setup.shard(_pad(batch, setup.eval_local_rows))
 
 
-def _restore_state(setup: _Setup, workdir: Path, step: int | None):
+def _restore_state(setup: _Setup, workdir: Path, step: int | str | None):
     example = _example_eval_batch(setup)
     example.pop("_valid")
     abstract = setup.abstract(example)
-    ckpt = Checkpointer(workdir / "checkpoints")
+    cfg_train = setup.config.train  # the run's ranking, for step "best"
+    ckpt = Checkpointer(workdir / "checkpoints", best_metric=cfg_train.get("best_metric") or None,
+                        best_mode=cfg_train.get("best_mode", "min"))
     try:
         tree, _, _, step = ckpt.restore(abstract, step)
     finally:
