@@ -117,8 +117,8 @@ class Checkpointer:
         shardings of ``abstract_state``. ``step`` defaults to the latest checkpoint; ``"best"`` is the
         best by ``best_metric`` among those kept (the latest when none is tracked)."""
         steps = self.all_steps()
-        if step is None or step == "best":
-            step = self.latest_step() if step is None else self.best_step()
+        if step in (None, "best"):
+            step = self.best_step() if step == "best" else self.latest_step()
             if step is None:
                 raise InputError(f"{self.directory}: no checkpoint to restore")
         elif step not in steps:

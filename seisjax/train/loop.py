@@ -242,9 +242,7 @@ def train_and_evaluate(config, workdir) -> dict:
     log_every = max(1, int(cfg_train.log_every_steps))
     eval_every = optim.to_steps(cfg_train, "eval_every", spe, where="train")
     ckpt_every = optim.to_steps(cfg_train, "checkpoint_every", spe, default=total, where="train")
-    ckpt = Checkpointer(workdir / "checkpoints", keep_last=int(cfg_train.keep_last),
-                        best_metric=cfg_train.best_metric or None, best_mode=cfg_train.best_mode,
-                        async_save=bool(cfg_train.async_checkpointing))
+    ckpt = _checkpointer(workdir, cfg_train)
     config_dict = config_lib.config_to_dict(config)
 
     # ------------------------------------------------------------------ state: restore or init
@@ -391,13 +389,18 @@ def _example_eval_batch(setup: _Setup) -> dict:
     return setup.shard(_pad(batch, setup.eval_local_rows))
 
 
+def _checkpointer(workdir: Path, cfg_train) -> Checkpointer:
+    """The run's checkpoints as its ``train`` config keeps and ranks them."""
+    return Checkpointer(workdir / "checkpoints", keep_last=int(cfg_train.keep_last),
+                        best_metric=cfg_train.best_metric or None, best_mode=cfg_train.best_mode,
+                        async_save=bool(cfg_train.async_checkpointing))
+
+
 def _restore_state(setup: _Setup, workdir: Path, step: int | str | None):
     example = _example_eval_batch(setup)
     example.pop("_valid")
     abstract = setup.abstract(example)
-    cfg_train = setup.config.train  # the run's ranking, for step "best"
-    ckpt = Checkpointer(workdir / "checkpoints", best_metric=cfg_train.get("best_metric") or None,
-                        best_mode=cfg_train.get("best_mode", "min"))
+    ckpt = _checkpointer(workdir, setup.config.train)   # with the run's ranking, for step "best"
     try:
         tree, _, _, step = ckpt.restore(abstract, step)
     finally:
