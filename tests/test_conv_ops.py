@@ -180,3 +180,45 @@ def test_conv_module_loads_nn_conv_variables(impl):
     _close(ours.apply(variables, x), ref.apply(variables, x))
     with pytest.raises(ValueError, match="impl"):
         Conv(5, impl="fft").init(jax.random.key(1), x)
+
+
+def _dot_operand_shapes(jaxpr) -> set:
+    """``(lhs shape, rhs shape)`` of every ``dot_general`` in a jaxpr and the jaxprs nested in it."""
+    found = set()
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            found.add(tuple(tuple(v.aval.shape) for v in eqn.invars))
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (list, tuple)) else [param]:
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    found |= _dot_operand_shapes(inner)
+    return found
+
+
+def test_bench_gemm_forms_lists_the_ae_weight_gradient_products():
+    """benchmarks/bench_gemm_forms.py times the products the AE's train step computes: each listed
+    ``(K, M, N)`` is a weight gradient ``patches^T (M, K) @ dy (K, N)`` in the gradient's jaxpr."""
+    import importlib.util
+    from pathlib import Path
+
+    from seisjax.models.spectral import SpectralAE
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gemm_forms.py"
+    spec = importlib.util.spec_from_file_location("bench_gemm_forms", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    batch, shape = 2, (32, 16)
+    products = bench.layer_products(batch=batch, shape=shape)
+    x = jnp.zeros((batch, *shape, 3), jnp.float32)
+    model = SpectralAE()
+    variables = model.init(jax.random.key(0), x)
+
+    def loss(params):
+        out, _ = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+        return jnp.mean(out["recon"] ** 2)
+
+    dots = _dot_operand_shapes(jax.make_jaxpr(jax.grad(loss))(variables["params"]).jaxpr)
+    assert len(products) == 7
+    for name, k, m, n in products:
+        assert ((m, k), (k, n)) in dots, name
