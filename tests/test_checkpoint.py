@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from seisjax.config import load_config
+from seisjax.errors import InputError
 from seisjax.train.checkpoint import Checkpointer, abstract_like
 from seisjax.train.logging import read_metrics
 from seisjax.train.loop import restore_trained, train_and_evaluate
@@ -47,6 +48,27 @@ def test_keeps_last_k_and_best(tmp_path):
         assert step == 2 and data == {"epoch": 2}
         np.testing.assert_array_equal(state["w"], np.arange(3.0) + 2)
         assert ckpt.restore(abstract_like(tree))[3] == 5
+
+
+def test_restore_into_a_changed_model_names_what_differs(tmp_path):
+    """A checkpoint from before the model changed fails before Orbax reads it, with the entries that
+    differ (shapes, entries on one side only), not with a deserialisation traceback."""
+    tree = {"params": {"head": {"kernel": jnp.ones((64, 6)), "bias": jnp.zeros(6)}, "old": jnp.ones(3)},
+            "step": jnp.int32(0)}
+    with Checkpointer(tmp_path / "c", async_save=False) as ckpt:
+        ckpt.save(7, tree, data_state={}, config={})
+    changed = {"params": {"head": {"kernel": jnp.ones((32, 6)), "bias": jnp.zeros(6)}, "new": jnp.ones(2)},
+               "step": jnp.int32(0)}
+    with Checkpointer(tmp_path / "c") as ckpt:
+        with pytest.raises(InputError) as err:
+            ckpt.restore(abstract_like(changed))
+        message = str(err.value)
+        assert "checkpoint 7" in message
+        assert "params/head/kernel: stored (64, 6), expected (32, 6)" in message
+        assert "params/new: not in the checkpoint" in message and "params/old: in the checkpoint only" in message
+        assert "bias" not in message   # entries that match are not listed
+        state = ckpt.restore(abstract_like(tree))[0]   # the matching tree still restores
+        np.testing.assert_array_equal(state["params"]["head"]["kernel"], np.ones((64, 6)))
 
 
 def test_unfinished_save_is_ignored(tmp_path):

@@ -28,9 +28,7 @@ from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from seisjax.errors import InputError
 
-__all__ = ["Checkpointer", "abstract_like"]
-
-_ITEMS = ("state", "data", "config")
+__all__ = ["Checkpointer", "abstract_like", "tree_mismatches"]
 
 
 def _jsonable(value):
@@ -53,6 +51,30 @@ def abstract_like(tree, sharding=None):
                                     sharding=sharding if sharding is not None else getattr(x, "sharding", None))
 
     return jax.tree_util.tree_map(leaf, tree)
+
+
+def _shapes_by_path(tree) -> dict[str, tuple]:
+    """``{"state/params/conv0/kernel": shape, ...}`` of a pytree of arrays, ShapeDtypeStructs or
+    Orbax's stored metadata (whose dicts and dataclasses name their entries alike)."""
+    def name(entry):
+        for attr in ("key", "name", "idx"):
+            if hasattr(entry, attr):
+                return str(getattr(entry, attr))
+        return str(entry)
+
+    return {"/".join(name(e) for e in path): tuple(leaf.shape) if hasattr(leaf, "shape") else np.shape(leaf)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def tree_mismatches(expected, stored) -> list[str]:
+    """How a stored checkpoint's tree differs from the tree a restore expects: entries missing from
+    either side and entries whose shapes differ, one line each (empty when they match)."""
+    want, have = _shapes_by_path(expected), _shapes_by_path(stored)
+    lines = [f"{path}: stored {have[path]}, expected {shape}" for path, shape in want.items()
+             if path in have and have[path] != shape]
+    lines += [f"{path}: not in the checkpoint" for path in want if path not in have]
+    lines += [f"{path}: in the checkpoint only" for path in have if path not in want]
+    return lines
 
 
 class Checkpointer:
@@ -87,7 +109,10 @@ class Checkpointer:
             enable_async_checkpointing=async_save,
             cleanup_tmp_directories=True,
         )
-        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=_ITEMS)
+        # handlers named up front, so that a checkpoint's stored shapes can be read before restoring
+        handlers = {"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler(),
+                    "config": ocp.JsonCheckpointHandler()}
+        self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
     # ------------------------------------------------------------------ queries
     def all_steps(self) -> list[int]:
@@ -124,6 +149,13 @@ class Checkpointer:
         elif step not in steps:
             raise InputError(f"{self.directory}: no checkpoint of step {step} "
                              f"(available: {', '.join(map(str, steps)) or 'none'})")
+        mismatches = tree_mismatches(abstract_state, self._manager.item_metadata(int(step))["state"])
+        if mismatches:
+            more = f" and {len(mismatches) - 3} more" if len(mismatches) > 3 else ""
+            raise InputError(
+                f"{self.directory}: checkpoint {step} does not fit the state built from the run's config "
+                f"({'; '.join(mismatches[:3])}{more}): the code changed since this run was trained; "
+                "retrain it, or restore it with the seisjax version that wrote it")
         args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
                                   data=ocp.args.JsonRestore(), config=ocp.args.JsonRestore())
         restored = self._manager.restore(int(step), args=args)
