@@ -74,6 +74,16 @@ def test_unknown_station_uses_the_unknown_embedding_with_a_warning(cvae_run, tmp
         assert np.isfinite(ds.get_waveforms([0, 1])).all()
 
 
+def test_conditions_outside_the_training_range_are_warned_about(cvae_run, tmp_path):
+    messages = []
+    generate_from_checkpoint(cvae_run, out=tmp_path / "far", magnitude=8.5, lat=38.0, lon=23.0, depth=300,
+                             station="T02", n=1, log=messages.append)
+    warned = [m for m in messages if "extrapolates" in m]
+    assert any(m.startswith("generate: warning: magnitude 8.5 lies outside") for m in warned)
+    assert any(m.startswith("generate: warning: depth 300 km lies outside") for m in warned)
+    assert not any("lat " in m or "lon " in m for m in warned)   # those were inside the training range
+
+
 def test_bad_requests_are_named(cvae_run, tmp_path):
     with pytest.raises(InputError, match="--out"):
         (tmp_path / "full").mkdir()
@@ -81,6 +91,11 @@ def test_bad_requests_are_named(cvae_run, tmp_path):
         generate_from_checkpoint(cvae_run, out=tmp_path / "full", magnitude=2, lat=38, lon=23, depth=5, station="T01")
     with pytest.raises(InputError, match="--magnitude"):
         generate_from_checkpoint(cvae_run, out=tmp_path / "n", magnitude=float("nan"), lat=38, lon=23, depth=5,
+                                 station="T01")
+    with pytest.raises(InputError, match="--magnitude 12"):
+        generate_from_checkpoint(cvae_run, out=tmp_path / "big", magnitude=12, lat=38, lon=23, depth=5, station="T01")
+    with pytest.raises(InputError, match="--depth 900"):
+        generate_from_checkpoint(cvae_run, out=tmp_path / "deep", magnitude=2, lat=38, lon=23, depth=900,
                                  station="T01")
     with pytest.raises(InputError, match="config.json"):
         generate_from_checkpoint(tmp_path, out=tmp_path / "m", magnitude=2, lat=38, lon=23, depth=5, station="T01")

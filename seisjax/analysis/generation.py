@@ -33,7 +33,8 @@ import numpy as np
 
 from seisjax.errors import InputError
 
-__all__ = ["CENTROID_STAGES", "centroid_stage_trends", "generate_from_checkpoint", "interpolate_latent"]
+__all__ = ["CENTROID_STAGES", "DEPTH_LIMITS_KM", "MAGNITUDE_LIMITS", "centroid_stage_trends", "generate_from_checkpoint",
+           "interpolate_latent", "outside_training_range"]
 
 #: The steps from a held-out record to a generated seismogram at which :func:`centroid_stage_trends`
 #: measures the spectral centroid's trends.
@@ -69,6 +70,34 @@ def _restore(workdir: Path, step):
     return task, params, model_state, int(ckpt_step)
 
 
+# physical bounds of a request: magnitudes of any recorded earthquake, depths from the highest summits
+# (negative: above sea level) to the deepest earthquakes
+MAGNITUDE_LIMITS = (-3.0, 10.0)
+DEPTH_LIMITS_KM = (-9.0, 800.0)
+
+
+def outside_training_range(task, *, magnitude, lat, lon, depth, station) -> list[str]:
+    """One line per condition outside the range of the run's training records (magnitude, latitude,
+    longitude, depth and, for a run conditioned on it, the hypocentral distance to a station with
+    coordinates): the model is then asked to extrapolate."""
+    train = task._train
+    asked = {"magnitude": float(magnitude), "lat": float(lat), "lon": float(lon), "depth": float(depth)}
+    units = {"magnitude": "", "lat": " deg", "lon": " deg", "depth": " km", "distance": " km"}
+    ranges = {key: train[key] for key in asked}
+    if task.distance_condition and str(station) in task.station_coords:   # hypocentral, as conditioned on
+        ranges["distance"] = 10 ** task.log10_distance(train["lat"], train["lon"], train["depth"], train["station"])
+        asked["distance"] = float(10 ** task.log10_distance([lat], [lon], [depth], [str(station)])[0])
+    lines = []
+    for key, values in ranges.items():
+        values = np.asarray(values, np.float64)
+        values = values[np.isfinite(values)]
+        low, high = (float(values.min()), float(values.max())) if len(values) else (np.nan, np.nan)
+        if len(values) and not low <= asked[key] <= high:
+            lines.append(f"{key} {asked[key]:g}{units[key]} lies outside the training records' range "
+                         f"{low:g}-{high:g}{units[key]}: the model extrapolates")
+    return lines
+
+
 def generate_from_checkpoint(workdir, *, out, magnitude: float, lat: float, lon: float, depth: float,
                              station: str, n: int = 8, seed: int = 0, step: int | None = None,
                              chunk: int = 16, generation_prior: str | None = None, log=print) -> dict:
@@ -92,6 +121,11 @@ def generate_from_checkpoint(workdir, *, out, magnitude: float, lat: float, lon:
         raise InputError(f"--{bad[0]} {values[bad[0]]}: not a finite number")
     if not -90 <= float(lat) <= 90 or not -180 <= float(lon) <= 360:
         raise InputError(f"--lat {lat} --lon {lon}: outside the globe")
+    if not MAGNITUDE_LIMITS[0] <= float(magnitude) <= MAGNITUDE_LIMITS[1]:
+        raise InputError(f"--magnitude {magnitude}: no earthquake magnitude lies outside {MAGNITUDE_LIMITS}")
+    if not DEPTH_LIMITS_KM[0] <= float(depth) <= DEPTH_LIMITS_KM[1]:
+        raise InputError(f"--depth {depth}: km below sea level, expected within {DEPTH_LIMITS_KM} "
+                         "(the highest summits to the deepest earthquakes)")
     if out.exists() and any(out.iterdir()):
         raise InputError(f"--out {out}: exists and is not empty; choose a new folder")
     task, params, model_state, ckpt_step = _restore(workdir, step)
@@ -111,6 +145,9 @@ def generate_from_checkpoint(workdir, *, out, magnitude: float, lat: float, lon:
         if task.distance_condition and str(station) not in task.station_coords:
             log(f"generate: warning: no coordinates for station {station!r}; the distance condition takes the "
                 "training mean distance")
+        for line in outside_training_range(task, magnitude=magnitude, lat=lat, lon=lon, depth=depth,
+                                           station=station):
+            log(f"generate: warning: {line}")
         stations = np.full(n, index, np.int32)
         mags, waves = [], []
         for begin in tqdm(range(0, n, chunk), desc="generating", unit="batch", leave=False, disable=n <= chunk):
