@@ -15,7 +15,7 @@ from seisjax.config import load_config
 from seisjax.errors import InputError
 from seisjax.train.checkpoint import Checkpointer, abstract_like
 from seisjax.train.logging import read_metrics
-from seisjax.train.loop import restore_trained, train_and_evaluate
+from seisjax.train.loop import evaluate, restore_trained, train_and_evaluate
 from tests.conftest import REPO
 
 CONFIG = str(REPO / "experiments" / "conv_ae.py")
@@ -91,11 +91,25 @@ def _config():
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """An uninterrupted run of the same config."""
+def reference_run(tmp_path_factory):
+    """The workdir of an uninterrupted run of the same config."""
     workdir = tmp_path_factory.mktemp("reference")
     train_and_evaluate(_config(), workdir)
-    return restore_trained(workdir)[2]
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def reference(reference_run):
+    """The uninterrupted run's final state."""
+    return restore_trained(reference_run)[2]
+
+
+def test_a_missing_step_is_named_before_the_data_loads(reference_run):
+    """A wrong --step fails at once: the data path given is never opened (it does not exist)."""
+    missing = reference_run / "no-such-dataset"
+    for restore in (restore_trained, evaluate):
+        with pytest.raises(InputError, match=r"no checkpoint of step 7 \(available: 25, 30\)"):
+            restore(reference_run, step=7, data_path=missing)
 
 
 def _interrupted_run(workdir, sig, wait_for_step):

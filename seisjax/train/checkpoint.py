@@ -137,10 +137,9 @@ class Checkpointer:
                                   config=ocp.args.JsonSave(_jsonable(config)))
         return bool(self._manager.save(int(step), args=args, metrics=metrics, force=True))
 
-    def restore(self, abstract_state, step: int | str | None = None) -> tuple[object, dict, dict, int]:
-        """Restore ``(state, data_state, config, step)``; ``state`` takes the shapes, dtypes and
-        shardings of ``abstract_state``. ``step`` defaults to the latest checkpoint; ``"best"`` is the
-        best by ``best_metric`` among those kept (the latest when none is tracked)."""
+    def resolve_step(self, step: int | str | None = None) -> int:
+        """The checkpoint step that ``step`` names: itself if kept, the latest for None, the best by
+        ``best_metric`` for ``"best"``; InputError naming the kept steps otherwise."""
         steps = self.all_steps()
         if step in (None, "best"):
             step = self.best_step() if step == "best" else self.latest_step()
@@ -149,6 +148,13 @@ class Checkpointer:
         elif step not in steps:
             raise InputError(f"{self.directory}: no checkpoint of step {step} "
                              f"(available: {', '.join(map(str, steps)) or 'none'})")
+        return int(step)
+
+    def restore(self, abstract_state, step: int | str | None = None) -> tuple[object, dict, dict, int]:
+        """Restore ``(state, data_state, config, step)``; ``state`` takes the shapes, dtypes and
+        shardings of ``abstract_state``. ``step`` defaults to the latest checkpoint; ``"best"`` is the
+        best by ``best_metric`` among those kept (the latest when none is tracked)."""
+        step = self.resolve_step(step)
         mismatches = tree_mismatches(abstract_state, self._manager.item_metadata(int(step))["state"])
         if mismatches:
             more = f" and {len(mismatches) - 3} more" if len(mismatches) > 3 else ""

@@ -372,6 +372,7 @@ def restore_trained(workdir, *, step: int | str | None = None, data_path=None):
     ``step``: a checkpoint step, ``"best"`` (by the run's ``train.best_metric``) or None (the latest)."""
     workdir = Path(workdir)
     config = config_lib.load_saved_config(workdir)
+    step = _existing_step(workdir, config, step)
     setup = _Setup(config, workdir, data_path=data_path, train_iter=False)
     state, step = _restore_state(setup, workdir, step)
     return config, setup.task, state, step
@@ -396,6 +397,16 @@ def _checkpointer(workdir: Path, cfg_train) -> Checkpointer:
                         async_save=bool(cfg_train.async_checkpointing))
 
 
+def _existing_step(workdir: Path, config, step: int | str | None) -> int:
+    """The checkpoint step asked for, checked before the task loads its data (a wrong ``--step``
+    fails at once)."""
+    ckpt = _checkpointer(workdir, config.train)
+    try:
+        return ckpt.resolve_step(step)
+    finally:
+        ckpt.close()
+
+
 def _restore_state(setup: _Setup, workdir: Path, step: int | str | None):
     example = _example_eval_batch(setup)
     example.pop("_valid")
@@ -418,6 +429,7 @@ def evaluate(workdir, *, step: int | None = None, data_path=None, out_dir=None, 
     each metric's mean with the (sum, count) it comes from."""
     workdir = Path(workdir)
     config = config_lib.load_saved_config(workdir)
+    step = _existing_step(workdir, config, step)
     setup = _Setup(config, workdir, data_path=data_path, train_iter=False)
     try:
         state, step = _restore_state(setup, workdir, step)
