@@ -19,6 +19,14 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
+def test_a_stead_folder_opened_as_a_dataset_names_the_converter(shared_data):
+    """STEAD's original layout has no component order: every command that reads it as a dataset
+    (cluster, embed, data info, training) stops with the conversion command, not with a missing
+    component later on."""
+    with pytest.raises(InputError, match="convert_stead.py"):
+        Dataset(shared_data / "stead50")
+
+
 def test_stead_waveforms_bit_for_bit_and_columns_mapped(shared_data, tmp_path):
     src = shared_data / "stead50"
     report = convert_stead(src, tmp_path / "out", progress=False)

@@ -33,7 +33,7 @@ import pandas as pd
 
 from seisjax.errors import InputError
 
-__all__ = ["Dataset", "DatasetWriter", "describe", "format_summary"]
+__all__ = ["Dataset", "DatasetWriter", "describe", "format_summary", "is_stead_folder"]
 
 _FORMAT_KEYS = ("dimension_order", "component_order", "sampling_rate")
 _TRACE_NAME = re.compile(r"^(?P<bucket>[^$]+)\$(?P<index>\d+)(?P<slices>(,[^,]*)*)$")
@@ -131,6 +131,18 @@ class _Store:
         self._files.clear()
 
 
+def is_stead_folder(path: str | os.PathLike) -> bool:
+    """True for a folder in STEAD's original layout (``p_arrival_sample``, ``receiver_code``
+    columns; E, N, Z arrays under ``data/``), which is converted
+    (:func:`seisjax.data.convert.convert_stead`) before it is read as a dataset."""
+    meta = Path(path) / "metadata.csv"
+    if not meta.is_file():
+        return False
+    with meta.open() as handle:
+        header = handle.readline().strip().split(",")
+    return "p_arrival_sample" in header and "receiver_code" in header and "trace_p_arrival_sample" not in header
+
+
 class Dataset:
     """A SeisBench-format dataset (plain or chunked), read lazily.
 
@@ -143,6 +155,10 @@ class Dataset:
         self.path = Path(path)
         if not self.path.is_dir():
             raise FileNotFoundError(f"{self.path}: dataset folder does not exist")
+        if is_stead_folder(self.path):
+            raise InputError(f"{self.path}: a folder in STEAD's original layout (no component order, STEAD's "
+                             "column names); convert it first: python scripts/convert_stead.py "
+                             f"{self.path} --out DIR (the spectral models' data.path converts it by itself)")
         names = list(chunks) if chunks is not None else _chunk_names(self.path)
         self._store = _Store(self.path, names)
         frames = []

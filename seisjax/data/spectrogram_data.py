@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -50,7 +49,6 @@ from seisjax.errors import InputError
 __all__ = [
     "CONDITION_COLUMNS",
     "SpectrogramSpec",
-    "is_stead_folder",
     "prepare_records",
     "renormalise",
     "to_magnitudes",
@@ -158,16 +156,6 @@ def renormalise(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     span = hi - lo
     out = np.where(span > 0, (x - lo) / np.where(span > 0, span, 1.0), 0.0)
     return (out * real).astype(np.float32)
-
-
-def is_stead_folder(path: Path) -> bool:
-    """True for a folder in the STEAD layout (``p_arrival_sample``, ``receiver_code`` columns),
-    which must be converted (:func:`seisjax.data.convert.convert_stead`) before it is read."""
-    meta = Path(path) / "metadata.csv"
-    if not meta.is_file():
-        return False
-    header = meta.open().readline().strip().split(",")
-    return "p_arrival_sample" in header and "receiver_code" in header and "trace_p_arrival_sample" not in header
 
 
 def _column(meta, name, dtype=np.float64):

@@ -99,9 +99,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from seisjax.data.dataset import is_stead_folder
 from seisjax.data.spectrogram_data import (
     SpectrogramSpec,
-    is_stead_folder,
     prepare_records,
     renormalise,
     to_magnitudes,
