@@ -86,6 +86,34 @@ def test_cluster_command_recovers_polarity_and_keeps_bad_rows(runs, tmp_path, ca
     assert cl.hungarian_accuracy(arrays["polarity"], expected) > 0.9
 
 
+def test_clusters_are_named_by_the_runs_evaluation_once_it_exists(runs, tmp_path, capsys):
+    """Before ``eval`` scored the checkpoint, the output says how to name the clusters; after it, each
+    trace carries the class its cluster matched there (here up/down polarity, right for > 90% of new
+    pulses), and the clustered component's log10 SNR comes along."""
+    _, dec = runs
+    arrays = pulse_waveforms(200, length=128, seed=11, noise=0.02)
+    data = _write_pulses(tmp_path / "new", arrays)
+    step = restore_trained(dec)[3]
+    evaluation = dec / "eval" / f"step_{step}" / "clustering.json"
+    if evaluation.exists():   # another test of this module may have evaluated the run already
+        evaluation.unlink()
+    out = tmp_path / "unnamed.csv"
+    assert main(["cluster", "--workdir", str(dec), "--data", str(data), "--out", str(out)]) == 0
+    assert "cluster_class" not in pd.read_csv(out).columns
+    assert f"python -m seisjax eval --workdir {dec} --step {step}" in capsys.readouterr().out
+    assert main(["eval", "--workdir", str(dec)]) == 0
+    out = tmp_path / "named.csv"
+    assert main(["cluster", "--workdir", str(dec), "--data", str(data), "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    truth = np.where(arrays["polarity"] > 0, "up", "down")
+    assert (table["cluster_class"] == truth).mean() > 0.9
+    printed = capsys.readouterr().out
+    for j in range(2):
+        name = table.loc[table["cluster"] == j, "cluster_class"].iloc[0]
+        assert f"({name} in the run's evaluation)" in printed
+    np.testing.assert_allclose(table["log10_snr"], arrays["log10_snr"], rtol=1e-5)
+
+
 def test_windows_and_assignment_are_the_tasks_own(runs, tmp_path):
     """The training pulses written as a dataset: the command's windows equal the task's evaluation
     windows and its HDF5 output equals the task's own assignment of them."""

@@ -374,3 +374,17 @@ def test_full_covariance_mixture_redraws_a_boundary_that_equal_spreads_get_wrong
         cl.gmm_full(x, np.r_[np.zeros(len(x) - 1, int), 1])
     with pytest.raises(InputError, match="NaN"):
         cl.gmm_full(np.where(np.arange(len(x))[:, None] == 3, np.nan, x), start)
+
+
+def test_log10_snr_takes_the_db_column_and_else_the_components_linear_snr():
+    """STEAD's converted trace_snr_db lists every component and data build writes none: there the
+    clustered component's linear trace_snr_<C> gives the SNR bins."""
+    import pandas as pd
+
+    from seisjax.tasks.dec import _log10_snr
+
+    meta = pd.DataFrame({"trace_snr_db": ["[47.4 55.4 56.8]", "20"], "trace_snr_Z": [234.4, 5.0]})
+    np.testing.assert_allclose(_log10_snr(meta, "trace_snr_db", "Z"), [np.log10(234.4), 1.0])
+    np.testing.assert_allclose(_log10_snr(meta[["trace_snr_Z"]], "trace_snr_db", "Z"), np.log10([234.4, 5.0]))
+    assert _log10_snr(meta[["trace_snr_db"]], "trace_snr_db", "N") is not None   # the dB column alone
+    assert _log10_snr(pd.DataFrame({"other": [1.0]}), "trace_snr_db", "Z") is None

@@ -3,13 +3,16 @@
 ``cluster_dataset(workdir, data, out)`` restores the run's checkpoint, windows every row of the
 dataset at ``data`` as the task does for evaluation (all rows, whatever the run's splits;
 :meth:`seisjax.tasks.dec.DECTask.dataset_windows`) and writes one line per trace: its cluster, its
-soft assignment q and its embedding, as CSV or (``out`` ending in .h5/.hdf5) HDF5. Rows that cannot
+soft assignment q and its embedding, as CSV or (``out`` ending in .h5/.hdf5) HDF5; ``cluster_class``,
+the class each cluster was matched to when ``eval`` scored the same checkpoint on the run's labelled
+data, and ``log10_snr`` of the clustered component where the dataset has it. Rows that cannot
 be clustered (no P pick, unreadable, non-finite samples, flat) stay in the output with cluster -1,
 NaN q and embedding, and the reason in ``problem``; they are also printed by name.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import jax
@@ -18,7 +21,7 @@ import pandas as pd
 
 from seisjax.errors import InputError, log_problems
 
-__all__ = ["cluster_dataset"]
+__all__ = ["cluster_classes", "cluster_dataset"]
 
 _HDF5_SUFFIXES = (".h5", ".hdf5")
 
@@ -35,12 +38,28 @@ def _check_dec_run(workdir: Path):
     return config
 
 
-def _table(windows: dict, clusters: np.ndarray, q: np.ndarray, z: np.ndarray, label_column: str) -> pd.DataFrame:
+def cluster_classes(workdir: Path, step: int, method: str) -> dict[int, str]:
+    """Cluster -> the class it was matched to (Hungarian) when ``eval`` scored checkpoint ``step`` of
+    the run on its labelled data (``eval/step_N/clustering.json``, method ``method``); empty when
+    that evaluation is missing or had no labels."""
+    path = Path(workdir) / "eval" / f"step_{int(step)}" / "clustering.json"
+    if not path.is_file():
+        return {}
+    entry = json.loads(path.read_text()).get("methods", {}).get(method, {})
+    return {int(c): str(name) for c, name in zip(entry.get("clusters", []), entry.get("classes", []))}
+
+
+def _table(windows: dict, clusters: np.ndarray, q: np.ndarray, z: np.ndarray, label_column: str,
+           names: dict[int, str]) -> pd.DataFrame:
     columns = {"trace_name": windows["trace_name"], "row": np.arange(len(clusters)), "cluster": clusters}
+    if names:
+        columns["cluster_class"] = [names.get(int(c), "") for c in clusters]
     columns.update({f"q_{j}": q[:, j] for j in range(q.shape[1])})
     columns.update({f"embedding_{j}": z[:, j] for j in range(z.shape[1])})
     if "label" in windows:
         columns[label_column] = windows["label"]
+    if "log10_snr" in windows and np.isfinite(windows["log10_snr"]).any():
+        columns["log10_snr"] = windows["log10_snr"]
     columns["problem"] = windows["problem"]
     return pd.DataFrame(columns)
 
@@ -109,7 +128,8 @@ def cluster_dataset(workdir, data, out, *, step: int | None = None, refine: str 
         task.close()
         dataset.close()
 
-    table = _table(windows, clusters, q, z, str(config.data.label_column or "label"))
+    names = cluster_classes(workdir, ckpt_step, task.method_name)
+    table = _table(windows, clusters, q, z, str(config.data.label_column or "label"), names)
     if refine == "gmm_full":
         from seisjax.analysis.clustering import apply_map, gmm_full
 
@@ -128,7 +148,10 @@ def cluster_dataset(workdir, data, out, *, step: int | None = None, refine: str 
     problems = dict(zip(windows["trace_name"][~ok].tolist(), windows["problem"][~ok].tolist()))
     log(f"cluster: {n} traces of {data}, checkpoint step {ckpt_step} of {workdir}")
     for j, count in enumerate(counts):
-        log(f"  cluster {j}: {count} traces")
+        log(f"  cluster {j}: {count} traces" + (f" ({names[j]} in the run's evaluation)" if j in names else ""))
+    if not names:
+        log(f"  (to name the clusters, score this checkpoint on the run's labelled data: python -m seisjax eval "
+            f"--workdir {workdir} --step {ckpt_step})")
     log_problems(log, problems, f"  not clustered: {len(problems)} traces (cluster -1, reason in the 'problem' column):")
     log(f"cluster: wrote {out}")
     return {"out": out, "rows": n, "counts": counts.tolist(), "problems": problems,

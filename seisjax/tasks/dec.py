@@ -112,6 +112,19 @@ def _numeric(column) -> np.ndarray:
     return pd.to_numeric(column, errors="coerce").to_numpy(np.float64)
 
 
+def _log10_snr(meta, snr_column: str, component: str) -> np.ndarray | None:
+    """log10 SNR per row: ``snr_column`` (dB, 20 log10 SNR) where it holds a number, else the
+    clustered component's linear ``trace_snr_<component>`` (as ``data build`` and the STEAD
+    converter write it, whose ``trace_snr_db`` lists all components); None when neither exists."""
+    values = _numeric(meta[snr_column]) / 20.0 if snr_column and snr_column in meta else None
+    linear_column = f"trace_snr_{component}"
+    if linear_column in meta:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            linear = np.log10(_numeric(meta[linear_column]))
+        values = linear if values is None else np.where(np.isfinite(values), values, linear)
+    return values
+
+
 def _truth_p_radiation(folder, trace_names) -> np.ndarray | None:
     """P radiation coefficient F_P of each named trace from the synthetic truth (``truth.h5`` beside
     the dataset), NaN for names it lacks; None when the folder has no truth or no ``p_radiation``."""
@@ -465,8 +478,9 @@ class DECTask(AutoencoderTask):
             label_col, snr_col = self.config.data.label_column, self.config.data.snr_column
             if label_col and label_col in meta:
                 out["label"] = meta[label_col].to_numpy()
-            if snr_col and snr_col in meta:
-                out["log10_snr"] = meta[snr_col].to_numpy(np.float64) / 20.0  # dB = 20 log10 SNR
+            snr = _log10_snr(meta, snr_col, self.config.data.component)
+            if snr is not None:
+                out["log10_snr"] = snr
             out["trace_name"] = (meta["trace_name"].to_numpy() if "trace_name" in meta
                                  else np.array([f"row {i}" for i in meta.index]))
             if "source_id" in meta:  # the event, for splits that keep an event's records together
@@ -768,8 +782,9 @@ class DECTask(AutoencoderTask):
         label_col, snr_col = self.config.data.label_column, self.config.data.snr_column
         if label_col and label_col in meta:
             out["label"] = meta[label_col].to_numpy()
-        if snr_col and snr_col in meta:
-            out["log10_snr"] = _numeric(meta[snr_col]) / 20.0  # dB = 20 log10 SNR
+        snr = _log10_snr(meta, snr_col, self.config.data.component)
+        if snr is not None:
+            out["log10_snr"] = snr
         return out
 
     def eval_report(self, params, model_state, out_dir) -> dict:
