@@ -448,6 +448,31 @@ def _add_generate(commands):
     p.set_defaults(func=run)
 
 
+def _add_interpolate(commands):
+    p = commands.add_parser("interpolate", help="latent path between two records of a spectrogram AE/VAE/CVAE",
+                            description="Restore a trained spectrogram AE, beta-VAE or CVAE run, encode two "
+                                        "records, decode --steps points on the straight line between their "
+                                        "codes and draw them (one row per point, one column per component) "
+                                        "to --out (PNG). Code: seisjax/analysis/generation.py.")
+    p.add_argument("--workdir", required=True, help="folder of a trained spectral_vae run")
+    p.add_argument("--records", type=int, nargs=2, required=True, metavar=("A", "B"),
+                   help="the two records: rows of --data, or of the run's evaluation records without it")
+    p.add_argument("--data", default=None, help="dataset folder the rows refer to (default: the run's "
+                                                "evaluation records)")
+    p.add_argument("--steps", type=int, default=6, help="points on the path, both ends included")
+    p.add_argument("--out", required=True, help="output figure (.png)")
+    p.add_argument("--step", type=checkpoint_step, default=None, help=STEP_HELP)
+
+    def run(args):
+        from seisjax.analysis.generation import interpolate_latent
+
+        path = interpolate_latent(args.workdir, args.data, args.records[0], args.records[1], args.steps,
+                                  args.out, step=args.step)
+        print(f"interpolate: wrote {path}")
+
+    p.set_defaults(func=run)
+
+
 def _add_embed(commands):
     p = commands.add_parser("embed", help="one embedding per record with a trained LSTM autoencoder",
                             description="Restore a trained LSTM autoencoder run and write one embedding "
@@ -486,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stf(commands)
     _add_cluster(commands)
     _add_generate(commands)
+    _add_interpolate(commands)
     _add_embed(commands)
     return parser
 

@@ -3,15 +3,16 @@ the requested conditions; unknown stations; runs that cannot generate."""
 
 import json
 
+import jax
 import numpy as np
 import pytest
 
-from seisjax.analysis.generation import generate_from_checkpoint, interpolate_latent
+from seisjax.analysis.generation import generate_from_checkpoint, interpolate_latent, latent_path
 from seisjax.cli import main as cli_main
 from seisjax.config import load_config
 from seisjax.data.dataset import Dataset
 from seisjax.errors import InputError
-from seisjax.train.loop import train_and_evaluate
+from seisjax.train.loop import evaluate, restore_trained, train_and_evaluate
 
 FAST_COMPILE = True
 CONFIG = "experiments/spectral_vae.py"
@@ -108,11 +109,38 @@ def test_bad_requests_are_named(cvae_run, tmp_path):
         generate_from_checkpoint(ae, out=tmp_path / "o", magnitude=2, lat=38, lon=23, depth=5, station="T01")
 
 
-def test_latent_interpolation_figure(cvae_run, tmp_path):
-    path = interpolate_latent(cvae_run, None, 0, 1, 4, tmp_path / "interp.png")
-    assert path.stat().st_size > 10_000
+def test_latent_path_runs_from_one_reconstruction_to_the_other(cvae_run, tmp_path):
+    """The path's ends decode the two records' own codes and conditions, so they are the records'
+    reconstructions; the points between differ from both. The command draws it; eval draws the path
+    between the held-out records of lowest and highest magnitude."""
+    _, task, state, _ = restore_trained(cvae_run)
+    try:
+        params, model_state = jax.device_get(state.params), jax.device_get(state.model_state)
+        pick = {k: task._eval[k][[0, 2]] for k in ("x", "cond", "station_index")}
+        weights, decoded = latent_path(task, params, model_state, pick, 5)
+        recon = task.reconstruct(params, model_state, pick)
+        magnitudes, names = task._eval["magnitude"], task._eval["trace_name"]
+    finally:
+        task.close()
+    np.testing.assert_allclose(weights, [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(decoded[[0, -1]], recon, atol=1e-5)
+    assert np.abs(decoded[2] - recon[0]).max() > 1e-3 and np.abs(decoded[2] - recon[1]).max() > 1e-3
+
+    out = tmp_path / "interp.png"
+    assert cli_main(["interpolate", "--workdir", str(cvae_run), "--records", "0", "2", "--steps", "4",
+                     "--out", str(out)]) in (0, None)
+    assert out.stat().st_size > 10_000
     with pytest.raises(InputError, match="evaluation records"):
         interpolate_latent(cvae_run, None, 0, 999, 4, tmp_path / "bad.png")
+    with pytest.raises(InputError, match="steps"):
+        interpolate_latent(cvae_run, None, 0, 1, 1, tmp_path / "short.png")
+
+    report_dir = tmp_path / "eval"
+    evaluate(cvae_run, out_dir=report_dir)
+    entry = json.loads((report_dir / "spectral_report.json").read_text())["interpolation"]
+    assert entry["record_a"] == str(names[np.argmin(magnitudes)])
+    assert entry["record_b"] == str(names[np.argmax(magnitudes)])
+    assert (report_dir / entry["figure"]).stat().st_size > 10_000
 
 
 def test_generated_peak_is_the_predicted_log_scale(cvae_run):

@@ -34,7 +34,7 @@ import numpy as np
 from seisjax.errors import InputError
 
 __all__ = ["CENTROID_STAGES", "DEPTH_LIMITS_KM", "MAGNITUDE_LIMITS", "centroid_stage_trends", "generate_from_checkpoint",
-           "interpolate_latent", "outside_training_range"]
+           "interpolate_latent", "latent_path", "outside_training_range", "plot_latent_path"]
 
 #: The steps from a held-out record to a generated seismogram at which :func:`centroid_stage_trends`
 #: measures the spectral centroid's trends.
@@ -316,32 +316,42 @@ def interpolate_latent(workdir, data, index_a: int, index_b: int, steps: int, ou
             pick["cond"] = task.condition_vector(pick["magnitude"], pick["lat"], pick["lon"], pick["depth"],
                                                  pick["station"])
             pick["station_index"] = task.station_indices(pick["station"])
-        variables = {"params": params, **model_state}
-        model = task.model
-        x = jnp.asarray(pick["x"])
-        weights = np.linspace(0.0, 1.0, int(steps))
-        if task.kind == "ae":
-            h = model.apply(variables, x, train=False, method="encode")
-            path_h = jnp.stack([(1 - w) * h[0] + w * h[1] for w in weights])
-            decoded = model.apply(variables, path_h, train=False, method="decode")
-        else:
-            args = () if task.kind == "vae" else (jnp.asarray(pick["cond"]), jnp.asarray(pick["station_index"]))
-            mean, _ = model.apply(variables, x, *args, train=False, method="encode")
-            z = jnp.stack([(1 - w) * mean[0] + w * mean[1] for w in weights])
-            if task.kind == "vae":
-                decoded = model.apply(variables, z, train=False, method="decode")
-            else:
-                cond = jnp.stack([(1 - w) * args[0][0] + w * args[0][1] for w in weights])
-                station = jnp.where(jnp.asarray(weights) < 0.5, args[1][0], args[1][1]).astype(jnp.int32)
-                decoded = model.apply(variables, z, cond, station, train=False, method="decode")
-        decoded = np.asarray(decoded)
+        weights, decoded = latent_path(task, params, model_state, pick, steps)
         spec = task.spec
     finally:
         task.close()
-    return _plot_path(np.asarray(pick["x"]), decoded, weights, spec, out_png)
+    return plot_latent_path(np.asarray(pick["x"]), decoded, weights, spec, out_png)
 
 
-def _plot_path(ends, decoded, weights, spec, path: Path) -> Path:
+def latent_path(task, params, model_state, pick: dict, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(weights (steps,), decoded (steps, F, T, C))``: the two records of ``pick`` (rows 0 and 1 of
+    its ``x``, and of ``cond`` and ``station_index`` for a CVAE) encoded, the straight line between
+    their codes (the AE's spatial code, the VAEs' posterior means) decoded at ``steps`` points; a
+    CVAE's conditions move along the same line, its station switches half-way."""
+    variables = {"params": params, **model_state}
+    model = task.model
+    x = jnp.asarray(pick["x"][:2])
+    weights = np.linspace(0.0, 1.0, int(steps))
+    if task.kind == "ae":
+        h = model.apply(variables, x, train=False, method="encode")
+        path_h = jnp.stack([(1 - w) * h[0] + w * h[1] for w in weights])
+        decoded = model.apply(variables, path_h, train=False, method="decode")
+    else:
+        args = () if task.kind == "vae" else (jnp.asarray(pick["cond"][:2]), jnp.asarray(pick["station_index"][:2]))
+        mean, _ = model.apply(variables, x, *args, train=False, method="encode")
+        z = jnp.stack([(1 - w) * mean[0] + w * mean[1] for w in weights])
+        if task.kind == "vae":
+            decoded = model.apply(variables, z, train=False, method="decode")
+        else:
+            cond = jnp.stack([(1 - w) * args[0][0] + w * args[0][1] for w in weights])
+            station = jnp.where(jnp.asarray(weights) < 0.5, args[1][0], args[1][1]).astype(jnp.int32)
+            decoded = model.apply(variables, z, cond, station, train=False, method="decode")
+    return weights, np.asarray(decoded)
+
+
+def plot_latent_path(ends, decoded, weights, spec, path: Path, *, labels=("record A", "record B")) -> Path:
+    """The two records (first and last row) and the decoded points between them, one column per
+    component, as scaled log1p |STFT| images."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -349,7 +359,7 @@ def _plot_path(ends, decoded, weights, spec, path: Path) -> Path:
 
     frames = spec.stft_shape[1]
     comps = spec.components
-    rows = [("record A", ends[0])] + [(f"t = {w:.2f}", d) for w, d in zip(weights, decoded)] + [("record B", ends[1])]
+    rows = [(labels[0], ends[0])] + [(f"t = {w:.2f}", d) for w, d in zip(weights, decoded)] + [(labels[1], ends[1])]
     fig, axes = plt.subplots(len(rows), len(comps), figsize=(2.8 * len(comps), 1.5 * len(rows)), squeeze=False)
     for r, (label, image) in enumerate(rows):
         for c, name in enumerate(comps):

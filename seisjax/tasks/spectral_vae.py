@@ -688,10 +688,29 @@ class SpectralVAETask(Task):
                   "envelope_examples": int(live.sum()),
                   "griffin_lim_iters": int(self.config.task.griffin_lim_iters)}
         self._plot_spectrograms(data["x"], recon, out_dir / "spectrograms.png")
+        if len(data["x"]) >= 2:
+            report["interpolation"] = self._interpolation_figure(params, model_state, out_dir / "interpolation.png")
         if self.kind == "cvae":
             report["generation"] = self._generation_report(params, model_state, ref_mag, wave, out_dir)
         (out_dir / "spectral_report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         return report
+
+    def _interpolation_figure(self, params, model_state, path: Path, steps: int = 6) -> dict:
+        """The latent path between the held-out records of lowest and highest magnitude (the first and
+        last when magnitudes are missing), drawn to ``path``."""
+        from seisjax.analysis.generation import latent_path, plot_latent_path
+
+        data = self._eval
+        mags = np.asarray(data["magnitude"], np.float64)
+        a, b = (int(np.argmin(mags)), int(np.argmax(mags))) if np.isfinite(mags).all() and np.ptp(mags) > 0 \
+            else (0, len(mags) - 1)
+        pick = {key: data[key][[a, b]] for key in ("x", "cond", "station_index") if key in data}
+        weights, decoded = latent_path(self, params, model_state, pick, steps)
+        names = [str(data["trace_name"][i]) for i in (a, b)]
+        plot_latent_path(pick["x"], decoded, weights, self.spec, path,
+                         labels=tuple(f"M {mags[i]:.1f}" if np.isfinite(mags[i]) else names[j]
+                                      for j, i in enumerate((a, b))))
+        return {"figure": path.name, "record_a": names[0], "record_b": names[1], "steps": int(steps)}
 
     def _generation_report(self, params, model_state, ref_mag, wave, out_dir: Path) -> dict:
         """Generate one record at each held-out record's conditions; trends against the real ones."""
