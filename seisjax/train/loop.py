@@ -372,9 +372,10 @@ def restore_trained(workdir, *, step: int | str | None = None, data_path=None):
     ``step``: a checkpoint step, ``"best"`` (by the run's ``train.best_metric``) or None (the latest)."""
     workdir = Path(workdir)
     config = config_lib.load_saved_config(workdir)
-    step = _existing_step(workdir, config, step)
-    setup = _Setup(config, workdir, data_path=data_path, train_iter=False)
-    state, step = _restore_state(setup, workdir, step)
+    with _checkpointer(workdir, config.train) as ckpt:
+        step = ckpt.resolve_step(step)   # a wrong step fails before the task loads its data
+        setup = _Setup(config, workdir, data_path=data_path, train_iter=False)
+        state = _restore_state(setup, ckpt, step)
     return config, setup.task, state, step
 
 
@@ -397,26 +398,11 @@ def _checkpointer(workdir: Path, cfg_train) -> Checkpointer:
                         async_save=bool(cfg_train.async_checkpointing))
 
 
-def _existing_step(workdir: Path, config, step: int | str | None) -> int:
-    """The checkpoint step asked for, checked before the task loads its data (a wrong ``--step``
-    fails at once)."""
-    ckpt = _checkpointer(workdir, config.train)
-    try:
-        return ckpt.resolve_step(step)
-    finally:
-        ckpt.close()
-
-
-def _restore_state(setup: _Setup, workdir: Path, step: int | str | None):
+def _restore_state(setup: _Setup, ckpt: Checkpointer, step: int):
+    """The train state of checkpoint ``step``, in the structure and on the devices of ``setup``."""
     example = _example_eval_batch(setup)
     example.pop("_valid")
-    abstract = setup.abstract(example)
-    ckpt = _checkpointer(workdir, setup.config.train)   # with the run's ranking, for step "best"
-    try:
-        tree, _, _, step = ckpt.restore(abstract, step)
-    finally:
-        ckpt.close()
-    return tree["state"], step
+    return ckpt.restore(setup.abstract(example), step)[0]["state"]
 
 
 def evaluate(workdir, *, step: int | None = None, data_path=None, out_dir=None, figures: bool = True) -> Path:
@@ -429,34 +415,41 @@ def evaluate(workdir, *, step: int | None = None, data_path=None, out_dir=None, 
     each metric's mean with the (sum, count) it comes from."""
     workdir = Path(workdir)
     config = config_lib.load_saved_config(workdir)
-    step = _existing_step(workdir, config, step)
-    setup = _Setup(config, workdir, data_path=data_path, train_iter=False)
-    try:
-        state, step = _restore_state(setup, workdir, step)
-        eval_step = setup.jit_eval_step(abstract_like(state))
-        means, totals, first = setup.run_eval(eval_step, state)
-        out = Path(out_dir) if out_dir is not None else workdir / "eval" / f"step_{step}"
-        record = {
-            "checkpoint_step": int(step),
-            "config_hash": config_lib.config_hash(config),
-            "task": config.task.name,
-            "model": config.model.name,
-            "data": setup.task.data_info(),
-            "metrics": {k: means[k] for k in sorted(means)},
-            "sums": {k: totals[k] for k in sorted(totals)},
-            "versions": versions(),
-        }
-        if setup.process_index == 0:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "metrics.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-            host_state = parallel.to_host(state)
-            if figures and first is not None:
-                setup.task.eval_figures(host_state.params, host_state.model_state, first, out)
-            # Optional task-level analyses beside metrics.json (e.g. SymAE's STF scores against a
-            # synthetic truth); they write their own files so that metrics.json stays reproducible.
-            eval_report = getattr(setup.task, "eval_report", None)
-            if eval_report is not None:
-                eval_report(host_state.params, host_state.model_state, out)
-    finally:
-        setup.task.close()
+    with _checkpointer(workdir, config.train) as ckpt:
+        step = ckpt.resolve_step(step)   # a wrong step fails before the task loads its data
+        setup = _Setup(config, workdir, data_path=data_path, train_iter=False)
+        try:
+            state = _restore_state(setup, ckpt, step)
+            return _write_evaluation(setup, state, step, workdir, out_dir, figures)
+        finally:
+            setup.task.close()
+
+
+def _write_evaluation(setup: _Setup, state, step: int, workdir: Path, out_dir, figures: bool) -> Path:
+    """``evaluate``'s metrics.json, figures and task report for a restored ``state``."""
+    config = setup.config
+    eval_step = setup.jit_eval_step(abstract_like(state))
+    means, totals, first = setup.run_eval(eval_step, state)
+    out = Path(out_dir) if out_dir is not None else workdir / "eval" / f"step_{step}"
+    record = {
+        "checkpoint_step": int(step),
+        "config_hash": config_lib.config_hash(config),
+        "task": config.task.name,
+        "model": config.model.name,
+        "data": setup.task.data_info(),
+        "metrics": {k: means[k] for k in sorted(means)},
+        "sums": {k: totals[k] for k in sorted(totals)},
+        "versions": versions(),
+    }
+    if setup.process_index == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        host_state = parallel.to_host(state)
+        if figures and first is not None:
+            setup.task.eval_figures(host_state.params, host_state.model_state, first, out)
+        # Optional task-level analyses beside metrics.json (e.g. SymAE's STF scores against a
+        # synthetic truth); they write their own files so that metrics.json stays reproducible.
+        eval_report = getattr(setup.task, "eval_report", None)
+        if eval_report is not None:
+            eval_report(host_state.params, host_state.model_state, out)
     return out / "metrics.json"
