@@ -20,14 +20,11 @@ more than it saves (benchmarks/README.md).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from seisjax.bench import limit_cpu_threads  # noqa: E402
+from seisjax.bench import limit_cpu_threads
 
 
 def layer_products(batch: int = 32, shape=(128, 112), channels: int = 3, widths=(32, 64, 128, 256)):
