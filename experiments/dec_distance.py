@@ -46,8 +46,9 @@ Pretraining seed 1 (the same data; every stage with ``--config.seed=1``):
 
 gives raw k-means 0.895, k-means on the pretrained code 0.910 (whitened 0.893), DEC 0.843 (0.514 /
 0.758 / 0.967 / 0.990 / 0.989; 5,040 steps before the labels settled), IDEC 0.819 (0.505 / 0.704 /
-0.942 / 0.980 / 0.977), re-drawn by the full-covariance mixture 0.782 / 0.815: self-training moved
-away from its better start, so the full-size result depends on the pretraining seed as the quick
+0.942 / 0.980 / 0.977), re-drawn by the full-covariance mixture 0.782 / 0.815; DEC in the code itself
+(``--config.task.cluster_space=code``, workdir runs/dec_dist_dec_code_s1) 0.851 (k-means there 0.910):
+self-training moved away from its better start, whitened or not, so the full-size result depends on the pretraining seed as the quick
 one does (below).
 
 Where the rest of the error lies: classifiers trained *with* the labels on the records of half the
