@@ -91,8 +91,10 @@ def outside_training_range(task, *, magnitude, lat, lon, depth, station) -> list
     for key, values in ranges.items():
         values = np.asarray(values, np.float64)
         values = values[np.isfinite(values)]
-        low, high = (float(values.min()), float(values.max())) if len(values) else (np.nan, np.nan)
-        if len(values) and not low <= asked[key] <= high:
+        if not len(values):
+            continue
+        low, high = float(values.min()), float(values.max())
+        if not low <= asked[key] <= high:
             lines.append(f"{key} {asked[key]:g}{units[key]} lies outside the training records' range "
                          f"{low:g}-{high:g}{units[key]}: the model extrapolates")
     return lines

@@ -707,9 +707,8 @@ class SpectralVAETask(Task):
         pick = {key: data[key][[a, b]] for key in ("x", "cond", "station_index") if key in data}
         weights, decoded = latent_path(self, params, model_state, pick, steps)
         names = [str(data["trace_name"][i]) for i in (a, b)]
-        plot_latent_path(pick["x"], decoded, weights, self.spec, path,
-                         labels=tuple(f"M {mags[i]:.1f}" if np.isfinite(mags[i]) else names[j]
-                                      for j, i in enumerate((a, b))))
+        labels = [f"M {mags[i]:.1f}" if np.isfinite(mags[i]) else name for i, name in zip((a, b), names)]
+        plot_latent_path(pick["x"], decoded, weights, self.spec, path, labels=labels)
         return {"figure": path.name, "record_a": names[0], "record_b": names[1], "steps": int(steps)}
 
     def _generation_report(self, params, model_state, ref_mag, wave, out_dir: Path) -> dict:
