@@ -121,6 +121,25 @@ def test_vae_samples_in_training_and_uses_the_mean_otherwise():
     np.testing.assert_array_equal(out["mean"], mean)
 
 
+def test_heads_hold_dense_variables_and_compute_two_dense_layers():
+    """The mean and log-variance heads run as one GEMM but keep ``nn.Dense``'s variables (so that
+    checkpoints from before restore) and its function."""
+    vae = SpectralVAE(features=FEATURES, latent=6, input_shape=(16, 16))
+    x = jax.random.uniform(jax.random.PRNGKey(0), (2, 16, 16, C))
+    variables = vae.init(jax.random.PRNGKey(1), x, train=False)
+    params = variables["params"]
+    flat = FEATURES[-1]   # the 16 x 16 input pools to 1 x 1 x FEATURES[-1]
+    expected = nn.Dense(6).init(jax.random.PRNGKey(2), jnp.zeros((1, flat)))["params"]
+    for head in ("to_mean", "to_logvar"):
+        assert jax.tree_util.tree_map(jnp.shape, params[head]) == jax.tree_util.tree_map(jnp.shape, expected)
+    h = vae.apply(variables, x, method=lambda m, x: m._features(x, False))
+    mean, logvar = vae.apply(variables, x, method="encode")
+    for head, out in (("to_mean", mean), ("to_logvar", logvar)):
+        ref = nn.Dense(6).apply({"params": params[head]}, h)
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(mean, logvar)
+
+
 def test_kl_divergence_by_hand():
     mean = jnp.array([[0.0, 0.0], [1.0, -2.0]])
     logvar = jnp.array([[0.0, 0.0], [np.log(4.0), 0.0]])
