@@ -455,8 +455,9 @@ def _add_interpolate(commands):
                                         "codes and draw them (one row per point, one column per component) "
                                         "to --out (PNG). Code: seisjax/analysis/generation.py.")
     p.add_argument("--workdir", required=True, help="folder of a trained spectral_vae run")
-    p.add_argument("--records", type=int, nargs=2, required=True, metavar=("A", "B"),
-                   help="the two records: rows of --data, or of the run's evaluation records without it")
+    p.add_argument("--records", nargs=2, required=True, metavar=("A", "B"),
+                   help="the two records, each a row number or a trace name: of --data, or of the run's "
+                        "evaluation records without it")
     p.add_argument("--data", default=None, help="dataset folder the rows refer to (default: the run's "
                                                 "evaluation records)")
     p.add_argument("--steps", type=int, default=6, help="points on the path, both ends included")

@@ -4,10 +4,11 @@ the requested conditions; unknown stations; runs that cannot generate."""
 import json
 
 import jax
+import matplotlib.image as plt_image
 import numpy as np
 import pytest
 
-from seisjax.analysis.generation import generate_from_checkpoint, interpolate_latent, latent_path
+from seisjax.analysis.generation import generate_from_checkpoint, interpolate_latent, latent_path, record_index
 from seisjax.cli import main as cli_main
 from seisjax.config import load_config
 from seisjax.data.dataset import Dataset
@@ -109,6 +110,18 @@ def test_bad_requests_are_named(cvae_run, tmp_path):
         generate_from_checkpoint(ae, out=tmp_path / "o", magnitude=2, lat=38, lon=23, depth=5, station="T01")
 
 
+def test_record_index_takes_rows_and_trace_names():
+    names = ["A.X", "B.Y", "A.X", "C.Z"]
+    assert record_index("3", names, "d") == 3
+    assert record_index("B.Y", names, "d") == 1
+    with pytest.raises(InputError, match="row 4 outside its 4 records"):
+        record_index("4", names, "d")
+    with pytest.raises(InputError, match="names rows 0, 2"):
+        record_index("A.X", names, "d")
+    with pytest.raises(InputError, match="no record has trace name 'Q'"):
+        record_index("Q", names, "d")
+
+
 def test_latent_path_runs_from_one_reconstruction_to_the_other(cvae_run, tmp_path):
     """The path's ends decode the two records' own codes and conditions, so they are the records'
     reconstructions; the points between differ from both. The command draws it; eval draws the path
@@ -130,8 +143,14 @@ def test_latent_path_runs_from_one_reconstruction_to_the_other(cvae_run, tmp_pat
     assert cli_main(["interpolate", "--workdir", str(cvae_run), "--records", "0", "2", "--steps", "4",
                      "--out", str(out)]) in (0, None)
     assert out.stat().st_size > 10_000
+    by_name = tmp_path / "interp_by_name.png"   # the same two records named by their traces
+    assert cli_main(["interpolate", "--workdir", str(cvae_run), "--records", str(names[0]), str(names[2]),
+                     "--steps", "4", "--out", str(by_name)]) in (0, None)
+    np.testing.assert_array_equal(plt_image.imread(by_name), plt_image.imread(out))
     with pytest.raises(InputError, match="evaluation records"):
         interpolate_latent(cvae_run, None, 0, 999, 4, tmp_path / "bad.png")
+    with pytest.raises(InputError, match="no record has trace name 'XX.NONE'"):
+        interpolate_latent(cvae_run, None, 0, "XX.NONE", 4, tmp_path / "bad.png")
     with pytest.raises(InputError, match="steps"):
         interpolate_latent(cvae_run, None, 0, 1, 1, tmp_path / "short.png")
 

@@ -284,13 +284,33 @@ def _plot_generated(wave, mag, spec, path: Path, *, title: str, n_max: int = 4) 
     return path
 
 
-def interpolate_latent(workdir, data, index_a: int, index_b: int, steps: int, out_png, *,
-                       step: int | None = None) -> Path:
-    """Decode ``steps`` points on the line between the codes of records ``index_a`` and ``index_b``
-    and draw their spectrograms (one row per point, one column per component) to ``out_png``.
+def record_index(ref, names, where: str) -> int:
+    """Row of the record ``ref`` (a row number, or a trace name among ``names``) in ``where``."""
+    ref = str(ref).strip()
+    names = np.asarray(names, dtype=str)
+    if ref.lstrip("-").isdigit():
+        index = int(ref)
+        if not 0 <= index < len(names):
+            raise InputError(f"{where}: row {index} outside its {len(names)} records (rows 0-{len(names) - 1})")
+        return index
+    hits = np.flatnonzero(names == ref)
+    if len(hits) == 1:
+        return int(hits[0])
+    if len(hits) > 1:
+        raise InputError(f"{where}: trace name {ref!r} names rows {', '.join(map(str, hits[:5]))}; give a row number")
+    example = ", ".join(repr(n) for n in names[:3])
+    raise InputError(f"{where}: no record has trace name {ref!r} (give a row number 0-{len(names) - 1} or a "
+                     f"trace name, e.g. {example})")
 
-    ``data``: a dataset folder (the indices are its rows) or None for the run's own evaluation
-    records (indices into them). A row that the data checks reject is an InputError with the reason."""
+
+def interpolate_latent(workdir, data, record_a, record_b, steps: int, out_png, *,
+                       step: int | None = None) -> Path:
+    """Decode ``steps`` points on the line between the codes of two records and draw their
+    spectrograms (one row per point, one column per component) to ``out_png``.
+
+    ``record_a``, ``record_b``: row numbers or trace names, of the dataset folder ``data``, or of the
+    run's own evaluation records when ``data`` is None. A record that the data checks reject is an
+    InputError with the reason."""
     from seisjax.data.spectrogram_data import prepare_records
 
     workdir, out_png = Path(workdir), Path(out_png)
@@ -301,16 +321,17 @@ def interpolate_latent(workdir, data, index_a: int, index_b: int, steps: int, ou
     try:
         if data is None:
             arrays = task._eval
-            if not (0 <= index_a < len(arrays["x"]) and 0 <= index_b < len(arrays["x"])):
-                raise InputError(f"indices {index_a}, {index_b}: the run has {len(arrays['x'])} evaluation records")
-            pick = {k: v[[index_a, index_b]] for k, v in arrays.items()}
+            rows = [record_index(r, arrays["trace_name"], f"{workdir}'s evaluation records")
+                    for r in (record_a, record_b)]
+            pick = {k: v[rows] for k, v in arrays.items()}
         else:
             from seisjax.data.dataset import Dataset
 
             with Dataset(data) as ds:
-                if not (0 <= index_a < len(ds) and 0 <= index_b < len(ds)):
-                    raise InputError(f"{data}: indices {index_a}, {index_b} outside its {len(ds)} rows")
-                pick, rejected = prepare_records(ds.select([index_a, index_b]), task.spec, progress=False,
+                names = (ds.metadata["trace_name"].astype(str) if "trace_name" in ds.metadata
+                         else [f"row {i}" for i in range(len(ds))])
+                rows = [record_index(r, names, str(data)) for r in (record_a, record_b)]
+                pick, rejected = prepare_records(ds.select(rows), task.spec, progress=False,
                                                  need_conditions=task.kind == "cvae")
             if rejected:
                 raise InputError(f"{data}: row(s) rejected: " + "; ".join(f"{r['trace_name']}: {r['reason']} "
@@ -322,7 +343,14 @@ def interpolate_latent(workdir, data, index_a: int, index_b: int, steps: int, ou
         spec = task.spec
     finally:
         task.close()
-    return plot_latent_path(np.asarray(pick["x"]), decoded, weights, spec, out_png)
+    labels = [record_label(name, mag) for name, mag in zip(pick["trace_name"], pick["magnitude"])]
+    return plot_latent_path(np.asarray(pick["x"]), decoded, weights, spec, out_png, labels=labels)
+
+
+def record_label(trace_name, magnitude) -> str:
+    """A figure row's name for a record: its trace name, with its magnitude when known."""
+    magnitude = float(magnitude)
+    return f"{trace_name}\nM {magnitude:.1f}" if np.isfinite(magnitude) else str(trace_name)
 
 
 def latent_path(task, params, model_state, pick: dict, steps: int) -> tuple[np.ndarray, np.ndarray]:

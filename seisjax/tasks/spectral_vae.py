@@ -698,7 +698,7 @@ class SpectralVAETask(Task):
     def _interpolation_figure(self, params, model_state, path: Path, steps: int = 6) -> dict:
         """The latent path between the held-out records of lowest and highest magnitude (the first and
         last when magnitudes are missing), drawn to ``path``."""
-        from seisjax.analysis.generation import latent_path, plot_latent_path
+        from seisjax.analysis.generation import latent_path, plot_latent_path, record_label
 
         data = self._eval
         mags = np.asarray(data["magnitude"], np.float64)
@@ -707,8 +707,8 @@ class SpectralVAETask(Task):
         pick = {key: data[key][[a, b]] for key in ("x", "cond", "station_index") if key in data}
         weights, decoded = latent_path(self, params, model_state, pick, steps)
         names = [str(data["trace_name"][i]) for i in (a, b)]
-        labels = [f"M {mags[i]:.1f}" if np.isfinite(mags[i]) else name for i, name in zip((a, b), names)]
-        plot_latent_path(pick["x"], decoded, weights, self.spec, path, labels=labels)
+        plot_latent_path(pick["x"], decoded, weights, self.spec, path,
+                         labels=[record_label(names[k], mags[i]) for k, i in enumerate((a, b))])
         return {"figure": path.name, "record_a": names[0], "record_b": names[1], "steps": int(steps)}
 
     def _generation_report(self, params, model_state, ref_mag, wave, out_dir: Path) -> dict:
