@@ -208,9 +208,11 @@ def bench_steps(args, twins) -> list[dict]:
                                     args.seed)
         jax_side.run(args.warmup)
         torch_side.run(args.warmup)
-        faults = {"jax": _minor_faults(jax_side.run), "torch": _minor_faults(torch_side.run)}
         rates, best, cpu = _interleaved({"jax": jax_side.run, "torch": torch_side.run}, args.steps, args.rounds,
                                         args.batch, with_best=True)
+        # after the timed rounds: XLA's first few steps still fault in fresh heap pages as the heap
+        # grows (about 66,000 in each of one to three of them), later steps reuse them
+        faults = {"jax": _minor_faults(jax_side.run), "torch": _minor_faults(torch_side.run)}
         r = {"model": name, "upsample": {"jax": args.upsample, "torch": args.torch_upsample},
              "params": {"jax": jax_side.params, "torch": torch_side.params},
              "jax": {"compile_s": jax_side.compile_s, "examples_per_s": rates["jax"],
