@@ -379,9 +379,9 @@ def latent_path(task, params, model_state, pick: dict, steps: int) -> tuple[np.n
     return weights, np.asarray(decoded)
 
 
-def plot_latent_path(ends, decoded, weights, spec, path: Path, *, labels=("record A", "record B")) -> Path:
-    """The two records (first and last row) and the decoded points between them, one column per
-    component, as scaled log1p |STFT| images."""
+def plot_latent_path(ends, decoded, weights, spec, path: Path, *, labels) -> Path:
+    """The two records (first and last row, named by ``labels``) and the decoded points between
+    them, one column per component, as scaled log1p |STFT| images."""
     import matplotlib
 
     matplotlib.use("Agg")

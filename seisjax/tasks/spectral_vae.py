@@ -708,7 +708,7 @@ class SpectralVAETask(Task):
         weights, decoded = latent_path(self, params, model_state, pick, steps)
         names = [str(data["trace_name"][i]) for i in (a, b)]
         plot_latent_path(pick["x"], decoded, weights, self.spec, path,
-                         labels=[record_label(names[k], mags[i]) for k, i in enumerate((a, b))])
+                         labels=[record_label(name, mags[i]) for name, i in zip(names, (a, b))])
         return {"figure": path.name, "record_a": names[0], "record_b": names[1], "steps": int(steps)}
 
     def _generation_report(self, params, model_state, ref_mag, wave, out_dir: Path) -> dict:
