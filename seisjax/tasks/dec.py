@@ -869,19 +869,22 @@ class DECTask(AutoencoderTask):
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
 
         if z.shape[1] > 2:
             from seisjax.analysis.embeddings import pca_2d
 
             z = pca_2d(z)
         panels = [("cluster", clusters)] + ([("truth", truth)] if truth is not None else [])
+        y = z[:, 1] if z.shape[1] > 1 else np.zeros(len(z))
+        # points drawn in a shuffled order, so that no group hides the one drawn before it
+        order = np.random.default_rng(0).permutation(len(z))
         fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
         for ax, (what, labels) in zip(axes[0], panels):
-            for j, value in enumerate(np.unique(labels)):
-                sel = labels == value
-                ax.scatter(z[sel, 0], z[sel, 1] if z.shape[1] > 1 else np.zeros(sel.sum()), s=3,
-                           alpha=0.5, color=f"C{j}", label=f"{what} {value}")
-            ax.legend(fontsize=8, markerscale=3)
+            values, group = np.unique(np.asarray(labels), return_inverse=True)
+            ax.scatter(z[order, 0], y[order], s=3, alpha=0.5, c=[f"C{j}" for j in group[order]])
+            ax.legend(handles=[Line2D([], [], ls="", marker="o", color=f"C{j}", label=f"{what} {value}")
+                               for j, value in enumerate(values)], fontsize=8)
             ax.set_title(f"{title}: embedding coloured by {what}", fontsize=9)
         fig.tight_layout()
         fig.savefig(path, dpi=100)
