@@ -11,7 +11,25 @@ Two runs: pretrain the autoencoder, then DEC (or IDEC) from it. Quick version (a
 
 Full version: the same with ``:pretrain`` and no variant. The fine-tuning is IDEC by default
 (``--config.task.variant=dec`` for DEC); ``--config.task.init=gmm`` starts the centres from a
-diagonal Gaussian mixture instead of k-means.
+diagonal Gaussian mixture instead of k-means. On the 17,949 local records of 2,000 synthetic events
+(the data of the distance task's full pretraining, the same 2,000 events and seed; without
+``--config.data.path`` the pretraining generates it again), a few minutes in all on 2 CPU cores:
+
+    python -m seisjax train --config experiments/dec_polarity.py:pretrain [--config.seed=N] \
+        --config.data.path=runs/dec_dist_pre/data --workdir runs/dec_pol_full_pre
+    python -m seisjax train --config experiments/dec_polarity.py [--config.seed=N] [--config.task.variant=dec] \
+        --config.task.pretrained=runs/dec_pol_full_pre --config.data.path=runs/dec_dist_pre/data \
+        --workdir runs/dec_pol_full
+    python -m seisjax eval --workdir runs/dec_pol_full
+
+| pretraining seed | k-means raw | k-means pretrained | DEC (lowest SNR bin) | IDEC (lowest SNR bin) | unambiguous (IDEC) |
+|---|---|---|---|---|---|
+| 0 | 0.960 | 0.960 | 0.960 (0.929) | 0.961 (0.931) | 0.990 |
+| 1 | 0.960 | 0.962 | 0.961 (0.936) | 0.962 (0.940) | 0.991 |
+| 2 | 0.960 | 0.945 | 0.961 (0.949) | 0.965 (0.952) | 0.993 |
+
+The paper's 0.957 and 0.91 in the lowest SNR bin (log10 SNR 0-1) are met for every seed; unlike
+the distance task, the result hardly depends on the seed.
 
 Data: local records only (``data.query``; mixed with teleseismic records, whose P pulses are ten
 times longer, every clustering split them by kind instead of polarity), 32 samples around P: 24
