@@ -55,9 +55,11 @@ k-means on the pretrained code 0.806 (whitened 0.924), DEC 0.969 (0.859 / 0.992 
 0.998; 2,800 steps), IDEC 0.814 (0.510 / 0.660 / 0.943 / 0.989 / 0.990), re-drawn by the
 full-covariance mixture 0.804 / 0.795. Over the three seeds DEC gets 0.971 / 0.843 / 0.969 and IDEC
 0.960 / 0.819 / 0.814: the full-size result depends on the pretraining seed as the quick one does
-(below), and so does the mixture's re-drawing (0.983 / 0.782 / 0.804 after DEC). The seed whose
-pretraining ended with the highest reconstruction error (train MSE 0.180 against 0.174 and 0.163)
-is the one where DEC fell; three runs are too few to make that a rule.
+(below), and so does the mixture's re-drawing (0.983 / 0.782 / 0.804 after DEC). The final
+pretraining loss does not tell the seeds apart (train MSE over the last ten batches logged in each
+pretraining run's metrics.jsonl: 0.176 /
+0.177 / 0.170); on the quick data the failed seed's stands out (0.195 / 0.188 / 0.187 / 0.208 for
+seeds 0-3, seed 3 failing), so it is no rule for choosing a pretraining.
 
 Where the rest of the error lies: classifiers trained *with* the labels on the records of half the
 events and scored on the other half (both ways), per log10 SNR bin, against the DEC run above:
