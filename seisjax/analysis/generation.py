@@ -325,12 +325,10 @@ def interpolate_latent(workdir, data, record_a, record_b, steps: int, out_png, *
                     for r in (record_a, record_b)]
             pick = {k: v[rows] for k, v in arrays.items()}
         else:
-            from seisjax.data.dataset import Dataset
+            from seisjax.data.dataset import Dataset, trace_names
 
             with Dataset(data) as ds:
-                names = (ds.metadata["trace_name"].astype(str) if "trace_name" in ds.metadata
-                         else [f"row {i}" for i in range(len(ds))])
-                rows = [record_index(r, names, str(data)) for r in (record_a, record_b)]
+                rows = [record_index(r, trace_names(ds.metadata), str(data)) for r in (record_a, record_b)]
                 pick, rejected = prepare_records(ds.select(rows), task.spec, progress=False,
                                                  need_conditions=task.kind == "cvae")
             if rejected:

@@ -33,7 +33,7 @@ import pandas as pd
 
 from seisjax.errors import InputError
 
-__all__ = ["Dataset", "DatasetWriter", "describe", "format_summary", "is_stead_folder"]
+__all__ = ["Dataset", "DatasetWriter", "describe", "format_summary", "is_stead_folder", "trace_names"]
 
 _FORMAT_KEYS = ("dimension_order", "component_order", "sampling_rate")
 _TRACE_NAME = re.compile(r"^(?P<bucket>[^$]+)\$(?P<index>\d+)(?P<slices>(,[^,]*)*)$")
@@ -129,6 +129,14 @@ class _Store:
         for handle in self._files.values():
             handle.close()
         self._files.clear()
+
+
+def trace_names(metadata: pd.DataFrame) -> np.ndarray:
+    """Each row's ``trace_name`` as a str (object array), or ``"row i"`` where the metadata has none:
+    how messages and outputs name a record."""
+    if "trace_name" in metadata:
+        return metadata["trace_name"].astype(str).to_numpy()
+    return np.array([f"row {i}" for i in range(len(metadata))], dtype=object)
 
 
 def is_stead_folder(path: str | os.PathLike) -> bool:

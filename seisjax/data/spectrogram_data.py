@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from seisjax.data.dataset import trace_names
 from seisjax.data.preprocess import (
     BANDPASS_TABLE,
     bandpass_bands,
@@ -196,8 +197,7 @@ def prepare_records(dataset, spec: SpectrogramSpec, *, keep_waveforms: bool = Fa
     comp_index = [order.index(c) for c in spec.components]
     meta = dataset.metadata
     n = len(meta)
-    names = _column(meta, "trace_name", object) if "trace_name" in meta else np.array([f"row {i}" for i in range(n)],
-                                                                                        dtype=object)
+    names = trace_names(meta)
     p = _column(meta, "trace_p_arrival_sample")
     rates = _column(meta, "trace_sampling_rate_hz")
     if not np.isfinite(rates).any() and dataset.sampling_rate:

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from seisjax.data.dataset import trace_names
 from seisjax.errors import InputError
 from seisjax.registry import register_task
 from seisjax.tasks.base import Task, array_fingerprint, dataset_fingerprint, pairs
@@ -178,7 +179,7 @@ class AutoencoderTask(Task):
         n = len(meta)
         rates = (meta["trace_sampling_rate_hz"].to_numpy(dtype=np.float64) if "trace_sampling_rate_hz" in meta
                  else np.full(n, self._dataset.sampling_rate or target, dtype=np.float64))
-        names = meta["trace_name"].to_numpy() if "trace_name" in meta else np.array([f"row {i}" for i in meta.index])
+        names = trace_names(meta)
         bad = ~np.isfinite(rates) | (rates <= 0)
         if bad.any():
             raise InputError(f"trace(s) {', '.join(map(str, names[bad][:5]))}: no valid sampling rate")

@@ -84,6 +84,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seisjax.analysis import clustering as cl
+from seisjax.data.dataset import trace_names
 from seisjax.errors import InputError
 from seisjax.registry import register_task
 from seisjax.tasks.autoencoder import AutoencoderTask, window_and_normalise
@@ -481,8 +482,7 @@ class DECTask(AutoencoderTask):
             snr = _log10_snr(meta, snr_col, self.config.data.component)
             if snr is not None:
                 out["log10_snr"] = snr
-            out["trace_name"] = (meta["trace_name"].to_numpy() if "trace_name" in meta
-                                 else np.array([f"row {i}" for i in meta.index]))
+            out["trace_name"] = trace_names(meta)
             if "source_id" in meta:  # the event, for splits that keep an event's records together
                 out["source_id"] = meta["source_id"].astype(str).to_numpy()
             pair_col = str(self.config.data.get("pair_column", "") or "")
@@ -731,8 +731,7 @@ class DECTask(AutoencoderTask):
         n = len(meta)
         if "trace_sampling_rate_hz" not in meta:  # the transform's fallback is the run's dataset, not this one
             meta["trace_sampling_rate_hz"] = dataset.sampling_rate or float(self.config.data.sampling_rate)
-        names = (meta["trace_name"].astype(str).to_numpy() if "trace_name" in meta
-                 else np.array([f"row {i}" for i in range(n)]))
+        names = trace_names(meta)
         problem = np.full(n, "", dtype=object)
         if "trace_p_arrival_sample" not in meta:
             problem[:] = "no trace_p_arrival_sample column"

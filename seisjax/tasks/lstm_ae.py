@@ -88,6 +88,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from seisjax.data.dataset import trace_names
 from seisjax.errors import InputError
 from seisjax.registry import register_task
 from seisjax.tasks.base import Task, array_fingerprint, dataset_fingerprint, pairs
@@ -464,8 +465,7 @@ class LSTMAETask(Task):
         rates = _numeric(meta, "trace_sampling_rate_hz", n)
         index = self._component_index(dataset)
         return {
-            "names": (meta["trace_name"].astype(str).to_numpy() if "trace_name" in meta
-                      else np.array([f"row {i}" for i in range(n)])),
+            "names": trace_names(meta),
             "rates": np.where(np.isfinite(rates), rates, dataset.sampling_rate or np.nan),
             "p": _numeric(meta, P_COLUMN, n), "s": _numeric(meta, S_COLUMN, n), "index": index,
             "absent": "".join(c for c, i in zip(self.components, index) if i is None),
