@@ -107,6 +107,8 @@ def test_streamed_batches_and_statistics_equal_in_memory_ones_bit_for_bit(datase
     resumed.restore(json.loads(json.dumps(it_m.state())))
     for _ in range(4):
         _assert_batches_equal(next(resumed), next(it_m))
+    for iterator in (it_m, it_s, resumed):   # stop their prefetch threads
+        iterator.close()
     # evaluation batches (whole records, every usable dev record once)
     eval_m = list(memory.eval_batches(process_index=0, process_count=1))
     eval_s = list(stream.eval_batches(process_index=0, process_count=1))

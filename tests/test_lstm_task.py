@@ -147,6 +147,8 @@ def test_length_schedule_crops_training_records_and_resumes(tmp_path):
     # a restored iterator knows its step (6: whole records); the limit switches at the schedule's steps
     again = task.train_batches(process_index=0, process_count=1)
     again.restore(it.state())
+    it.close()   # their prefetch threads, which later tests in the same process would see
+    again.close()
     assert again.position == 6 and task.length_limit(again.position) == 64
     assert task.length_limit(0) == 24 and task.length_limit(2) == 24 and task.length_limit(3) == 64
     for bad in (((0, 24), (0, 64)), ((0, 128),), ((-1, 24),)):
