@@ -34,7 +34,8 @@ import numpy as np
 from seisjax.errors import InputError
 
 __all__ = ["CENTROID_STAGES", "DEPTH_LIMITS_KM", "MAGNITUDE_LIMITS", "centroid_stage_trends", "generate_from_checkpoint",
-           "interpolate_latent", "latent_path", "outside_training_range", "plot_latent_path"]
+           "interpolate_latent", "latent_path", "outside_training_range", "plot_latent_path", "record_index",
+           "record_label"]
 
 #: The steps from a held-out record to a generated seismogram at which :func:`centroid_stage_trends`
 #: measures the spectral centroid's trends.

@@ -126,8 +126,8 @@ def _log10_snr(meta, snr_column: str, component: str) -> np.ndarray | None:
     return values
 
 
-def _truth_p_radiation(folder, trace_names) -> np.ndarray | None:
-    """P radiation coefficient F_P of each named trace from the synthetic truth (``truth.h5`` beside
+def _truth_p_radiation(folder, wanted) -> np.ndarray | None:
+    """P radiation coefficient F_P of each trace named in ``wanted`` from the synthetic truth (``truth.h5`` beside
     the dataset), NaN for names it lacks; None when the folder has no truth or no ``p_radiation``."""
     import h5py
     import pandas as pd
@@ -141,7 +141,7 @@ def _truth_p_radiation(folder, trace_names) -> np.ndarray | None:
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in h5["traces/trace_name"][()]]
         values = pd.Series(np.asarray(h5["traces/p_radiation"][()], np.float64), index=names)
     values = values[~values.index.duplicated()]
-    return values.reindex([str(n) for n in trace_names]).to_numpy(np.float64)
+    return values.reindex([str(n) for n in wanted]).to_numpy(np.float64)
 
 
 def snr_bin_name(b: int) -> str:
