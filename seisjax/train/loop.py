@@ -375,7 +375,11 @@ def restore_trained(workdir, *, step: int | str | None = None, data_path=None):
     with _checkpointer(workdir, config.train) as ckpt:
         step = ckpt.resolve_step(step)   # a wrong step fails before the task loads its data
         setup = _Setup(config, workdir, data_path=data_path, train_iter=False)
-        state = _restore_state(setup, ckpt, step)
+        try:
+            state = _restore_state(setup, ckpt, step)
+        except BaseException:   # the caller gets no task to close
+            setup.task.close()
+            raise
     return config, setup.task, state, step
 
 
