@@ -82,7 +82,8 @@ def test_dec_loss_and_gradients_match_the_task(twins):
     t_loss = loss_fn(twin, {"x": x, "target": target})
     t_loss.backward()
     assert float(loss) > 1e-4
-    np.testing.assert_allclose(float(t_loss.detach()), float(loss), rtol=1e-5)
+    # float32 sums in different orders: 1e-5 relative failed by a hair under another torch release
+    np.testing.assert_allclose(float(t_loss.detach()), float(loss), rtol=1e-4)
     expected = twins.flax_mousavi_polarity_to_torch(grads)
     for name, p in twin.named_parameters():
         if name.startswith("decoder."):   # DEC's KL does not reach the decoder: zero in JAX, None here
