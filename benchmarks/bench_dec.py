@@ -26,13 +26,12 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
-from seisjax.bench import limit_cpu_threads
+from seisjax.bench import cpu_model, limit_cpu_threads
 
 TWINS_FILE = Path(__file__).resolve().parent / "torch_models.py"
 
@@ -256,7 +255,7 @@ def main(argv=None) -> dict:
     torch.set_flush_denormal(True)   # XLA's CPU code flushes denormals too (see seisjax/bench.py)
     jax_side, torch_side = build_sides(args.length, args.clusters, args.seed)
 
-    results = {"machine": platform.processor() or platform.machine(), "cpu_cores": os.cpu_count(),
+    results = {"machine": cpu_model(), "cpu_cores": os.cpu_count(),
                "load_average_1min_start": os.getloadavg()[0], "threads": args.threads,
                "versions": {"jax": jax.__version__, "torch": torch.__version__},
                "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}", "steps": []}
@@ -282,7 +281,7 @@ def main(argv=None) -> dict:
           f"max |dp| {w['max_abs_diff_p']['torch']:.1e}")
     results["load_average_1min_end"] = os.getloadavg()[0]
     print(f"load average (1 min) {results['load_average_1min_start']:.1f} -> {results['load_average_1min_end']:.1f} "
-          f"on {results['cpu_cores']} cores; {results['devices']}")
+          f"on {results['cpu_cores']} cores of {results['machine']}; {results['devices']}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     return results

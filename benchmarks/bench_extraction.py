@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 
 import jax
@@ -34,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seisjax.analysis.coherent import ExtractionConfig, GroupArrays, make_extractor, target_groups
+from seisjax.bench import cpu_model
 from seisjax.models.symae import SymAE
 
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
@@ -99,7 +99,7 @@ def main():
     results = {name: time_case(model, params, groups, config, args.repeats) for name, groups in cases.items()}
     ratio = results["all"]["run_s"] / results["one pixel"]["run_s"]
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {os.cpu_count()} CPUs, "
-          f"{platform.processor() or platform.machine()}; jax {jax.__version__}")
+          f"{cpu_model()}; jax {jax.__version__}")
     print(f"extraction: N = {args.n_best}, {args.steps} steps, {args.shift_steps} shift iterations, "
           f"{args.traces} traces per group, nt 192, p = q = 30")
     for name, r in results.items():

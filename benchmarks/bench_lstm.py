@@ -28,11 +28,10 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
-from seisjax.bench import limit_cpu_threads
+from seisjax.bench import cpu_model, limit_cpu_threads
 
 
 def _load_twin():
@@ -225,7 +224,7 @@ def main():
     result = {
         "setup": {"batch": B, "length": T, "mean_length": float(lengths_np.mean()), **kwargs,
                   "threads": args.threads, "rounds": args.rounds, "steps": args.steps,
-                  "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                  "cpu": cpu_model(), "cpus": os.cpu_count(),
                   "load_average_1min": os.getloadavg()[0], "jax": jax.__version__, "torch": torch.__version__,
                   "jax_device": jax.devices()[0].device_kind, "torch_device": str(device)},
         "examples_per_s": rate, "ms_per_step": ms,

@@ -40,7 +40,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -49,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seisjax.bench import limit_cpu_threads
+from seisjax.bench import cpu_model, limit_cpu_threads
 from seisjax.malloc import retain_freed_memory
 
 TWINS_FILE = Path(__file__).resolve().parent / "torch_spectral.py"
@@ -523,12 +522,12 @@ def _run_one(args) -> dict:
     results = {"threads": threads or "default", "torch_threads": torch.get_num_threads(),
                "xla_flags": os.environ.get("XLA_FLAGS", ""), "batch": args.batch, "shape": list(args.shape),
                "steps_per_round": args.steps, "rounds": args.rounds,
-               "machine": platform.processor() or platform.machine(), "cpu_cores": os.cpu_count(),
+               "machine": cpu_model(), "cpu_cores": os.cpu_count(),
                "versions": {"jax": jax.__version__, "torch": torch.__version__},
                "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
                "load_average_1min_start": os.getloadavg()[0], "freed_memory_retained": retained}
     print(f"threads: {results['threads']} (PyTorch {results['torch_threads']}); batch {args.batch}, "
-          f"3 x {args.shape[0]} x {args.shape[1]}; {results['devices']}; freed memory "
+          f"3 x {args.shape[0]} x {args.shape[1]}; {results['devices']} ({results['machine']}); freed memory "
           f"{'retained' if retained else 'returned to the OS'} (seisjax.malloc)", flush=True)
     if args.what in ("decoder", "all"):
         results["decoder"] = bench_decoder(args, twins)

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["run_bench", "format_results", "load_torch_twins", "limit_cpu_threads"]
+__all__ = ["run_bench", "format_results", "load_torch_twins", "limit_cpu_threads", "cpu_model"]
 
 TWINS_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_models.py"
 
@@ -43,6 +44,28 @@ def limit_cpu_threads(threads: int) -> None:
         cores = sorted(os.sched_getaffinity(0))
         if threads < len(cores):
             os.sched_setaffinity(0, cores[:threads])
+
+
+def cpu_model() -> str:
+    """The CPU's model name and widest vector extension, e.g. "AMD EPYC (AVX2)".
+
+    Ratios to PyTorch depend on it (oneDNN/MKL and XLA's kernels favour different chips), so every
+    benchmark records it beside its numbers."""
+    name, flags = "", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not name:
+                    name = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine()
+    isa = next((label for flag, label in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"),
+                                         ("asimd", "NEON")) if flag in flags), "")
+    return f"{name} ({isa})" if isa else name
 
 
 def load_torch_twins():
@@ -182,7 +205,8 @@ def run_bench(config, *, steps: int = 30, warmup: int = 3, input_batches: int = 
                 torch_rates.append(bs * per_round / torch_step.run(per_round))
         results = {
             "config": config_spec, "batch_size": bs, "timed_steps": per_round * rounds, "rounds": rounds,
-            "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}", "cpu_cores": os.cpu_count(),
+            "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}", "cpu": cpu_model(),
+            "cpu_cores": os.cpu_count(),
             "load_average_1min": os.getloadavg()[0],  # other work on the machine skews both sides
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "jax": {"version": jax.__version__, "compile_s": jax_step.compile_s,
@@ -210,7 +234,8 @@ def run_bench(config, *, steps: int = 30, warmup: int = 3, input_batches: int = 
 def format_results(r: dict) -> str:
     """A short human-readable report of :func:`run_bench`'s results."""
     j, t, i = r["jax"], r["torch"], r["input"]
-    lines = [f"bench {r['config']}: batch {r['batch_size']} on {r['devices']} ({r['cpu_cores']} CPU cores, "
+    lines = [f"bench {r['config']}: batch {r['batch_size']} on {r['devices']} ({r['cpu_cores']} cores of "
+             f"{r.get('cpu', 'an unrecorded CPU')}, "
              f"load average {r['load_average_1min']:.1f}); median of {r['rounds']} interleaved rounds",
              f"  JAX train step   compile {j['compile_s']:.2f} s | {j['step_ms']:.2f} ms/step | "
              f"{j['examples_per_s']:.0f} examples/s | {j['params']} params"]

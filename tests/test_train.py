@@ -193,6 +193,7 @@ def test_bench_reports_jax_torch_and_input_pipeline(tmp_path):
         results["jax"]["examples_per_s"] / results["torch"]["examples_per_s"])
     assert results["input"]["examples_per_s"] > 0
     assert "ratio JAX / PyTorch" in format_results(results)
+    assert results["cpu"] and results["cpu"] in format_results(results)   # ratios depend on the chip
 
 
 def test_bench_says_when_pytorch_is_missing(monkeypatch):
