@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from seisjax.bench import limit_cpu_threads
+from seisjax.bench import cpu_model, limit_cpu_threads
 
 
 def layer_products(batch: int = 32, shape=(128, 112), channels: int = 3, widths=(32, 64, 128, 256)):
@@ -62,6 +62,8 @@ def main(argv=None) -> list[dict]:
     step_form, canonical = product(0), product(1)
     rng = np.random.default_rng(0)
     results = []
+    cores = f"{args.threads} pinned core(s)" if args.threads > 0 else "XLA's default threads"
+    print(f"{cpu_model()}, {cores}; jax {jax.__version__}")
     print(f"{'layer':26s} {'K x M x N':>20s} {'as in the step':>18s} {'transposed patches':>20s} {'ratio':>6s}")
     for name, k, m, n in layer_products():
         patches = jax.device_put(rng.standard_normal((k, m), dtype=np.float32))
