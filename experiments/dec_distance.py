@@ -97,7 +97,8 @@ original DEC's optimizer, SGD with momentum 0.9 at a learning rate of 0.01 (on t
 ``--config.optim.optimizer=sgd --config.optim.stages='((10, 1e-2, 1.0),)'``), put every record in
 one cluster (0.510) within 100-400 steps for each of the four quick pretrainings below. Adam at a
 ten times smaller rate (``--config.optim.stages='((10, 1e-4, 1.0),)'``) gives 0.959, 0.937, 0.888,
-0.722 for them (0.953, 0.963, 0.944, 0.709 at the default rate, reproduced on another chip): no
+0.722 for them (at the default rate on the same, AMD EPYC, machine 0.953, 0.963, 0.944, 0.709; on the
+earlier machine 0.953, 0.961, 0.944, 0.708, below): no
 better, and even at that rate DEC leaves seed 0's whitened k-means start (0.976) for 0.959, so it is
 the objective, not the step size, that moves the clusters away.
 
