@@ -153,3 +153,11 @@ def test_pretrain_run_is_refused(runs, tmp_path, capsys):
     assert main(["cluster", "--workdir", str(pre), "--data", str(data), "--out", str(tmp_path / "x.csv")]) == 2
     assert "'pretrain'" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_unknown_output_format_is_refused(runs, tmp_path, capsys):
+    _, dec = runs
+    data = _write_pulses(tmp_path / "d", pulse_waveforms(8, seed=1))
+    assert main(["cluster", "--workdir", str(dec), "--data", str(data), "--out", str(tmp_path / "x.txt")]) == 2
+    assert ".csv, .h5 or .hdf5" in capsys.readouterr().err
+    assert not (tmp_path / "x.txt").exists()

@@ -104,6 +104,8 @@ def cluster_dataset(workdir, data, out, *, step: int | None = None, refine: str 
         raise InputError(f"--data {data}: not a dataset folder")
     if not out.parent.is_dir():
         raise InputError(f"--out {out}: folder {out.parent} does not exist")
+    if out.suffix.lower() not in (".csv",) + _HDF5_SUFFIXES:
+        raise InputError(f"--out {out}: expected a .csv, .h5 or .hdf5 file name")
     dataset = Dataset(data)
     # The engine rebuilds the run's own task to get the state's structure; the new data is
     # windowed separately so that its bad rows are reported instead of stopping the restore.
