@@ -71,11 +71,16 @@ def match_clusters(table: np.ndarray) -> dict[int, int]:
     return {int(c): int(r) for r, c in zip(rows, cols)}
 
 
-def hungarian_accuracy(truth, clusters) -> float:
-    """Fraction of rows whose cluster maps to their class under the best one-to-one matching."""
-    table, _, _ = contingency(truth, clusters)
+def matched_fraction(table) -> float:
+    """Share of a class-by-cluster table (counts or fractions) on the best one-to-one matching."""
+    table = np.asarray(table, np.float64)
     rows, cols = linear_sum_assignment(table, maximize=True)
     return float(table[rows, cols].sum() / table.sum())
+
+
+def hungarian_accuracy(truth, clusters) -> float:
+    """Fraction of rows whose cluster maps to their class under the best one-to-one matching."""
+    return matched_fraction(contingency(truth, clusters)[0])
 
 
 def per_class_scores(truth, clusters) -> dict[str, dict[str, float]]:

@@ -151,6 +151,11 @@ class Task:
         Tasks with periodic whole-dataset work (DEC's target update) do it here, deriving what they
         need from ``state`` so that a resumed run recomputes it exactly."""
 
+    def summarise_eval(self, means: dict) -> dict:
+        """Metrics that need the whole evaluation (e.g. a best matching over its confusion
+        fractions), from the means of :meth:`eval_metrics`; logged and saved beside them."""
+        return {}
+
     def eval_figures(self, params, model_state, batch, out_dir: Path) -> list[Path]:
         """Figures of an evaluation from its first batch (host side; numpy arrays)."""
         return []

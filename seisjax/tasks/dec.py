@@ -67,7 +67,8 @@ margins), trimmed back to ``data.window`` samples, and turned into ``log10`` STF
 ("local") and a long 1-3 Hz wave train ("teleseismic").
 
 Evaluation (``python -m seisjax eval``): metrics.json holds the confusion counts as (sum, count)
-pairs and the reconstruction MSE; ``clustering.json`` beside it holds Hungarian-matched accuracy,
+pairs, the Hungarian accuracy matched over them (``accuracy``; also in the training log when
+``train.eval_every_steps`` is set) and the reconstruction MSE; ``clustering.json`` beside it holds Hungarian-matched accuracy,
 per-class precision/recall/F1, NMI and ARI overall and per SNR bin, for DEC and the baselines
 (k-means on the raw windows, k-means on the pretrained embeddings), with figures: confusion matrix
 and the 2-D embedding coloured by cluster and by truth.
@@ -694,6 +695,15 @@ class DECTask(AutoencoderTask):
                 for k in range(int(self.config.task.n_clusters)):
                     per_example[f"confusion/{name}_cluster{k}"] = (batch["label"] == c) & (cluster == k)
         return pairs(per_example, batch["_valid"])
+
+    def summarise_eval(self, means):
+        """``accuracy``: the Hungarian accuracy of the clusters, from the confusion fractions (DEC
+        stage with labels), so that it can be followed during training."""
+        keys = [[f"confusion/{name}_cluster{k}" for k in range(int(self.config.task.n_clusters))]
+                for name in getattr(self, "_classes", [])]
+        if not keys or any(key not in means for row in keys for key in row):
+            return {}
+        return {"accuracy": cl.matched_fraction([[means[key] for key in row] for row in keys])}
 
     def eval_figures(self, params, model_state, batch, out_dir):
         return []

@@ -185,6 +185,7 @@ class _Setup:
                 batches.close()
         # a metric that no example counted (e.g. an empty length bucket) has no mean: kept in totals only
         means = {k: s / c for k, (s, c) in totals.items() if c}
+        means.update(self.task.summarise_eval(means))
         return means, totals, first
 
 
