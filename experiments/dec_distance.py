@@ -64,6 +64,20 @@ pretraining run's metrics.jsonl: 0.176 /
 0.177 / 0.170); on the quick data the failed seed's stands out (0.195 / 0.188 / 0.187 / 0.208 for
 seeds 0-3, seed 3 failing), so it is no rule for choosing a pretraining.
 
+What a failed seed finds instead (``python -m seisjax cluster`` on the run's data, then
+``scripts/dec_composition.py``, commands in its docstring): the 9.4 s window holds a local record's S
+wave only when S - P < 8.4 s (about 65 km); beyond that it holds P and its coda alone, as a
+teleseismic window does. The quick DEC run of seed 3 (0.708) follows that boundary: its cluster 0
+holds 1,247 of the 1,353 local records with S in the window, 60 of the 1,304 with S after it, and 228
+of the 2,766 teleseismic records (agreement with "S in the window or not": 0.927). The windows hold two
+boundaries and the labels draw only one. The runs that succeed err only below log10 SNR 2, on near and far local
+records alike (full size, seed 0: 583 of 9,551 with S in the window, 455 of 8,398 without). A window
+that holds every local S (18.8 s, the same 16 x 48 input: ``--config.data.window=1880
+--config.data.stft_nperseg=60 --config.data.stft_noverlap=20`` on both quick stages) removes that
+boundary, but DEC then gets 0.842 / 0.963 / 0.827 / 0.846 for seeds 0-3: the local records cluster
+almost perfectly (10-36 of 2,657 astray), and for seeds 0, 2 and 3 the teleseismic records below log10
+SNR 2 join them.
+
 Where the rest of the error lies: classifiers trained *with* the labels on the records of half the
 events and scored on the other half (both ways), per log10 SNR bin, against the DEC run above:
 

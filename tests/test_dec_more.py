@@ -388,3 +388,32 @@ def test_log10_snr_takes_the_db_column_and_else_the_components_linear_snr():
     np.testing.assert_allclose(_log10_snr(meta[["trace_snr_Z"]], "trace_snr_db", "Z"), np.log10([234.4, 5.0]))
     assert _log10_snr(meta[["trace_snr_db"]], "trace_snr_db", "N") is not None   # the dB column alone
     assert _log10_snr(pd.DataFrame({"other": [1.0]}), "trace_snr_db", "Z") is None
+
+
+def test_composition_splits_each_class_by_where_its_s_pick_falls():
+    import pandas as pd
+
+    module = _script("dec_composition")
+    # P at sample 500 (100 Hz); S 5 s, 8.39 s, 8.41 s and 12 s later, or no S pick
+    metadata = pd.DataFrame({
+        "trace_name": [f"t{i}" for i in range(6)],
+        "path_distance_class": ["local"] * 4 + ["teleseismic"] * 2,
+        "trace_p_arrival_sample": [500.0] * 6,
+        "trace_s_arrival_sample": [1000.0, 1339.0, 1341.0, 1700.0, np.nan, 400.0],
+        "trace_sampling_rate_hz": [100.0] * 6,
+    })
+    groups = module.s_groups(metadata, "path_distance_class", 8.4)
+    assert groups.tolist() == ["local, S in window", "local, S in window", "local, S after window",
+                               "local, S after window", "teleseismic, no S pick", "teleseismic, no S pick"]
+    clusters = pd.DataFrame({"trace_name": ["t0", "t1", "t2", "t3", "t4", "t5"], "cluster": [0, 0, 1, 1, 1, -1],
+                             "log10_snr": [0.5, 2.5, 2.5, 4.5, np.nan, 0.5]})
+    counts = module.composition(clusters, metadata, label_column="path_distance_class", window_after_p_s=8.4)
+    as_dict = {(r.group, r.snr_bin, r.cluster): r.traces for r in counts.itertuples()}
+    assert as_dict == {("local, S in window", "0-1", 0): 1, ("local, S in window", "2-3", 0): 1,
+                       ("local, S after window", "2-3", 1): 1, ("local, S after window", ">4", 1): 1,
+                       ("teleseismic, no S pick", "unknown", 1): 1, ("teleseismic, no S pick", "0-1", -1): 1}
+    table = module.markdown(counts)
+    assert "| local, S in window | 0 / 2 / 0 |" in table  # clusters -1 / 0 / 1
+    with pytest.raises(InputError, match="not in the dataset"):
+        module.composition(pd.concat([clusters, clusters.assign(trace_name="elsewhere").iloc[:1]]), metadata,
+                           label_column="path_distance_class", window_after_p_s=8.4)
