@@ -56,6 +56,9 @@ def get_config(arg=None):
     data.window, data.pre_p, data.stft_margin = 5676, 500, 100
     data.stft_nperseg, data.stft_noverlap = 172, 86
     data.stft_window = ("kaiser", 1.8 * math.pi)
+    # scipy's STFT as zClust takes it, not the distance network's: nfft = nperseg (all 87 rows, 0-50 Hz)
+    # and zero-padded edge frames
+    data.stft_nfft, data.stft_rows, data.stft_edges = 0, 0, "zeros"
     config.task.variant = "idec"
     if size == "quick":
         config.optim.stages = ((10 if stage == "pretrain" else 3, 1e-3, 1.0),)

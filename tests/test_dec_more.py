@@ -103,22 +103,24 @@ def test_zclust_parameter_count_and_shapes_by_hand():
 
 
 def test_zclust_input_is_the_87_by_67_kaiser_spectrogram():
-    """The task's spectrogram for the zClust config against scipy's STFT with a Kaiser window
-    (beta = 1.8 pi) computed here, after the same taper and bandpass."""
+    """The task's spectrogram for the zClust config (built from the config, as training does)
+    against scipy's STFT with a Kaiser window (beta = 1.8 pi) computed here, after the same taper
+    and bandpass."""
     from seisjax.data.preprocess import bandpass, taper
-    from seisjax.tasks.dec import distance_spectrograms, stft_window
+    from seisjax.registry import get_task
+    from seisjax.tasks.dec import stft_window
 
-    config = load_config("experiments/dec_zclust.py:quick")
+    config = load_config("experiments/dec_zclust.py:quick", {"data.source": "tones", "data.toy_examples": 2})
     data = config.data
     assert stft_window(data.stft_window) == ("kaiser", pytest.approx(1.8 * math.pi))
+    task = get_task("dec")(config)
+    assert task.windows("train")["x"].shape == (2, 87, 67, 1)
     margin, rate = int(data.stft_margin), float(data.sampling_rate)
     rng = np.random.default_rng(0)
     n = data.window + 2 * margin
     t = np.arange(n) / rate
     x = rng.normal(size=(2, n)) * 0.1 + np.sin(2 * np.pi * 6.0 * t) * (t > 10) * np.exp(-(t - 10).clip(0) / 5)
-    ours = distance_spectrograms(x[..., None].astype(np.float32), rate, margin=margin, band=tuple(data.bandpass),
-                                 nperseg=data.stft_nperseg, noverlap=data.stft_noverlap, floor=data.stft_floor,
-                                 window=stft_window(data.stft_window))
+    ours = task._model_input(x[..., None].astype(np.float32))
     assert ours.shape == (2, 87, 67, 1)
 
     def reference(window):
