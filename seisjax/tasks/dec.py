@@ -68,10 +68,10 @@ margins), trimmed back to ``data.window`` samples, and turned into ``log10`` STF
 
 Evaluation (``python -m seisjax eval``): metrics.json holds the confusion counts as (sum, count)
 pairs, the Hungarian accuracy matched over them (``accuracy``; also in the training log when
-``train.eval_every_steps`` is set) and the reconstruction MSE; ``clustering.json`` beside it holds Hungarian-matched accuracy,
-per-class precision/recall/F1, NMI and ARI overall and per SNR bin, for DEC and the baselines
-(k-means on the raw windows, k-means on the pretrained embeddings), with figures: confusion matrix
-and the 2-D embedding coloured by cluster and by truth.
+``train.eval_every_steps`` is set) and the reconstruction MSE; ``clustering.json`` beside it holds
+Hungarian-matched accuracy, per-class precision/recall/F1, NMI and ARI overall and per SNR bin, for
+DEC and the baselines (k-means on the raw windows, k-means on the pretrained embeddings), with
+figures: confusion matrix and the 2-D embedding coloured by cluster and by truth.
 """
 
 from __future__ import annotations
