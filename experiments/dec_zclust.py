@@ -46,10 +46,10 @@ there, improves on that start in the code itself. Whitening, which the distance 
 
 Full version: the same with ``:pretrain`` and no variant. On the full distance data (36,268 records,
 ``--config.data.path=runs/dec_dist_pre/data`` from ``experiments/dec_distance.py``), with 10 pretraining
-epochs instead of 100 (``--config.optim.stages='((10, 1e-3, 1.0),)'`` on ``:pretrain``; 32 min on 2 cores,
-part of it beside the test suite) and seed 0, DEC stopped by its tolerance after 280 steps at 0.980 (per log10 SNR bin 0.907 /
-0.994 / 1.000 / 1.000 / 1.000), from k-means on the code at 0.978 (whitened 0.972; raw spectrograms
-0.795). Its clusters re-drawn by the full-covariance mixture: 0.998 (0.992 below log10 SNR 1).
+epochs instead of 100 (``--config.optim.stages='((10, 1e-3, 1.0),)'`` on ``:pretrain``; 32 min on 2
+cores, part of it beside the test suite) and seed 0, DEC stopped by its tolerance after 280 steps at
+0.980 (per log10 SNR bin 0.907 / 0.994 / 1.000 / 1.000 / 1.000), from k-means on the code at 0.978
+(whitened 0.972; raw spectrograms 0.795). Its clusters re-drawn by the full-covariance mixture: 0.998 (0.992 below log10 SNR 1).
 
 Variants: ``pretrain``, ``quick_pretrain``, ``quick`` (DEC stage).
 """
