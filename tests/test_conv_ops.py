@@ -1,4 +1,4 @@
-"""The GEMM convolutions and batch norm of seisjax/ops/conv.py compute what XLA's convolutions and
+"""The GEMM and one-output convolutions and batch norm of seisjax/ops/conv.py compute what XLA's convolutions and
 flax's BatchNorm compute, values and gradients (their custom VJPs against jax.grad of the plain
 operations), with the same variables as flax's modules."""
 
@@ -14,8 +14,10 @@ from seisjax.ops.conv import (
     batch_norm_relu,
     col2im,
     conv2d_gemm,
+    conv2d_one_output,
     conv_transpose3x3s2_gemm,
     im2col,
+    resolve_conv_impl,
     same_padding,
 )
 
@@ -61,6 +63,41 @@ def test_conv2d_gemm_explicit_padding():
     padding = ((2, 0), (1, 2))
     expected = jax.lax.conv_general_dilated(x, kernel, (2, 1), padding, dimension_numbers=DIMS)
     _close(conv2d_gemm(x, kernel, (2, 1), padding), expected)
+
+
+@pytest.mark.parametrize("shape,kernel_size,padding", [
+    ((2, 7, 5, 8), (3, 3), "SAME"), ((3, 6, 9, 1), (3, 3), "SAME"), ((2, 8, 6, 3), (5, 2), "SAME"),
+    ((2, 6, 7, 3), (3, 3), ((2, 0), (1, 2))), ((1, 5, 6, 2), (3, 3), ((0, 0), (0, 0)))])
+def test_conv2d_one_output_equals_xla_convolution_and_its_gradients(shape, kernel_size, padding):
+    rng = np.random.default_rng(sum(shape) + sum(kernel_size))
+    x = rng.normal(size=shape).astype(np.float32)
+    kernel = rng.normal(size=(*kernel_size, shape[-1], 1)).astype(np.float32)
+
+    def reference(x, k):
+        return jax.lax.conv_general_dilated(x, k, (1, 1), padding, dimension_numbers=DIMS)
+
+    def ours(x, k):
+        return conv2d_one_output(x, k, padding)
+
+    expected = reference(x, kernel)
+    _close(jax.jit(ours)(x, kernel), expected)
+    cotangent = rng.normal(size=expected.shape).astype(np.float32)
+    for got, want in zip(_grads(ours, x, kernel, cotangent), _grads(reference, x, kernel, cotangent), strict=True):
+        _close(got, want)
+
+
+def test_one_output_form_is_chosen_only_where_it_applies():
+    x = np.ones((1, 5, 5, 2), np.float32)
+    with pytest.raises(ValueError, match=r"\(kh, kw, in, 1\)"):
+        conv2d_one_output(x, np.ones((3, 3, 2, 4), np.float32))
+    with pytest.raises(ValueError, match="features = 1 and stride 1"):
+        Conv(1, strides=(2, 2), impl="one_output").init(jax.random.key(0), x)
+    ref = nn.Conv(1, (3, 3), padding="SAME")
+    variables = jax.tree.map(lambda v: v + 0.1, ref.init(jax.random.key(1), x))
+    _close(Conv(1, (3, 3), impl="one_output").apply(variables, x), ref.apply(variables, x))
+    if jax.default_backend() == "cpu":
+        assert resolve_conv_impl("auto", 1, (1, 1)) == "one_output"
+        assert resolve_conv_impl("auto", 1, (2, 2)) == resolve_conv_impl("auto", 4, (1, 1)) == "gemm"
 
 
 @pytest.mark.parametrize("shape", [(2, 5, 3, 4), (1, 4, 6, 3), (2, 1, 7, 2)])

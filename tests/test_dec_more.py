@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.signal
@@ -100,6 +101,23 @@ def test_zclust_parameter_count_and_shapes_by_hand():
     centres = 2 * 9
     counts = jax.tree_util.tree_map(lambda a: a.size, variables["params"])
     assert sum(jax.tree_util.tree_leaves(counts)) == encoder + embed + unembed + decoder + centres == 218_268
+
+
+@pytest.mark.parametrize("size_in, size_out", [((3, 3), (6, 5)), ((44, 34), (87, 67)), ((6, 5), (11, 9)),
+                                               ((9, 7), (4, 7)), ((5, 5), (5, 5))])
+def test_zclust_resize_is_jax_nearest_resize(size_in, size_out):
+    """The decoder's repeat-based resize picks the pixels jax.image.resize("nearest") picks, up and
+    down, and its gradient sums the copies of each pixel."""
+    from seisjax.models.dec import resize_nearest
+
+    x = np.random.default_rng(0).normal(size=(2, *size_in, 3)).astype(np.float32)
+    shape = (2, *size_out, 3)
+    np.testing.assert_array_equal(np.asarray(resize_nearest(x, size_out)),
+                                  np.asarray(jax.image.resize(x, shape, "nearest")))
+    w = np.random.default_rng(1).normal(size=shape).astype(np.float32)
+    grad = jax.grad(lambda a: jnp.sum(resize_nearest(a, size_out) * w))(x)
+    expected = jax.grad(lambda a: jnp.sum(jax.image.resize(a, shape, "nearest") * w))(x)
+    np.testing.assert_allclose(np.asarray(grad), np.asarray(expected), rtol=1e-6, atol=1e-6)
 
 
 def test_zclust_input_is_the_87_by_67_kaiser_spectrogram():

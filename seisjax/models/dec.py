@@ -33,7 +33,9 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from seisjax.ops.conv import Conv
 from seisjax.registry import register_model
 
 __all__ = ["MousaviPolarity", "MousaviDistance", "ZClust"]
@@ -122,9 +124,11 @@ class MousaviDistance(nn.Module):
             raise ValueError(f"mousavi_distance: input_shape {tuple(self.input_shape)} must be two sides "
                              f"divisible by {factor}")
         kernel = tuple(self.kernel)
-        self.encoder = [nn.Conv(c, kernel, padding="SAME", name=f"enc{i}") for i, c in enumerate(self.channels)]
+        # nn.Conv's variables; on the CPU GEMMs and, for one-channel outputs, shifted planes
+        # (seisjax/ops/conv.py): XLA's own CPU convolutions are slowest for such thin layers
+        self.encoder = [Conv(c, kernel, impl="auto", name=f"enc{i}") for i, c in enumerate(self.channels)]
         widths = list(self.channels[-2::-1]) + [self.out_channels]
-        self.decoder = [nn.Conv(c, kernel, padding="SAME", name=f"dec{i}") for i, c in enumerate(widths)]
+        self.decoder = [Conv(c, kernel, impl="auto", name=f"dec{i}") for i, c in enumerate(widths)]
         self.code_shape = (self.input_shape[0] // factor, self.input_shape[1] // factor, self.channels[-1])
         self.embedding_dim = self.code_shape[0] * self.code_shape[1] * self.code_shape[2]
         self.centres = self.param("centres", nn.initializers.normal(1.0), (self.n_clusters, self.embedding_dim))
@@ -158,6 +162,30 @@ def _halved(side: int, levels: int) -> list[int]:
     return sides
 
 
+def resize_nearest(x, size_hw: Sequence[int]):
+    """``jax.image.resize(x, (B, *size_hw, C), "nearest")`` of an NHWC ``x`` (pixel-centre indices
+    ``floor((i + 0.5) * n_in / n_out)``) built from slices and broadcasts: each run of rows (then
+    columns) that the resize copies equally often is repeated by a broadcast and a reshape. The
+    gradient is then sums over the copies; ``jax.image.resize`` and ``jnp.repeat`` with uneven counts
+    gather, and a gather's gradient is a scatter-add, which XLA's CPU backend runs slowly."""
+    for axis, (n_in, n_out) in enumerate(zip(x.shape[1:3], size_hw), start=1):
+        if n_in == n_out:
+            continue
+        index = np.floor((np.arange(n_out, dtype=np.float32) + 0.5) * np.float32(n_in) / np.float32(n_out))
+        counts = np.bincount(index.astype(np.int64), minlength=n_in)
+        starts = np.flatnonzero(np.diff(counts, prepend=-1))   # first row of each run of equal counts
+        pieces = []
+        for start, stop in zip(starts, [*starts[1:], n_in]):
+            if counts[start]:
+                run = jax.lax.slice_in_dim(x, int(start), int(stop), axis=axis)
+                copies = jnp.expand_dims(run, axis + 1)
+                shape = (*run.shape[:axis + 1], int(counts[start]), *run.shape[axis + 1:])
+                pieces.append(jnp.broadcast_to(copies, shape).reshape(
+                    *run.shape[:axis], (stop - start) * int(counts[start]), *run.shape[axis + 1:]))
+        x = jnp.concatenate(pieces, axis=axis)
+    return x
+
+
 @register_model("zclust")
 class ZClust(nn.Module):
     """The zClust network (see the module docstring): stride-2 3x3 convolutions, leaky ReLU, a
@@ -175,12 +203,16 @@ class ZClust(nn.Module):
             raise ValueError(f"zclust: input_shape {tuple(self.input_shape)} must be (frequencies, times)")
         levels = len(self.channels)
         self.sides = list(zip(_halved(self.input_shape[0], levels), _halved(self.input_shape[1], levels)))
-        self.encoder = [nn.Conv(c, (3, 3), strides=(2, 2), padding="SAME", name=f"enc{i}")
+        # nn.Conv's variables; on the CPU computed as a GEMM (seisjax/ops/conv.py), the faster there
+        # for these stride-2 convolutions (benchmarks/README.md)
+        self.encoder = [Conv(c, (3, 3), strides=(2, 2), impl="auto", name=f"enc{i}")
                         for i, c in enumerate(self.channels)]
         self.embed = nn.Dense(self.embedding_dim, name="embed")
         self.unembed = nn.Dense(self.sides[-1][0] * self.sides[-1][1] * self.channels[-1], name="unembed")
         widths = list(self.channels[-2::-1]) + [self.out_channels]
-        self.decoder = [nn.Conv(c, (3, 3), padding="SAME", name=f"dec{i}") for i, c in enumerate(widths)]
+        # XLA's convolutions, faster than the GEMM form here; a one-channel output as shifted planes
+        # on the CPU (seisjax/ops/conv.py: XLA's gradients are slowest for it)
+        self.decoder = [Conv(c, (3, 3), impl="auto" if c == 1 else "xla", name=f"dec{i}") for i, c in enumerate(widths)]
         self.centres = self.param("centres", nn.initializers.normal(1.0), (self.n_clusters, self.embedding_dim))
 
     def _act(self, x):
@@ -196,7 +228,7 @@ class ZClust(nn.Module):
         x = self._act(self.unembed(z)).reshape(z.shape[0], h, w, self.channels[-1])
         for i, conv in enumerate(self.decoder):
             h, w = self.sides[-2 - i]
-            x = conv(jax.image.resize(x, (x.shape[0], h, w, x.shape[-1]), method="nearest"))
+            x = conv(resize_nearest(x, (h, w)))
             if i < len(self.decoder) - 1:  # linear output
                 x = self._act(x)
         return x

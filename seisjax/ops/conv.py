@@ -7,6 +7,9 @@ functions are written as one matrix product each, which XLA hands to its GEMM:
 - :func:`conv2d_gemm`: an ``n x n`` convolution (any stride, XLA's "SAME" alignment) as im2col
   patches ``(B*Ho*Wo, kh*kw*Cin) @ (kh*kw*Cin, Cout)``; ``jax.grad`` of it is the weight gradient as
   one GEMM ``patches^T @ dy`` and the input gradient as ``dy @ W^T`` folded back (col2im).
+- :func:`conv2d_one_output`: a stride-1 convolution to a single channel as a sum of shifted planes
+  (one ``(kh*kw, C)`` contraction, then ``kh*kw`` shifted adds): XLA's convolution and its
+  gradients, and the GEMM (``N = 1``), are slowest for such a thin output.
 - :func:`conv_transpose3x3s2_gemm`: the 3x3 stride-2 "SAME" transposed convolution as PyTorch runs
   it: ``x @ W`` to the nine taps of every input pixel, then overlap-added into the four output phases.
 - :func:`batch_norm_relu`: training-mode batch norm (one pass: sum and sum of squares in float32)
@@ -35,6 +38,7 @@ __all__ = [
     "batch_norm_relu",
     "col2im",
     "conv2d_gemm",
+    "conv2d_one_output",
     "conv_transpose3x3s2_gemm",
     "im2col",
     "resolve_conv_impl",
@@ -148,6 +152,68 @@ def conv2d_gemm(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1)
     return _conv_gemm(x, kernel, strides, padding)
 
 
+def _one_output_pads(size_hw, kernel_size, padding):
+    pads = _pads(size_hw, kernel_size, (1, 1), padding)
+    out_hw = tuple(_out_size(n, k, 1, pad) for n, k, pad in zip(size_hw, kernel_size, pads, strict=True))
+    return pads, out_hw
+
+
+def _shifted_sum(planes, kernel_size, pads, out_hw):
+    """``sum_ij pad(planes[i*kw + j])[:, i:i+Ho, j:j+Wo]`` over tap-major ``planes (kh*kw, B, H, W)``."""
+    (kh, kw), (ho, wo) = kernel_size, out_hw
+    padded = lax.pad(planes, jnp.zeros((), planes.dtype), ((0, 0, 0), (0, 0, 0), (*pads[0], 0), (*pads[1], 0)))
+    return sum(padded[i * kw + j, :, i:i + ho, j:j + wo] for i in range(kh) for j in range(kw))
+
+
+def _tap_planes_of_dy(dy, size_hw, kernel_size, pads):
+    """``S[i*kw + j, b, a, c] = dy[b, a + top - i, c + left - j]`` (0 outside): the output gradient seen
+    from each input pixel through each tap, ``(kh*kw, B, H, W)``."""
+    (kh, kw), (h, w) = kernel_size, size_hw
+    lo_hi = [(k - 1 - before, k - 1 - after, 0) for k, (before, after) in zip(kernel_size, pads, strict=True)]
+    dyp = lax.pad(dy, jnp.zeros((), dy.dtype), ((0, 0, 0), *lo_hi))
+    return jnp.stack([dyp[:, kh - 1 - i:kh - 1 - i + h, kw - 1 - j:kw - 1 - j + w]
+                      for i in range(kh) for j in range(kw)])
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_one(x, kernel, padding):
+    return _conv_one_fwd(x, kernel, padding)[0]
+
+
+def _conv_one_fwd(x, kernel, padding):
+    kh, kw, cin, _ = kernel.shape
+    pads, out_hw = _one_output_pads(x.shape[1:3], (kh, kw), padding)
+    taps = jnp.einsum("bhwc,tc->tbhw", x, kernel.reshape(kh * kw, cin), preferred_element_type=jnp.float32)
+    return _shifted_sum(taps, (kh, kw), pads, out_hw)[..., None], (x, kernel)
+
+
+def _conv_one_bwd(padding, res, dy):
+    x, kernel = res
+    kh, kw, cin, _ = kernel.shape
+    b, h, w, _ = x.shape
+    pads, _ = _one_output_pads((h, w), (kh, kw), padding)
+    planes = _tap_planes_of_dy(dy[..., 0], (h, w), (kh, kw), pads)       # (kh*kw, B, H, W)
+    taps = kernel.reshape(kh * kw, cin)
+    dx = sum(planes[t][..., None] * taps[t] for t in range(kh * kw))
+    dkernel = _gemm(planes.reshape(kh * kw, -1), x.reshape(-1, cin)).reshape(kernel.shape)
+    return dx.astype(x.dtype), dkernel
+
+
+_conv_one.defvjp(_conv_one_fwd, _conv_one_bwd)
+
+
+def conv2d_one_output(x: jax.Array, kernel: jax.Array,
+                      padding: str | Sequence[tuple[int, int]] = "SAME") -> jax.Array:
+    """``lax.conv_general_dilated(x, kernel, (1, 1), padding)`` (NHWC, HWIO, float32) for a kernel with
+    one output channel: the input contracted with every tap at once (``(kh*kw, B, H, W)``), then the
+    ``kh*kw`` planes shifted and added. Its backward builds the output gradient's ``kh*kw`` shifted
+    planes once: the input gradient is their weighted sum, the kernel's one GEMM with the input."""
+    if kernel.ndim != 4 or kernel.shape[-1] != 1:
+        raise ValueError(f"conv2d_one_output: kernel shape {kernel.shape} must be (kh, kw, in, 1)")
+    padding = padding if isinstance(padding, str) else tuple(tuple(int(v) for v in p) for p in padding)
+    return _conv_one(x, kernel, padding)
+
+
 @jax.custom_vjp
 def conv_transpose3x3s2_gemm(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """``lax.conv_transpose(x, kernel, (2, 2), "SAME")`` (NHWC, HWIO ``(3, 3, in, out)``, unflipped) as
@@ -256,22 +322,28 @@ def _conv_xla(x, kernel, strides, padding):
     return lax.conv_general_dilated(x, kernel, tuple(strides), padding, dimension_numbers=_DIMS)
 
 
-CONV_IMPLS = ("auto", "gemm", "xla")
+CONV_IMPLS = ("auto", "gemm", "one_output", "xla")
 
 
-def resolve_conv_impl(impl: str) -> str:
-    """``"auto"`` -> ``"gemm"`` on the CPU backend, ``"xla"`` elsewhere; other choices unchanged."""
+def resolve_conv_impl(impl: str, features: int = 0, strides: Sequence[int] = (1, 1)) -> str:
+    """``"auto"`` -> on the CPU backend ``"one_output"`` for a stride-1 convolution to ``features == 1``
+    channel, else ``"gemm"``; ``"xla"`` elsewhere. Other choices unchanged."""
     if impl not in CONV_IMPLS:
         raise ValueError(f"impl = {impl!r}: expected one of {CONV_IMPLS}")
-    return ("gemm" if jax.default_backend() == "cpu" else "xla") if impl == "auto" else impl
+    if impl != "auto":
+        return impl
+    if jax.default_backend() != "cpu":
+        return "xla"
+    return "one_output" if features == 1 and all(int(s) == 1 for s in strides) else "gemm"
 
 
 class Conv(nn.Module):
     """``flax.linen.Conv`` (NHWC, "SAME" or explicit padding, no dilation or groups) with the same
     parameters (``kernel (kh, kw, in, features)`` lecun-normal, ``bias`` zeros) and function, computed
-    by :func:`conv2d_gemm` (``impl="gemm"``) or by XLA's convolution (``impl="xla"``); ``"auto"``: the
-    GEMM on CPU, XLA's convolution on accelerators (where it is cuDNN's, and the GEMM form only adds
-    the im2col traffic)."""
+    by :func:`conv2d_gemm` (``impl="gemm"``), :func:`conv2d_one_output` (``"one_output"``: stride 1,
+    one feature) or by XLA's convolution (``impl="xla"``); ``"auto"``: on CPU the one-output form
+    where it applies and the GEMM otherwise, XLA's convolution on accelerators (where it is cuDNN's,
+    and the GEMM form only adds the im2col traffic)."""
 
     features: int
     kernel_size: Sequence[int] = (3, 3)
@@ -282,11 +354,16 @@ class Conv(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        resolve_conv_impl(self.impl)   # a bad choice fails before the parameters are made
+        impl = resolve_conv_impl(self.impl, self.features, self.strides)   # a bad choice fails first
+        if impl == "one_output" and (self.features != 1 or any(int(s) != 1 for s in self.strides)):
+            raise ValueError(f"impl = 'one_output' needs features = 1 and stride 1, not {self.features} "
+                             f"and {tuple(self.strides)}")
         kernel = self.param("kernel", nn.initializers.lecun_normal(),
                             (*self.kernel_size, x.shape[-1], self.features), jnp.float32)
-        if resolve_conv_impl(self.impl) == "gemm":
+        if impl == "gemm":
             y = conv2d_gemm(x, kernel, self.strides, self.padding)
+        elif impl == "one_output":
+            y = conv2d_one_output(x, kernel, self.padding)
         else:
             y = _conv_xla(x, kernel, self.strides, self.padding)
         if self.use_bias:
