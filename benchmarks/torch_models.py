@@ -325,7 +325,16 @@ def load_flax_symae(module: SymAETorch, params) -> SymAETorch:
 
 
 # ----------------------------------------------------------------------------- mousavi_polarity
-class MousaviPolarityTorch(nn.Module):
+class _DECTwin(nn.Module):
+    """A DEC network twin: ``encode`` and ``decode`` from the subclass, ``forward(x) -> (x_hat, z)``
+    as the Flax models' ``__call__``."""
+
+    def forward(self, x):
+        z = self.encode(x)
+        return self.decode(z), z
+
+
+class MousaviPolarityTorch(_DECTwin):
     """Twin of ``seisjax.models.dec.MousaviPolarity`` (same layers, parameter count, cluster
     centres and function; a test loads the Flax parameters and compares). Input ``(B, C, L)``.
 
@@ -370,10 +379,6 @@ class MousaviPolarityTorch(nn.Module):
             if i < len(self.decoder) - 1:   # linear output
                 x = self.act(x)
         return x
-
-    def forward(self, x):
-        z = self.encode(x)
-        return self.decode(z), z
 
 
 def soft_assignment_torch(z, centres, alpha=1.0):
@@ -462,7 +467,7 @@ def _same_pad2d(size_hw, kernel_hw, stride: int) -> tuple[int, int, int, int]:
 
 
 # ----------------------------------------------------------------------------- mousavi_distance
-class MousaviDistanceTorch(nn.Module):
+class MousaviDistanceTorch(_DECTwin):
     """Twin of ``seisjax.models.dec.MousaviDistance`` (same layers, parameter count, centres and
     function). Input ``(B, C, F, T)``; the embedding is flattened in Flax's (F, T, channel) order."""
 
@@ -502,10 +507,6 @@ class MousaviDistanceTorch(nn.Module):
                 x = self.act(x)
         return x
 
-    def forward(self, x):
-        z = self.encode(x)
-        return self.decode(z), z
-
 
 def flax_mousavi_distance_to_torch(params) -> dict:
     """A Flax MousaviDistance's ``params`` (or a pytree shaped like them) as the twin's state dict."""
@@ -514,7 +515,7 @@ def flax_mousavi_distance_to_torch(params) -> dict:
 
 
 # ----------------------------------------------------------------------------- zclust
-class ZClustTorch(nn.Module):
+class ZClustTorch(_DECTwin):
     """Twin of ``seisjax.models.dec.ZClust``: stride-2 3x3 "SAME" convolutions (XLA's padding, the
     extra pixel after), leaky ReLU, Linear embedding; the decoder resizes (nearest, pixel centres,
     as ``jax.image.resize``) then convolves. Input ``(B, C, F, T)``; flattening in Flax's order."""
@@ -555,10 +556,6 @@ class ZClustTorch(nn.Module):
             if i < len(self.decoder) - 1:   # linear output
                 x = self._act(x)
         return x
-
-    def forward(self, x):
-        z = self.encode(x)
-        return self.decode(z), z
 
 
 def flax_zclust_to_torch(params) -> dict:
