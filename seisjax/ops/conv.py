@@ -166,8 +166,8 @@ def _shifted_sum(planes, kernel_size, pads, out_hw):
 
 
 def _tap_planes_of_dy(dy, size_hw, kernel_size, pads):
-    """``S[i*kw + j, b, a, c] = dy[b, a + top - i, c + left - j]`` (0 outside): the output gradient seen
-    from each input pixel through each tap, ``(kh*kw, B, H, W)``."""
+    """``S[i*kw + j, b, p, q] = dy[b, p + top - i, q + left - j]`` (0 outside): the output gradient
+    seen from each input pixel through each tap, ``(kh*kw, B, H, W)``."""
     (kh, kw), (h, w) = kernel_size, size_hw
     lo_hi = [(k - 1 - before, k - 1 - after, 0) for k, (before, after) in zip(kernel_size, pads, strict=True)]
     dyp = lax.pad(dy, jnp.zeros((), dy.dtype), ((0, 0, 0), *lo_hi))
