@@ -69,11 +69,11 @@ function). Hungarian accuracy, pretraining seeds 0 / 1 / 2:
 | DEC's clusters re-drawn by a full-covariance mixture (``dec_gmm_full``) | 0.999 / 0.997 / 0.999 |
 | the same, lowest log10 SNR bin | 0.996 / 0.985 / 0.993 |
 
-Above log10 SNR 1 DEC gets 0.994-1.000 in every bin for every seed; every error is a local record put with
-the teleseismic ones (no teleseismic record joins the local cluster), most of them below log10 SNR 1. Over the three seeds DEC averages 0.988, against the
-paper's 0.984 with its own network. With 10 pretraining epochs
-instead (``--config.optim.stages='((10, 1e-3, 1.0),)'``, seed 0) DEC got 0.980 (0.907 below log10 SNR
-1) from k-means at 0.978, re-drawn 0.998.
+Above log10 SNR 1 DEC gets 0.994-1.000 in every bin for every seed; every error is a local record put
+with the teleseismic ones (no teleseismic record joins the local cluster), most of them below log10
+SNR 1. Over the three seeds DEC averages 0.988, against the paper's 0.984 with its own network. With
+10 pretraining epochs instead (``--config.optim.stages='((10, 1e-3, 1.0),)'``, seed 0) DEC got 0.980
+(0.907 below log10 SNR 1) from k-means at 0.978, re-drawn 0.998.
 
 Variants: ``pretrain``, ``quick_pretrain``, ``quick`` (DEC stage).
 """
@@ -114,6 +114,6 @@ def get_config(arg=None):
     if size == "quick":
         config.optim.stages = ((10 if stage == "pretrain" else 3, 1e-3, 1.0),)
     elif stage == "pretrain":
-        # the full-size runs below were measured with 40 epochs, not the distance network's 100
+        # the full-size runs in the docstring were measured with 40 epochs, not the distance network's 100
         config.optim.stages = ((40, 1e-3, 1.0),)
     return config
