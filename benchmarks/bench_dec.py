@@ -1,6 +1,6 @@
 """DEC fine-tuning step and DEC target update: JAX (jit) vs PyTorch (and numpy), one thread each.
 
-The network is the Mousavi polarity network (``seisjax.models.dec.MousaviPolarity``) and its PyTorch
+The network is the Mousavi polarity network (``seisjax.dec.model.MousaviPolarity``) and its PyTorch
 twin (``benchmarks/torch_models.py``: same layers, parameters and function, checked by
 tests/test_torch_dec.py), with random weights (the cost does not depend on training) on random
 windows; the target P comes from the random network's own soft assignment, so it is a real target.
@@ -57,8 +57,8 @@ def build_sides(length: int = 32, n_clusters: int = 2, seed: int = 0):
     import optax
     import torch
 
-    from seisjax.analysis import clustering as cl
-    from seisjax.models.dec import MousaviPolarity
+    from seisjax.metrics import clustering as cl
+    from seisjax.dec.model import MousaviPolarity
 
     spec = importlib.util.spec_from_file_location("seisjax_torch_twins_dec", TWINS_FILE)
     twins = importlib.util.module_from_spec(spec)

@@ -1,7 +1,7 @@
 """Coherent-information extraction: every event and pixel in one compiled call vs one pixel.
 
 The full SymAE (nt 192, p = q = 30, random weights: the cost does not depend on training) and the
-extraction of ``seisjax.analysis.coherent`` with the reference's settings (N = 10 codes per event,
+extraction of ``seisjax.symae.extraction`` with the reference's settings (N = 10 codes per event,
 100 gradient steps, 30 shift-refinement iterations) on random traces in ``events x pixels`` groups of
 ``traces`` stations each. Three timings, each after its own compilation (reported separately: the
 first call's time minus a run's), as the best of ``--repeats`` runs (the least disturbed on a shared
@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seisjax.analysis.coherent import ExtractionConfig, GroupArrays, make_extractor, target_groups
+from seisjax.symae.extraction import ExtractionConfig, GroupArrays, make_extractor, target_groups
 from seisjax.bench import cpu_model
-from seisjax.models.symae import SymAE
+from seisjax.symae.model import SymAE
 
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 

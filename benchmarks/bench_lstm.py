@@ -65,8 +65,8 @@ def main():
     import optax
     import torch
 
-    from seisjax.models import lstm_ae as lm
-    from seisjax.tasks.lstm_ae import masked_l1
+    from seisjax.lstm_ae import model as lm
+    from seisjax.lstm_ae.task import masked_l1
 
     if args.threads:
         torch.set_num_threads(args.threads)

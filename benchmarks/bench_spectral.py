@@ -109,7 +109,7 @@ def spectral_loss(name: str, out: dict, x, log_scale=None, beta: float = BETA):
     """MSE of the reconstruction + ``beta`` x batch-mean KL (VAEs) + MSE of the CVAE's log scale."""
     import jax.numpy as jnp
 
-    from seisjax.models.spectral import kl_divergence
+    from seisjax.spectrogram.model import kl_divergence
 
     loss = jnp.mean(jnp.square(out["recon"] - x))
     if name != "spectral_ae":
@@ -126,7 +126,7 @@ class JaxTrainStep:
         import jax
         import optax
 
-        from seisjax.models import spectral
+        from seisjax.spectrogram import model as spectral
 
         cls = {"spectral_ae": spectral.SpectralAE, "spectral_vae": spectral.SpectralVAE,
                "spectral_cvae": spectral.SpectralCVAE}[name]
@@ -253,7 +253,7 @@ def bench_decoder(args, twins) -> list[dict]:
     import jax.numpy as jnp
     import torch
 
-    from seisjax.models.spectral import SpectralDecoder
+    from seisjax.spectrogram.model import SpectralDecoder
 
     features = (32, 64, 128, 256)
     f, t = args.shape
@@ -336,7 +336,7 @@ def bench_layers(args, twins) -> list[dict]:
     import torch
     import torch.nn.functional as F
 
-    from seisjax.models import spectral
+    from seisjax.spectrogram import model as spectral
     from seisjax.ops.conv import (
         batch_norm_relu,
         conv2d_gemm,

@@ -1,4 +1,4 @@
-"""PyTorch twin of ``seisjax.models.lstm_ae.LSTMAutoencoder`` for throughput ratios
+"""PyTorch twin of ``seisjax.lstm_ae.model.LSTMAutoencoder`` for throughput ratios
 (benchmarks/bench_lstm.py; parameter counts checked by tests/test_torch_lstm.py).
 
 Same layers, widths, kernels, masks and loss as the Flax model, written as a PyTorch user would:

@@ -29,7 +29,7 @@ def register(name):
 
 # ----------------------------------------------------------------------------- conv_ae
 class ConvAutoencoderTorch(nn.Module):
-    """Twin of ``seisjax.models.conv_ae.ConvAutoencoder``: stride-2 convolutions, dense latent,
+    """Twin of ``seisjax.conv_ae.model.ConvAutoencoder``: stride-2 convolutions, dense latent,
     (repeat x2, convolution) decoder. Input (B, C, W).
 
     It computes the same function as the Flax model given the same weights (a test checks it):
@@ -165,7 +165,7 @@ class _SymAEDecoderTorch(nn.Module):
 
 
 class SymAETorch(nn.Module):
-    """Twin of ``seisjax.models.symae.SymAE`` (same layers, parameter count and forward function; a
+    """Twin of ``seisjax.symae.model.SymAE`` (same layers, parameter count and forward function; a
     test loads the Flax parameters and compares). Input ``x (B, ntau, nt)``, ``mask (B, ntau)``."""
 
     def __init__(self, nt=192, p=30, q=30, leak=0.1, use_shifts=True, shift_unit=0.0, max_shift=0.0,
@@ -241,7 +241,7 @@ class SymAETorch(nn.Module):
 
 def symae_loss_torch(outputs, x, mask=None, *, gamma=100.0, beta_nuisance=1.0, beta_coherent=1.0,
                      shift_penalty="norm"):
-    """Twin of ``seisjax.models.symae.symae_loss``: ``(loss, terms)`` with the same terms."""
+    """Twin of ``seisjax.symae.model.symae_loss``: ``(loss, terms)`` with the same terms."""
     valid = torch.ones(x.shape[:2], dtype=x.dtype) if mask is None else (mask > 0).to(x.dtype)
     err = torch.where(valid[..., None] > 0, x - outputs["reconstruction"], 0.0)
     logvar = outputs["decoder_logvar"]
@@ -335,7 +335,7 @@ class _DECTwin(nn.Module):
 
 
 class MousaviPolarityTorch(_DECTwin):
-    """Twin of ``seisjax.models.dec.MousaviPolarity`` (same layers, parameter count, cluster
+    """Twin of ``seisjax.dec.model.MousaviPolarity`` (same layers, parameter count, cluster
     centres and function; a test loads the Flax parameters and compares). Input ``(B, C, L)``.
 
     Flax's stride-1 "SAME" convolution pads ``(k - 1) // 2`` before and the rest after, which for
@@ -382,7 +382,7 @@ class MousaviPolarityTorch(_DECTwin):
 
 
 def soft_assignment_torch(z, centres, alpha=1.0):
-    """Twin of ``seisjax.analysis.clustering.soft_assignment`` (Student's t, log-space softmax)."""
+    """Twin of ``seisjax.metrics.clustering.soft_assignment`` (Student's t, log-space softmax)."""
     d2 = torch.sum((z[:, None, :] - centres[None, :, :]) ** 2, -1)
     return torch.softmax(-(alpha + 1.0) / 2.0 * torch.log1p(d2 / alpha), dim=1)
 
@@ -401,7 +401,7 @@ def kl_divergence_torch(p, q, eps=1e-12):
 
 def dec_loss_torch(module, x, target=None, *, variant="dec", gamma=0.1, alpha=1.0):
     """The DEC task's loss for the twin: MSE without a target (pretraining); with one, ``KL(P || Q)``
-    (``variant="dec"``) or ``MSE + gamma * KL`` (``"idec"``), as ``seisjax.tasks.dec.DECTask.loss``."""
+    (``variant="dec"``) or ``MSE + gamma * KL`` (``"idec"``), as ``seisjax.dec.task.DECTask.loss``."""
     recon, z = module(x)
     mse = torch.mean((recon - x) ** 2)
     if target is None:
@@ -468,7 +468,7 @@ def _same_pad2d(size_hw, kernel_hw, stride: int) -> tuple[int, int, int, int]:
 
 # ----------------------------------------------------------------------------- mousavi_distance
 class MousaviDistanceTorch(_DECTwin):
-    """Twin of ``seisjax.models.dec.MousaviDistance`` (same layers, parameter count, centres and
+    """Twin of ``seisjax.dec.model.MousaviDistance`` (same layers, parameter count, centres and
     function). Input ``(B, C, F, T)``; the embedding is flattened in Flax's (F, T, channel) order."""
 
     def __init__(self, input_shape=(16, 48), out_channels=1, channels=(4, 2, 1), kernel=(3, 3), activation="tanh",
@@ -516,7 +516,7 @@ def flax_mousavi_distance_to_torch(params) -> dict:
 
 # ----------------------------------------------------------------------------- zclust
 class ZClustTorch(_DECTwin):
-    """Twin of ``seisjax.models.dec.ZClust``: stride-2 3x3 "SAME" convolutions (XLA's padding, the
+    """Twin of ``seisjax.dec.model.ZClust``: stride-2 3x3 "SAME" convolutions (XLA's padding, the
     extra pixel after), leaky ReLU, Linear embedding; the decoder resizes (nearest, pixel centres,
     as ``jax.image.resize``) then convolves. Input ``(B, C, F, T)``; flattening in Flax's order."""
 

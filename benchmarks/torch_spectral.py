@@ -1,4 +1,4 @@
-"""PyTorch twins of the spectrogram autoencoders (``seisjax.models.spectral``), for throughput ratios.
+"""PyTorch twins of the spectrogram autoencoders (``seisjax.spectrogram.model``), for throughput ratios.
 
 Same layers, widths, kernel sizes and parameter counts as the Flax models, in PyTorch's NCHW layout
 (``N, C, F, T``), eager as PyTorch users run them. tests/test_torch_spectral.py checks the counts and

@@ -1,6 +1,6 @@
 """Local vs teleseismic records by deep embedded clustering with the zClust network (after
 Nooshiri's zClust package): five stride-2 3x3 convolutions 1-8-16-32-64-128 with leaky ReLU (0.02),
-a Linear layer to a 9-d embedding, the mirror decoder (``seisjax/models/dec.py``, :class:`ZClust`).
+a Linear layer to a 9-d embedding, the mirror decoder (``seisjax/dec/model.py``, :class:`ZClust`).
 
 Input: an 87 x 67 spectrogram of the vertical component at 100 Hz, bandpassed 1-20 Hz (4-pole
 Butterworth, zero phase, on the window plus 1 s each side), over 5676 samples (56.76 s) starting 5 s

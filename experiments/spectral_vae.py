@@ -28,9 +28,9 @@ within-event slope, one intercept per event, is free of that). Slopes of the spe
 (peak amplitude: magnitude 1.16 held-out / 1.22 now, log10 distance -2.20 / -2.00, within events
 -1.72 / -1.47.) The sign flipped where z ~ N(0, I) replaced the posterior (reconstructions keep
 -2.63 within events) and not at Griffin-Lim; the fixes are generation defaults, ``task.generation_prior``
-and ``task.generation_floor`` (see :mod:`seisjax.tasks.spectral_vae`). Each step's trend:
+and ``task.generation_floor`` (see :mod:`seisjax.spectrogram.task`). Each step's trend:
 
-    python -c "from seisjax.analysis.generation import centroid_stage_trends as f; \
+    python -c "from seisjax.spectrogram.generation import centroid_stage_trends as f; \
         print(f('runs/spectral_quick_cvae'))"
 
 Learned conditional prior p(z | c) (``task.prior = "learned"``, Sohn et al. 2015; generation from it

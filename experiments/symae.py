@@ -64,7 +64,7 @@ def get_config(arg=None):
     config.data = ml_collections.ConfigDict({
         "source": "synthetic", "path": "", "synthetic_events": 100, "synthetic_seed": 0, "synthetic_overrides": (),
         "events_split": "",
-        # windows (seisjax.data.symae_data): 200 samples at 1 Hz around the travel-time prediction
+        # windows (seisjax.symae.data): 200 samples at 1 Hz around the travel-time prediction
         "component": "Z", "pick_column": "trace_p_predicted_sample", "sampling_rate": 1.0, "window": 200, "pre_p": 50,
         "trim_start": 8, "taper_alpha": 0.1,
         # groups and their 90/10 station split

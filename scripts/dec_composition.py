@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from seisjax.errors import InputError
-from seisjax.tasks.dec import SNR_BIN_NAMES, snr_bin
+from seisjax.dec.task import SNR_BIN_NAMES, snr_bin
 
 
 def s_groups(metadata: pd.DataFrame, label_column: str, window_after_p_s: float) -> pd.Series:

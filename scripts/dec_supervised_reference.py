@@ -7,7 +7,7 @@ labels on the same 16 x 48 spectrograms and scores them on records of other even
 bin, as the clustering report does:
 
 - ``linear``: logistic regression on the flattened spectrogram (the embeddings' linear probe,
-  ``seisjax.analysis.embeddings.linear_probe_predictions``);
+  ``seisjax.metrics.embedding.linear_probe_predictions``);
 - ``network``: the distance network's encoder (same layers as DEC's, 12-d tanh code) + a linear
   layer, trained end to end with cross-entropy (``--steps`` Adam steps of ``--batch`` records);
 - ``probe <run>`` (``--probe WORKDIR``, repeatable): the same logistic regression on the code of a
@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from seisjax.tasks.dec import SNR_BIN_NAMES as BINS
+from seisjax.dec.task import SNR_BIN_NAMES as BINS
 
 
 def _per_bin(correct: np.ndarray, log10_snr: np.ndarray) -> dict:
-    from seisjax.tasks.dec import snr_bin
+    from seisjax.dec.task import snr_bin
 
     bins = snr_bin(log10_snr)
     out = {"all": {"accuracy": float(correct.mean()), "examples": int(correct.size)}}
@@ -108,9 +108,9 @@ def main(argv=None) -> dict:
     import flax.linen as nn
     import jax
 
-    from seisjax.analysis.embeddings import linear_probe_predictions
+    from seisjax.metrics.embedding import linear_probe_predictions
     from seisjax.config import load_config
-    from seisjax.tasks.dec import DECTask
+    from seisjax.dec.task import DECTask
 
     spec = args.config if ":" in args.config else f"{args.config}:pretrain"
     config = load_config(spec, args.set)
@@ -139,7 +139,7 @@ def main(argv=None) -> dict:
 
     features = {"linear": x.reshape(len(x), -1)} if "linear" in chosen else {}
     for workdir in args.probe:
-        from seisjax.train.loop import restore_trained
+        from seisjax.families import restore_trained
 
         _, trained, state, _ = restore_trained(workdir, data_path=args.data)
         trained.close()

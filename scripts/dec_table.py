@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from seisjax.errors import InputError
-from seisjax.tasks.dec import SNR_BIN_NAMES as BINS
+from seisjax.dec.task import SNR_BIN_NAMES as BINS
 
 
 def _report_path(arg: str) -> Path:

@@ -3,7 +3,7 @@
 Reads the ``scores.json`` that ``python -m seisjax demo`` or ``eval`` wrote for each run (a folder
 or the file), and prints, per run and for all runs together, each SymAE estimate against the best
 baseline of its kind below and above (group) SNR 5: both mean correlations and SymAE's per-group
-difference with its standard error clustered by event (``seisjax.analysis.stf_eval.goal_by_snr``;
+difference with its standard error clustered by event (``seisjax.symae.stf_eval.goal_by_snr``;
 pooled, the runs' events are counted apart, so runs on other draws of events add evidence). The
 low-SNR rows of the README:
 
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from seisjax.analysis.baselines import BASELINE_METHODS
-from seisjax.analysis.stf_eval import goal_by_snr, goal_rows
-from seisjax.analysis.stf_metrics import format_table
+from seisjax.symae.baselines import BASELINE_METHODS
+from seisjax.symae.stf_eval import goal_by_snr, goal_rows
+from seisjax.symae.stf_scores import format_table
 from seisjax.errors import InputError
 
 

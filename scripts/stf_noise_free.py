@@ -3,7 +3,7 @@
 Re-synthesises a synthetic ``teleseismic-p`` dataset with its own config and seed but the noise
 switched off (``noise.enabled=false`` leaves every signal bit-identical), groups both datasets as a
 trained SymAE run does, and scores the classical baselines on each against the same truth, with the
-same windows and metrics as ``python -m seisjax eval`` (``seisjax.analysis.stf_eval``). Prints one
+same windows and metrics as ``python -m seisjax eval`` (``seisjax.symae.stf_eval``). Prints one
 JSON line per method: mean correlation overall, below and above (group) SNR 5, on the noisy and on
 the noise-free records, and SymAE's rows of the run's extraction (``--stf``) on the noisy records.
 After the main job (``python3 -m seisjax demo``):
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from seisjax.analysis.coherent import restore_for_inference
-from seisjax.analysis.stf_eval import evaluate_stfs
+from seisjax.symae.extraction import restore_for_inference
+from seisjax.symae.stf_eval import evaluate_stfs
 from seisjax.data.synthetic import flatten_config, synthesize
 from seisjax.errors import InputError
 

@@ -1,11 +1,11 @@
 """Score SymAE's STFs against the synthetic truth for several extraction settings of one trained run.
 
 Each setting is ``NAME:key=value,key=value`` with keys of
-:class:`seisjax.analysis.coherent.ExtractionConfig`; the run is restored once and every setting
+:class:`seisjax.symae.extraction.ExtractionConfig`; the run is restored once and every setting
 extracts all (event, pixel) groups in one call. Prints one JSON line per setting: the envelope,
 signed and stacked (the data on SymAE's shifts) correlations overall; ``goal``: below and above SNR 5,
 for each SymAE estimate, ``[mean per-group difference from the best baseline of its kind, its
-standard error clustered by event, that baseline]`` (:func:`seisjax.analysis.stf_eval.goal_by_snr`,
+standard error clustered by event, that baseline]`` (:func:`seisjax.symae.stf_eval.goal_by_snr`,
 as ``eval`` reports it; the baselines are scored once, on the first setting); shift RMS (refined and
 network) and duration error. With ``--out DIR`` each setting's full scores
 go to ``DIR/NAME/scores.{json,md}`` (for ``scripts/stf_goal_table.py``). After the main job
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from seisjax.analysis.coherent import ExtractionConfig, arrays_from_prepared, extract_coherent, restore_for_inference
-from seisjax.analysis.stf_eval import SYMAE_METHODS, evaluate_stfs, goal_by_snr, write_scores
+from seisjax.symae.extraction import ExtractionConfig, arrays_from_prepared, extract_coherent, restore_for_inference
+from seisjax.symae.stf_eval import SYMAE_METHODS, evaluate_stfs, goal_by_snr, write_scores
 from seisjax.cli import STEP_HELP, checkpoint_step
 from seisjax.errors import InputError
 

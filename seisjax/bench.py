@@ -178,13 +178,14 @@ def run_bench(config, *, steps: int = 30, warmup: int = 3, input_batches: int = 
     machine falls on both alike."""
     import jax
 
+    from seisjax.families import task_class
     from seisjax.train.loop import _Setup
 
     if not workdir:  # one folder per config and variant: each generates the data it describes
         path, _, variant = str(config_spec or "bench").partition(":")
         workdir = Path("runs") / "bench" / "_".join(filter(None, (Path(path).stem, variant)))
     workdir = Path(workdir)
-    setup = _Setup(config, workdir)
+    setup = _Setup(task_class(config.task.name), config, workdir)
     bs = int(config.batch_size)
     try:
         batch = next(setup.train_iter)

@@ -184,7 +184,7 @@ def _add_demo(commands):
     p.add_argument("--events", type=int, default=None, help="synthetic events (default: the quick variant's, 24)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--overwrite", action="store_true", help="replace datasets already in the workdir")
-    from seisjax.demo import DEMO_VARIANTS
+    from seisjax.symae.demo import DEMO_VARIANTS
 
     p.add_argument("--variant", choices=DEMO_VARIANTS, default="quick",
                    help="SymAE training: quick (default, minutes), medium (7x the steps, about 3x the time), "
@@ -195,7 +195,7 @@ def _add_demo(commands):
                         "--set noise.snr=(0.2,2) for noisier records; repeatable")
 
     def run(args):
-        from seisjax.demo import run as run_demo
+        from seisjax.symae.demo import run as run_demo
 
         run_demo(args.workdir, events=args.events, seed=args.seed, overwrite=args.overwrite,
                  variant=args.variant, synthetic_overrides=args.synthetic_overrides)
@@ -253,7 +253,7 @@ def _add_train(commands):
 
     def run(args):
         from seisjax.train.logging import NonFiniteError
-        from seisjax.train.loop import train_and_evaluate
+        from seisjax.families import train_and_evaluate
 
         config = _load_config(args)
         try:
@@ -293,7 +293,7 @@ def _add_eval(commands):
     p.add_argument("--out", default=None, help="output folder (default: WORKDIR/eval/step_<N>)")
 
     def run(args):
-        from seisjax.train.loop import evaluate
+        from seisjax.families import evaluate
 
         path = evaluate(args.workdir, step=args.step, data_path=args.data, out_dir=args.out)
         print(path.read_text(), end="")
@@ -346,12 +346,12 @@ def _add_stf(commands):
                                         "scored by KL and optimised with jax.grad; per-trace time shifts "
                                         "refined through the Fourier shift) and write the STFs, virtual "
                                         "seismograms, aligned traces and shifts to an HDF5 file, with "
-                                        "figures beside it. Algorithm: seisjax/analysis/coherent.py.")
+                                        "figures beside it. Algorithm: seisjax/symae/extraction.py.")
     p.add_argument("--workdir", required=True, help="folder of a trained SymAE run")
     p.add_argument("--data", default=None, help="dataset to extract from (default: the run's own data)")
     p.add_argument("--out", required=True, help="output HDF5 file; figures go to <out stem>_figures/")
     p.add_argument("--step", type=checkpoint_step, default=None, help=STEP_HELP)
-    # Defaults live in one place, seisjax.analysis.coherent.ExtractionConfig; a flag left out keeps it.
+    # Defaults live in one place, seisjax.symae.extraction.ExtractionConfig; a flag left out keeps it.
     p.add_argument("--steps", type=int, help="gradient steps on the nuisance codes (default 100)")
     p.add_argument("--n-best", type=int, help="nuisance codes kept per event, N (default 10)")
     p.add_argument("--alpha", type=float, help="weight of the L1 term of the objective (default 0.1)")
@@ -375,7 +375,7 @@ def _add_stf(commands):
     p.add_argument("--figure-events", type=int, default=6, help="events with figures (0: none)")
 
     def run(args):
-        from seisjax.analysis.coherent import ExtractionConfig, run_stf
+        from seisjax.symae.extraction import ExtractionConfig, run_stf
 
         chosen = dict(n_best=args.n_best, steps=args.steps, lr=args.lr, alpha=args.alpha,
                       optimizer=args.optimizer, shift_steps=args.shift_steps, shift_search=args.shift_search,
@@ -400,7 +400,7 @@ def _add_cluster(commands):
                                         "dataset at --data as the run's evaluation does, and write each "
                                         "trace's cluster, soft assignment q and embedding to --out (CSV, or "
                                         "HDF5 when it ends in .h5). Traces that cannot be clustered are kept "
-                                        "with cluster -1 and the reason. Code: seisjax/analysis/cluster_assign.py.")
+                                        "with cluster -1 and the reason. Code: seisjax/dec/assign.py.")
     p.add_argument("--workdir", required=True, help="folder of a trained DEC run")
     p.add_argument("--data", required=True, help="dataset folder to cluster")
     p.add_argument("--out", required=True, help="output file: .csv, or .h5 for HDF5")
@@ -410,7 +410,7 @@ def _add_cluster(commands):
                         "full-covariance Gaussian mixture started from DEC's (fitted on these traces)")
 
     def run(args):
-        from seisjax.analysis.cluster_assign import cluster_dataset
+        from seisjax.dec.assign import cluster_dataset
 
         cluster_dataset(args.workdir, args.data, args.out, step=args.step, refine=args.refine)
 
@@ -422,7 +422,7 @@ def _add_generate(commands):
                             description="Sample spectrograms from the prior of a trained spectrogram CVAE "
                                         "for the given conditions, turn them into waveforms with "
                                         "Griffin-Lim and write them as a dataset with a figure. "
-                                        "Code: seisjax/analysis/generation.py.")
+                                        "Code: seisjax/spectrogram/generation.py.")
     p.add_argument("--workdir", required=True, help="folder of a trained CVAE run")
     p.add_argument("--magnitude", type=float, required=True, help="source magnitude")
     p.add_argument("--lat", type=float, required=True, help="source latitude (deg)")
@@ -439,7 +439,7 @@ def _add_generate(commands):
                         "or the learned p(z | conditions) of a run trained with task.prior=learned")
 
     def run(args):
-        from seisjax.analysis.generation import generate_from_checkpoint
+        from seisjax.spectrogram.generation import generate_from_checkpoint
 
         generate_from_checkpoint(args.workdir, out=args.out, magnitude=args.magnitude, lat=args.lat,
                                  lon=args.lon, depth=args.depth, station=args.station, n=args.n,
@@ -453,7 +453,7 @@ def _add_interpolate(commands):
                             description="Restore a trained spectrogram AE, beta-VAE or CVAE run, encode two "
                                         "records, decode --steps points on the straight line between their "
                                         "codes and draw them (one row per point, one column per component) "
-                                        "to --out (PNG). Code: seisjax/analysis/generation.py.")
+                                        "to --out (PNG). Code: seisjax/spectrogram/generation.py.")
     p.add_argument("--workdir", required=True, help="folder of a trained spectral_vae run")
     p.add_argument("--records", nargs=2, required=True, metavar=("A", "B"),
                    help="the two records, each a row number or a trace name: of --data, or of the run's "
@@ -465,7 +465,7 @@ def _add_interpolate(commands):
     p.add_argument("--step", type=checkpoint_step, default=None, help=STEP_HELP)
 
     def run(args):
-        from seisjax.analysis.generation import interpolate_latent
+        from seisjax.spectrogram.generation import interpolate_latent
 
         path = interpolate_latent(args.workdir, args.data, args.records[0], args.records[1], args.steps,
                                   args.out, step=args.step)
@@ -478,14 +478,14 @@ def _add_embed(commands):
     p = commands.add_parser("embed", help="one embedding per record with a trained LSTM autoencoder",
                             description="Restore a trained LSTM autoencoder run and write one embedding "
                                         "per record of the dataset at --data, with its trace name, to "
-                                        "--out (HDF5). Code: seisjax/analysis/embeddings.py.")
+                                        "--out (HDF5). Code: seisjax/lstm_ae/embeddings.py.")
     p.add_argument("--workdir", required=True, help="folder of a trained LSTM autoencoder run")
     p.add_argument("--data", required=True, help="dataset folder to embed")
     p.add_argument("--out", required=True, help="output HDF5 file")
     p.add_argument("--step", type=checkpoint_step, default=None, help=STEP_HELP)
 
     def run(args):
-        from seisjax.analysis.embeddings import embed_dataset
+        from seisjax.lstm_ae.embeddings import embed_dataset
 
         embed_dataset(args.workdir, args.data, args.out, step=args.step)
 

@@ -1,13 +1,13 @@
-"""Alignment and stacking baselines (seisjax.analysis.baselines) on traces with known delays."""
+"""Alignment and stacking baselines (seisjax.symae.baselines) on traces with known delays."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from seisjax.analysis import stf_metrics as sm
+from seisjax.symae import stf_scores as sm
 from seisjax.ops.fourier import delay_padded
-from seisjax.analysis.baselines import (BASELINE_METHODS, baseline_stf, iccs, linear_stack, mccc,
+from seisjax.symae.baselines import (BASELINE_METHODS, baseline_stf, iccs, linear_stack, mccc,
                                         phase_weighted_stack)
 from seisjax.data.dataset import Dataset
 from seisjax.data.synthetic import read_truth, synthesize

@@ -7,13 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seisjax.analysis import clustering as cl
+from seisjax.metrics import clustering as cl
 from seisjax.cli import main
 from seisjax.config import load_config
 from seisjax.data.dataset import Dataset, DatasetWriter
 from seisjax.errors import InputError
-from seisjax.tasks.dec import pulse_waveforms
-from seisjax.train.loop import restore_trained, train_and_evaluate
+from seisjax.dec.task import pulse_waveforms
+from seisjax.families import restore_trained, train_and_evaluate
 
 FAST_COMPILE = True
 CONFIG = "experiments/dec_polarity.py"
@@ -147,7 +147,7 @@ def test_pretrain_run_is_refused(runs, tmp_path, capsys):
     pre, _ = runs
     data = _write_pulses(tmp_path / "d", pulse_waveforms(8, seed=1))
     with pytest.raises(InputError, match="stage 'dec'"):
-        from seisjax.analysis.cluster_assign import cluster_dataset
+        from seisjax.dec.assign import cluster_dataset
 
         cluster_dataset(pre, data, tmp_path / "x.csv")
     assert main(["cluster", "--workdir", str(pre), "--data", str(data), "--out", str(tmp_path / "x.csv")]) == 2

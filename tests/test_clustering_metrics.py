@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import rel_entr
 
-from seisjax.analysis import clustering as cl
+from seisjax.metrics import clustering as cl
 from seisjax.errors import InputError
 
 
@@ -141,7 +141,7 @@ def test_polarity_windows_recover_synthetic_first_motions(tmp_path):
     former centred, unfiltered window loses the short pulses of small events to their second swing."""
     from seisjax.config import load_config
     from seisjax.data.synthetic import synthesize
-    from seisjax.registry import get_task
+    from seisjax.families import task_class
 
     # local events only, TauP on a coarse grid: ~420 records in seconds
     synthesize("local", tmp_path / "data", events=25, seed=1, figure=False, progress=False,
@@ -151,7 +151,7 @@ def test_polarity_windows_recover_synthetic_first_motions(tmp_path):
     for name, overrides in {"default": {}, "centred_unfiltered": {"data.pre_p": 16, "data.lowpass": 0.0}}.items():
         config = load_config("experiments/dec_polarity.py:quick_pretrain",
                              {"data.source": "dataset", "data.path": str(tmp_path / "data"), **overrides})
-        task = get_task("dec")(config)
+        task = task_class("dec")(config)
         windows = task.windows("eval")
         labels = cl.kmeans(windows["x"][..., 0], 2, n_init=10, seed=0)[1]
         clear = np.abs(windows["p_radiation"]) >= 0.1  # joined from truth.h5 by trace name

@@ -1,4 +1,4 @@
-"""Coherent-information extraction (seisjax.analysis.coherent) with a randomly initialised small SymAE:
+"""Coherent-information extraction (seisjax.symae.extraction) with a randomly initialised small SymAE:
 the properties of the algorithm do not need a trained model.
 
 Checks: KL scoring and top-N selection against a per-trace loop; the optimisation lowers its
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from seisjax.analysis.coherent import (
+from seisjax.symae.extraction import (
     ExtractionConfig,
     GroupArrays,
     analytic_envelope,
@@ -25,9 +25,9 @@ from seisjax.analysis.coherent import (
     target_groups,
     write_extraction_hdf5,
 )
-from seisjax.analysis.plots_symae import mean_displacement_envelope, write_figures
+from seisjax.symae.plots import mean_displacement_envelope, write_figures
 from seisjax.errors import InputError
-from seisjax.models.symae import SymAE
+from seisjax.symae.model import SymAE
 from seisjax.ops.fourier import fourier_shift
 
 NT, P, Q, M = 64, 8, 6, 7
@@ -160,8 +160,8 @@ def test_analytic_envelope_matches_scipy():
 
 
 def test_phase_coherence_weights_as_the_baselines_phase_weighted_stack():
-    from seisjax.analysis.baselines import phase_weighted_stack
-    from seisjax.analysis.coherent import _masked_mean, _phase_coherence
+    from seisjax.symae.baselines import phase_weighted_stack
+    from seisjax.symae.extraction import _masked_mean, _phase_coherence
 
     rng = np.random.default_rng(5)
     pulse = np.exp(-0.5 * ((np.arange(NT) - 60.0) / 3.0) ** 2)
@@ -193,7 +193,7 @@ def test_stf_normalisation_and_signed_estimate(extracted):
         cc = np.fft.irfft(np.fft.rfft(res.stf_signed[g] - res.stf_signed[g].mean()) * np.conj(np.fft.rfft(mean)), NT)
         assert cc[np.argmax(np.abs(cc))] > 0
     # the data stacked on SymAE's clock: a phase-weighted stack of the traces advanced by the refined shifts
-    from seisjax.analysis.baselines import phase_weighted_stack
+    from seisjax.symae.baselines import phase_weighted_stack
     for g in range(len(groups.pixels)):
         m = groups.mask[g]
         advanced = np.asarray(fourier_shift(jnp.asarray(groups.traces[g][m]), -jnp.asarray(res.shifts[g][m])))

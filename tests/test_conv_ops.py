@@ -239,7 +239,7 @@ def test_bench_gemm_forms_lists_the_ae_weight_gradient_products():
     import importlib.util
     from pathlib import Path
 
-    from seisjax.models.spectral import SpectralAE
+    from seisjax.spectrogram.model import SpectralAE
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gemm_forms.py"
     spec = importlib.util.spec_from_file_location("bench_gemm_forms", path)

@@ -10,19 +10,20 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from seisjax.analysis import clustering as cl
+from seisjax.metrics import clustering as cl
 from seisjax.config import load_config
 from seisjax.errors import InputError
-from seisjax.registry import get_model, get_task
-from seisjax.tasks.dec import snr_bin
-from seisjax.train.loop import evaluate, restore_trained, train_and_evaluate
+from seisjax.families import task_class
+from seisjax.dec.model import MODELS
+from seisjax.dec.task import snr_bin
+from seisjax.families import evaluate, restore_trained, train_and_evaluate
 
 FAST_COMPILE = True
 CONFIG = "experiments/dec_polarity.py"
 
 
 def test_polarity_network_parameter_count():
-    model = get_model("mousavi_polarity")()
+    model = MODELS["mousavi_polarity"]()
     variables = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 32, 1)))
     params = variables["params"]
     count = lambda prefix: sum(x.size for k, v in params.items() if k.startswith(prefix)
@@ -132,4 +133,4 @@ def test_whitened_cluster_space_is_fixed_at_init_and_kept_in_the_checkpoint(runs
         task.assign(params, x)
     task.close()
     with pytest.raises(InputError, match="cluster_space"):
-        get_task("dec")(load_config(f"{CONFIG}:pulses", {"task.cluster_space": "pca"}))
+        task_class("dec")(load_config(f"{CONFIG}:pulses", {"task.cluster_space": "pca"}))

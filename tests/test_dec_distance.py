@@ -14,9 +14,10 @@ import scipy.signal
 
 from seisjax.config import load_config
 from seisjax.errors import InputError
-from seisjax.registry import get_model, get_task
-from seisjax.tasks.dec import distance_spectrograms, tone_waveforms
-from seisjax.train.loop import evaluate, train_and_evaluate
+from seisjax.families import task_class
+from seisjax.dec.model import MODELS
+from seisjax.dec.task import distance_spectrograms, tone_waveforms
+from seisjax.families import evaluate, train_and_evaluate
 
 FAST_COMPILE = True
 CONFIG = "experiments/dec_distance.py"
@@ -27,7 +28,7 @@ def _counts(params):
 
 
 def test_distance_network_parameter_count_and_shapes():
-    model = get_model("mousavi_distance")()
+    model = MODELS["mousavi_distance"]()
     variables = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 16, 48, 1)))
     counts = _counts(variables["params"])
     # 3x3 kernels: 9 * in * out + out
@@ -38,11 +39,11 @@ def test_distance_network_parameter_count_and_shapes():
     recon, z = model.apply(variables, jnp.ones((2, 16, 48, 1)))
     assert recon.shape == (2, 16, 48, 1) and z.shape == (2, 12)
     with pytest.raises(ValueError, match="divisible by 8"):
-        get_model("mousavi_distance")(input_shape=(15, 48)).init(jax.random.PRNGKey(0), jnp.zeros((1, 15, 48, 1)))
+        MODELS["mousavi_distance"](input_shape=(15, 48)).init(jax.random.PRNGKey(0), jnp.zeros((1, 15, 48, 1)))
 
 
 def test_zclust_network_parameter_count_and_shapes():
-    model = get_model("zclust")()
+    model = MODELS["zclust"]()
     variables = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 87, 67, 1)))
     counts = _counts(variables["params"])
     widths = [1, 8, 16, 32, 64, 128]
@@ -136,7 +137,7 @@ def test_lowest_rows_of_a_longer_transform_cover_the_band():
 def test_unknown_input_kind_is_an_input_error():
     config = load_config(f"{CONFIG}:tones_pretrain", {"data.input": "wavelet"})
     with pytest.raises(InputError, match="data.input"):
-        get_task("dec")(config)
+        task_class("dec")(config)
 
 
 def test_tones_cluster_by_spectral_shape_through_the_engine(tmp_path):

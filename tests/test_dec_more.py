@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from seisjax.analysis import clustering as cl
+from seisjax.metrics import clustering as cl
 from seisjax.config import load_config
 from seisjax.errors import InputError
 
@@ -50,24 +50,24 @@ def test_gmm_beats_kmeans_on_anisotropic_blobs_and_recovers_them():
 
 
 def test_dec_init_gmm_puts_the_centres_on_the_blobs():
-    from seisjax.registry import get_task
+    from seisjax.families import task_class
 
     x, _ = _anisotropic_blobs(seed=1)
     centres = {}
     for init in ("kmeans", "gmm"):
         config = load_config("experiments/dec_polarity.py:pulses", {"task.init": init, "data.toy_examples": 64})
-        centres[init] = get_task("dec")(config).initial_centres(x.astype(np.float32))
+        centres[init] = task_class("dec")(config).initial_centres(x.astype(np.float32))
     np.testing.assert_allclose(np.sort(centres["gmm"][:, 1]), [-1.0, 1.0], atol=0.05)
     assert np.abs(centres["kmeans"][:, 1]).max() < 0.5  # k-means splits along the long axis instead
     with pytest.raises(InputError, match="task.init"):
-        get_task("dec")(load_config("experiments/dec_polarity.py:pulses", {"task.init": "spectral"}))
+        task_class("dec")(load_config("experiments/dec_polarity.py:pulses", {"task.init": "spectral"}))
 
 
 # ---------------------------------------------------------------------------- networks
 def test_linear_embedding_is_the_tanh_embedding_before_its_tanh():
     """Max-pooling commutes with the monotonic tanh, so with the same weights the tanh network's
     embedding is exactly tanh of the linear-embedding network's."""
-    from seisjax.models.dec import MousaviPolarity
+    from seisjax.dec.model import MousaviPolarity
 
     x = 3.0 * jax.random.normal(jax.random.PRNGKey(0), (16, 32, 1))
     tanh_net, linear_net = MousaviPolarity(), MousaviPolarity(embedding_activation="linear")
@@ -82,7 +82,7 @@ def test_linear_embedding_is_the_tanh_embedding_before_its_tanh():
 
 
 def test_zclust_parameter_count_and_shapes_by_hand():
-    from seisjax.models.dec import ZClust
+    from seisjax.dec.model import ZClust
 
     config = load_config("experiments/dec_zclust.py:quick")
     model = ZClust(input_shape=(87, 67), **{k: v for k, v in config.model.items() if k != "name"})
@@ -108,7 +108,7 @@ def test_zclust_parameter_count_and_shapes_by_hand():
 def test_zclust_resize_is_jax_nearest_resize(size_in, size_out):
     """The decoder's repeat-based resize picks the pixels jax.image.resize("nearest") picks, up and
     down, and its gradient sums the copies of each pixel."""
-    from seisjax.models.dec import resize_nearest
+    from seisjax.dec.model import resize_nearest
 
     x = np.random.default_rng(0).normal(size=(2, *size_in, 3)).astype(np.float32)
     shape = (2, *size_out, 3)
@@ -125,13 +125,13 @@ def test_zclust_input_is_the_87_by_67_kaiser_spectrogram():
     against scipy's STFT with a Kaiser window (beta = 1.8 pi) computed here, after the same taper
     and bandpass."""
     from seisjax.data.preprocess import bandpass, taper
-    from seisjax.registry import get_task
-    from seisjax.tasks.dec import stft_window
+    from seisjax.families import task_class
+    from seisjax.dec.task import stft_window
 
     config = load_config("experiments/dec_zclust.py:quick", {"data.source": "tones", "data.toy_examples": 2})
     data = config.data
     assert stft_window(data.stft_window) == ("kaiser", pytest.approx(1.8 * math.pi))
-    task = get_task("dec")(config)
+    task = task_class("dec")(config)
     assert task.windows("train")["x"].shape == (2, 87, 67, 1)
     margin, rate = int(data.stft_margin), float(data.sampling_rate)
     rng = np.random.default_rng(0)
@@ -178,14 +178,14 @@ def _write_pulses(path, *, rate=100.0, n=24, length=1200, p=600, seed=0, bad_row
 
 
 def test_polarity_query_keeps_only_local_records(tmp_path):
-    from seisjax.registry import get_task
+    from seisjax.families import task_class
 
     signs = _write_pulses(tmp_path / "ds")
     config = load_config("experiments/dec_polarity.py:quick_pretrain",
                          {"data.source": "dataset", "data.path": str(tmp_path / "ds")})
     assert config.data.query == "path_distance_class == 'local'" and config.data.pre_p == 24
     assert config.data.lowpass == 20.0
-    task = get_task("dec")(config)
+    task = task_class("dec")(config)
     windows = task.windows("eval")
     assert len(windows["x"]) == 12 and windows["x"].shape[1] == 32
     np.testing.assert_array_equal(windows["label"], signs[::2])
@@ -195,7 +195,7 @@ def test_polarity_query_keeps_only_local_records(tmp_path):
     np.testing.assert_array_equal(np.sign(x[:, 31] - x[:, 23]), signs[::2])
     assert np.ptp(x[:, :24], axis=1).max() < 0.02 and np.abs(x[:, 24:]).max(axis=1).min() > 0.5
     with pytest.raises(InputError, match="selects no rows"):
-        get_task("dec")(load_config("experiments/dec_polarity.py:quick_pretrain", {
+        task_class("dec")(load_config("experiments/dec_polarity.py:quick_pretrain", {
             "data.source": "dataset", "data.path": str(tmp_path / "ds"), "data.query": "trace_snr_db > 100"}))
 
 
@@ -236,7 +236,7 @@ def test_make_polarity_flips_writes_exact_opposite_pairs(tmp_path):
 def test_lowpass_windows_match_obspy_and_stay_causal():
     from obspy import Trace
 
-    from seisjax.tasks.dec import lowpass_windows
+    from seisjax.dec.task import lowpass_windows
 
     rng = np.random.default_rng(3)
     margin, width, rate = 100, 32, 100.0
@@ -257,14 +257,14 @@ def test_lowpass_windows_match_obspy_and_stay_causal():
 
 
 def test_p_too_early_for_the_filter_margin_is_named(tmp_path):
-    from seisjax.registry import get_task
+    from seisjax.families import task_class
 
     _write_pulses(tmp_path / "ds", n=4, length=400, p=100)
     overrides = {"data.source": "dataset", "data.path": str(tmp_path / "ds"), "data.query": ""}
     with pytest.raises(InputError, match=r"4 trace\(s\) have P fewer than 124 samples.*filter_margin"):
-        get_task("dec")(load_config("experiments/dec_polarity.py:quick_pretrain", overrides))
+        task_class("dec")(load_config("experiments/dec_polarity.py:quick_pretrain", overrides))
     # a smaller margin fits, and the windows are still aligned on P
-    task = get_task("dec")(load_config("experiments/dec_polarity.py:quick_pretrain",
+    task = task_class("dec")(load_config("experiments/dec_polarity.py:quick_pretrain",
                                        {**overrides, "data.filter_margin": 60}))
     assert np.ptp(task.windows("eval")["x"][:, :24, 0], axis=1).max() < 0.02
 
@@ -272,7 +272,7 @@ def test_p_too_early_for_the_filter_margin_is_named(tmp_path):
 def test_truth_radiation_joins_by_trace_name(tmp_path):
     import h5py
 
-    from seisjax.tasks.dec import _truth_p_radiation
+    from seisjax.dec.task import _truth_p_radiation
 
     assert _truth_p_radiation(tmp_path, ["a"]) is None  # no truth.h5
     with h5py.File(tmp_path / "truth.h5", "w") as h5:
@@ -282,7 +282,7 @@ def test_truth_radiation_joins_by_trace_name(tmp_path):
 
 
 def test_eval_scores_clear_onsets_apart(tmp_path):
-    from seisjax.registry import get_task
+    from seisjax.families import task_class
 
     script = _script("make_polarity_flips")
     _write_pulses(tmp_path / "src", n=8, length=800, p=400)
@@ -294,7 +294,7 @@ def test_eval_scores_clear_onsets_apart(tmp_path):
     meta.loc[:3, "trace_onset_snr"] = [0.5, 0.5, 2.0, 2.0]
     meta.to_csv(tmp_path / "flips" / "metadata.csv", index=False)
     config = load_config("experiments/dec_polarity.py:real_pretrain", {"data.path": str(tmp_path / "flips")})
-    task = get_task("dec")(config)
+    task = task_class("dec")(config)
     variables = task.model.init(jax.random.PRNGKey(0), task.windows("eval")["x"][:2])
     report = task.eval_report(variables["params"], {}, tmp_path)
     assert report["unambiguous"] == {"definition": "trace_onset_snr >= 3", "examples": 12}
@@ -304,7 +304,7 @@ def test_eval_scores_clear_onsets_apart(tmp_path):
 
 
 def test_pair_split_counts_pairs_in_different_clusters():
-    from seisjax.tasks.dec import pair_split
+    from seisjax.dec.task import pair_split
 
     pairs = np.array([0, 0, 1, 1, 2, 2, 3, np.nan, 4, 4, 4])
     clusters = np.array([0, 1, 1, 1, 1, 0, 0, 1, 0, 1, 0])
@@ -401,7 +401,7 @@ def test_log10_snr_takes_the_db_column_and_else_the_components_linear_snr():
     clustered component's linear trace_snr_<C> gives the SNR bins."""
     import pandas as pd
 
-    from seisjax.tasks.dec import _log10_snr
+    from seisjax.dec.task import _log10_snr
 
     meta = pd.DataFrame({"trace_snr_db": ["[47.4 55.4 56.8]", "20"], "trace_snr_Z": [234.4, 5.0]})
     np.testing.assert_allclose(_log10_snr(meta, "trace_snr_db", "Z"), [np.log10(234.4), 1.0])

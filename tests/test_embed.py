@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seisjax.analysis.embeddings import embed_dataset, linear_probe, magnitude_bins, nonlinear_2d, pca_2d
+from seisjax.lstm_ae.embeddings import embed_dataset
+from seisjax.metrics.embedding import linear_probe, magnitude_bins, nonlinear_2d, pca_2d
 
 FAST_COMPILE = True
 
@@ -38,7 +39,7 @@ def test_probe_recovers_a_linear_label_and_not_a_shuffled_one():
 def test_probe_is_solved_to_its_optimum_on_heavy_tailed_embeddings():
     """The probe's answer must not depend on rounding: at the returned weights the penalised loss is
     stationary, and perturbing the embeddings by 1e-4 (relative) changes no prediction."""
-    from seisjax.analysis.embeddings import _fit_logistic, linear_probe_predictions
+    from seisjax.metrics.embedding import _fit_logistic, linear_probe_predictions
 
     rng = np.random.default_rng(1)
     z = rng.standard_t(1.5, size=(900, 40))        # heavy tails, as LSTM cell states have
@@ -69,7 +70,7 @@ def test_magnitude_bins_and_pca():
 
 def test_embed_command_writes_every_row_and_the_models_embedding(tmp_path, capsys):
     from seisjax.cli import main
-    from seisjax.train.loop import restore_trained, train_and_evaluate
+    from seisjax.families import restore_trained, train_and_evaluate
 
     _helpers.write_records_dataset(tmp_path / "ds")
     config = _helpers._config(source="dataset", path=str(tmp_path / "ds"), sampling_rate=20.0, pre_p=10,

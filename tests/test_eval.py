@@ -11,10 +11,10 @@ import pytest
 
 from seisjax.config import config_hash, load_config, load_saved_config
 from seisjax.data.dataset import DatasetWriter
-from seisjax.registry import get_task
-from seisjax.tasks.autoencoder import toy_waveforms, window_and_normalise
+from seisjax.families import task_class
+from seisjax.conv_ae.task import toy_waveforms, window_and_normalise
 from seisjax.train.logging import read_metrics
-from seisjax.train.loop import evaluate, restore_trained, train_and_evaluate
+from seisjax.families import evaluate, restore_trained, train_and_evaluate
 from tests.conftest import REPO
 
 CONFIG = str(REPO / "experiments" / "conv_ae.py")
@@ -96,7 +96,7 @@ def test_eval_on_another_dataset_windows_and_resamples(run, tmp_path):
     data = tmp_path / "other"
     p_times = _write_dataset(data)
     config_other = load_config(f"{CONFIG}:toy", RUN + ["data.source=dataset", f"data.path={data}"])
-    task = get_task("autoencoder")(config_other)
+    task = task_class("autoencoder")(config_other)
     (batch,) = list(task.eval_batches(process_index=0, process_count=1))
     task.close()
     # Every record, resampled to the config's 50 Hz, is the 3 Hz sine from P - pre_p samples on.
@@ -136,7 +136,7 @@ def test_cached_windows_give_the_streamed_batches(tmp_path):
     for cache in (False, True):
         config = load_config(f"{CONFIG}:toy", RUN + ["data.source=dataset", f"data.path={path}",
                                                      "batch_size=8", f"data.cache={cache}"])
-        task = get_task("autoencoder")(config)
+        task = task_class("autoencoder")(config)
         iterator = task.train_batches(process_index=0, process_count=1)
         batches[cache] = [next(iterator)["x"] for _ in range(5)]  # 2 batches per epoch: 3 epochs
         iterator.close()

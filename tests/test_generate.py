@@ -8,12 +8,12 @@ import matplotlib.image as plt_image
 import numpy as np
 import pytest
 
-from seisjax.analysis.generation import generate_from_checkpoint, interpolate_latent, latent_path, record_index
+from seisjax.spectrogram.generation import generate_from_checkpoint, interpolate_latent, latent_path, record_index
 from seisjax.cli import main as cli_main
 from seisjax.config import load_config
 from seisjax.data.dataset import Dataset
 from seisjax.errors import InputError
-from seisjax.train.loop import evaluate, restore_trained, train_and_evaluate
+from seisjax.families import evaluate, restore_trained, train_and_evaluate
 
 FAST_COMPILE = True
 CONFIG = "experiments/spectral_vae.py"
@@ -168,7 +168,7 @@ def test_generated_peak_is_the_predicted_log_scale(cvae_run):
     as far as the scale head does (a raw blurred decode peaks near 0.5 and would halve the trend)."""
     import jax
 
-    from seisjax.train.loop import restore_trained
+    from seisjax.families import restore_trained
 
     _, task, state, _ = restore_trained(cvae_run)
     params, model_state = jax.device_get(state.params), jax.device_get(state.model_state)
@@ -187,10 +187,10 @@ def test_generated_peak_is_the_predicted_log_scale(cvae_run):
 def test_centroid_stage_trends_measure_each_step_of_generation(cvae_run):
     """The held-out stage is the centroid of the records' own magnitudes, fitted jointly on magnitude
     and log10 distance; toy records are one per event, so no within-event slope exists (NaN)."""
-    from seisjax.analysis.generation import CENTROID_STAGES, centroid_stage_trends
-    from seisjax.analysis.spectral_metrics import spectral_centroid
-    from seisjax.data.spectrogram_data import to_magnitudes
-    from seisjax.train.loop import restore_trained
+    from seisjax.spectrogram.generation import CENTROID_STAGES, centroid_stage_trends
+    from seisjax.metrics.spectral import spectral_centroid
+    from seisjax.spectrogram.data import to_magnitudes
+    from seisjax.families import restore_trained
 
     result = centroid_stage_trends(cvae_run, split="train", generation_prior="standard")
     assert list(result["stages"]) == list(CENTROID_STAGES)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seisjax.models.lstm_ae import (LSTMAutoencoder, MaskedBatchNorm, count_params, decoder_clock, level_lengths,
+from seisjax.lstm_ae.model import (LSTMAutoencoder, MaskedBatchNorm, count_params, decoder_clock, level_lengths,
                                     length_mask)
 
 FAST_COMPILE = True  # correctness only: compiling dominates
@@ -152,7 +152,7 @@ def test_rejects_lengths_not_multiple_of_the_reduction():
 
 
 def test_reverse_valid_by_hand():
-    from seisjax.models.lstm_ae import reverse_valid
+    from seisjax.lstm_ae.model import reverse_valid
 
     x = np.arange(2 * 5, dtype=np.float32).reshape(2, 5, 1)
     mask = np.asarray(length_mask(np.array([3, 5]), 5))
@@ -163,7 +163,7 @@ def test_reverse_valid_by_hand():
 
 def test_max_pool_over_valid_steps_by_hand():
     """4x pooling: each group's maximum over its valid steps (padding holds huge values here)."""
-    from seisjax.models.lstm_ae import _max_pool
+    from seisjax.lstm_ae.model import _max_pool
 
     rng = np.random.default_rng(2)
     x = rng.normal(size=(2, 12, 3)).astype(np.float32)

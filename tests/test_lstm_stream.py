@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from seisjax.errors import InputError
-from seisjax.tasks.lstm_ae import LSTMAETask
+from seisjax.lstm_ae.task import LSTMAETask
 
 FAST_COMPILE = True
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from seisjax.errors import InputError
-from seisjax.tasks.lstm_ae import BucketBatchIterator, LSTMAETask, masked_l1
+from seisjax.lstm_ae.task import BucketBatchIterator, LSTMAETask, masked_l1
 
 FAST_COMPILE = True
 
@@ -214,7 +214,7 @@ def test_missing_components_error_names_the_traces(tmp_path):
 
 
 def test_tiny_run_through_the_engine(tmp_path):
-    from seisjax.train.loop import evaluate, train_and_evaluate
+    from seisjax.families import evaluate, train_and_evaluate
 
     config = _config(bucket_lengths=(32, 64))
     config.train.eval_every_epochs = None
@@ -230,7 +230,7 @@ def test_tiny_run_through_the_engine(tmp_path):
     assert sum(sums[k][1] for k in buckets) == sums["loss"][1] == record["data"]["examples"] == 24
     assert sum(sums[k][0] for k in buckets) == pytest.approx(sums["loss"][0], rel=1e-5)
     # the all-zero baseline is the L1 of the normalised evaluation records themselves
-    from seisjax.tasks.lstm_ae import toy_records
+    from seisjax.lstm_ae.task import toy_records
 
     norm = json.loads((tmp_path / "run" / "normalisation.json").read_text())
     toy = toy_records(96, channels=3, seed=0, min_length=16, max_length=64)

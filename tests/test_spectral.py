@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import scipy.signal
 
-from seisjax.data import spectral as sp
+from seisjax.data import stft as sp
 from seisjax.errors import InputError
 from seisjax.ops.xcorr import correlation_lags, cross_correlate, xcorr_max
 

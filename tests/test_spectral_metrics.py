@@ -1,4 +1,4 @@
-"""Spectrogram-autoencoder metrics (seisjax.analysis.spectral_metrics) against hand computations,
+"""Spectrogram-autoencoder metrics (seisjax.metrics.spectral) against hand computations,
 scipy and known identities; generation trends recovered from synthetic records built with known
 slopes."""
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from seisjax.analysis import spectral_metrics as sm
-from seisjax.data.spectral import stft, stft_axes
+from seisjax.metrics import spectral as sm
+from seisjax.data.stft import stft, stft_axes
 from seisjax.errors import InputError
 
 

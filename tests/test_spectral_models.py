@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from seisjax.errors import InputError
-from seisjax.models.spectral import (
+from seisjax.spectrogram.model import (
     UPSAMPLE_MODES,
     SpectralAE,
     SpectralCVAE,
@@ -16,7 +16,7 @@ from seisjax.models.spectral import (
     depth_to_space,
     kl_divergence,
 )
-from seisjax.registry import get_model
+from seisjax.spectrogram.model import MODELS
 
 FAST_COMPILE = True
 FEATURES = (8, 16, 32, 64)
@@ -93,9 +93,9 @@ def test_upsample_modes_give_the_same_size_and_bad_sizes_are_named():
 
 
 def test_registry_names():
-    assert get_model("spectral_ae") is SpectralAE
-    assert get_model("spectral_vae") is SpectralVAE
-    assert get_model("spectral_cvae") is SpectralCVAE
+    assert MODELS["spectral_ae"] is SpectralAE
+    assert MODELS["spectral_vae"] is SpectralVAE
+    assert MODELS["spectral_cvae"] is SpectralCVAE
 
 
 def test_depth_to_space_places_channel_groups_by_hand():
@@ -190,7 +190,7 @@ def test_encoder_layers_keep_flax_variables_function_and_gradients():
 def test_subpixel_stages_use_the_gemm_except_for_a_thin_output():
     import jax
 
-    from seisjax.models.spectral import subpixel_conv_impl
+    from seisjax.spectrogram.model import subpixel_conv_impl
 
     wide = "gemm" if jax.default_backend() == "cpu" else "xla"
     assert [subpixel_conv_impl(cin, w) for cin, w in ((256, 128), (128, 64), (64, 32))] == [wide] * 3

@@ -9,14 +9,14 @@ import optax
 import pytest
 from scipy import stats
 
-from seisjax.analysis.generation import centroid_stage_trends, generate_from_checkpoint
+from seisjax.spectrogram.generation import centroid_stage_trends, generate_from_checkpoint
 from seisjax.config import load_config
 from seisjax.data.dataset import Dataset
-from seisjax.data.spectrogram_data import renormalise
+from seisjax.spectrogram.data import renormalise
 from seisjax.errors import InputError
-from seisjax.models.spectral import kl_divergence
-from seisjax.registry import get_task
-from seisjax.train.loop import train_and_evaluate
+from seisjax.spectrogram.model import kl_divergence
+from seisjax.families import task_class
+from seisjax.families import train_and_evaluate
 
 FAST_COMPILE = True
 CONFIG = "experiments/spectral_vae.py"
@@ -30,7 +30,7 @@ def workdir(tmp_path_factory):
 
 
 def _task(workdir, **overrides):
-    return get_task("spectral_vae")(load_config(f"{CONFIG}:toy_cvae", {**TOY, **overrides}), workdir=workdir)
+    return task_class("spectral_vae")(load_config(f"{CONFIG}:toy_cvae", {**TOY, **overrides}), workdir=workdir)
 
 
 def _batch(task, n=8):
@@ -69,7 +69,7 @@ def test_without_the_learned_prior_parameters_and_loss_are_todays(workdir):
     old = load_config(f"{CONFIG}:toy_cvae", TOY)
     with old.unlocked():
         del old.task["prior"]  # a config saved before task.prior existed
-    before = get_task("spectral_vae")(old, workdir=workdir)
+    before = task_class("spectral_vae")(old, workdir=workdir)
     batch = {k: jnp.asarray(v) for k, v in _batch(standard).items()}
     rng = jax.random.PRNGKey(0)
     v_std, v_old, v_learned = (t.init_variables(rng, batch) for t in (standard, before, learned))
@@ -161,10 +161,10 @@ def test_bad_prior_key_combinations_are_named(workdir):
     with config.unlocked():
         config.model.learned_prior = True  # set by hand rather than through task.prior
     with pytest.raises(InputError, match="model.learned_prior = True but task.prior = 'standard'"):
-        get_task("spectral_vae")(config, workdir=workdir)
+        task_class("spectral_vae")(config, workdir=workdir)
     config = load_config(f"{CONFIG}:toy_ae", {**TOY, "task.prior": "learned"})
     with pytest.raises(InputError, match="task.prior = 'learned' with model.name = 'spectral_ae'"):
-        get_task("spectral_vae")(config, workdir=workdir)
+        task_class("spectral_vae")(config, workdir=workdir)
     task = _task(workdir)
     with pytest.raises(InputError, match="task.generation_prior = 'uniform'"):
         task.set_generation_prior("uniform")

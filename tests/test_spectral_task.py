@@ -9,8 +9,8 @@ import pytest
 
 from seisjax.config import load_config
 from seisjax.data.dataset import Dataset, DatasetWriter
-from seisjax.data.spectral import stft
-from seisjax.data.spectrogram_data import (
+from seisjax.data.stft import stft
+from seisjax.spectrogram.data import (
     SpectrogramSpec,
     prepare_records,
     renormalise,
@@ -18,8 +18,8 @@ from seisjax.data.spectrogram_data import (
     to_model_input,
 )
 from seisjax.errors import InputError
-from seisjax.registry import get_task
-from seisjax.tasks.spectral_vae import masked_mse, toy_records
+from seisjax.families import task_class
+from seisjax.spectrogram.task import masked_mse, toy_records
 
 FAST_COMPILE = True
 CONFIG = "experiments/spectral_vae.py"
@@ -74,7 +74,7 @@ def test_distance_condition_is_the_hypocentral_distance_to_the_station(tmp_path)
     from obspy.geodetics import gps2dist_azimuth
 
     config = load_config(CONFIG + ":toy_cvae", {"data.toy_records": 16})
-    task = get_task("spectral_vae")(config, workdir=tmp_path)
+    task = task_class("spectral_vae")(config, workdir=tmp_path)
     assert task.distance_condition and task.model_kwargs()["n_conditions"] == 5
     assert set(task.station_coords) == {"T01", "T02", "T03", "T04"}
     lat, lon = task.station_coords["T03"]
@@ -147,7 +147,7 @@ def test_config_errors_are_clear(tmp_path):
         load_config(CONFIG + ":toy_ae", {"data.nonsense": 1})
     with pytest.raises(InputError, match="unknown variant"):
         load_config(CONFIG + ":huge")
-    task_cls = get_task("spectral_vae")
+    task_cls = task_class("spectral_vae")
     config = load_config(CONFIG + ":toy_ae")
     config.model.name = "spectral_gan"
     with pytest.raises(InputError, match="spectral_ae, spectral_vae, spectral_cvae"):
@@ -165,7 +165,7 @@ def test_stead50_loads_and_every_record_is_accounted_for(shared_data, tmp_path):
     config = load_config(CONFIG + ":quick_cvae", {"data.source": "dataset",
                                                   "data.path": str(shared_data / "stead50"),
                                                   "data.sampling_rate": 100.0})
-    task = get_task("spectral_vae")(config, workdir=tmp_path)
+    task = task_class("spectral_vae")(config, workdir=tmp_path)
     try:
         summary = task.summary
         train, held = summary["train"], summary["eval"]
@@ -195,7 +195,7 @@ def optimised_xla():
 
 def test_ae_learns_a_toy_case_well_below_the_input_variance(tmp_path, optimised_xla):
     config = load_config(CONFIG + ":toy_ae", {"data.toy_records": 20})
-    task = get_task("spectral_vae")(config, workdir=tmp_path)
+    task = task_class("spectral_vae")(config, workdir=tmp_path)
     try:
         batch = {k: jnp.asarray(v) for k, v in task._add_mask(task._batch_arrays(task._train)).items()}
         variables = task.init_variables(jax.random.PRNGKey(0), batch)
@@ -228,7 +228,7 @@ def toy_cvae(tmp_path_factory):
     """An initialised (untrained) toy CVAE task with the GSNN term and the generation options on."""
     config = load_config(CONFIG + ":toy_cvae", {"data.toy_records": 24, "task.prior_weight": 0.5,
                                                 "task.generation_floor": "train_median"})
-    task = get_task("spectral_vae")(config, workdir=tmp_path_factory.mktemp("toy_cvae"))
+    task = task_class("spectral_vae")(config, workdir=tmp_path_factory.mktemp("toy_cvae"))
     batch = {k: jnp.asarray(v) for k, v in task._add_mask(task._batch_arrays(task._train)).items()}
     variables = task.init_variables(jax.random.PRNGKey(0), batch)
     params = variables.pop("params")
@@ -256,7 +256,7 @@ def test_prior_term_decodes_prior_draws_independent_of_the_input(toy_cvae):
     assert "prior_mse" not in terms0
     np.testing.assert_allclose(float(loss) - float(loss0), 0.5 * expected, rtol=1e-4)
     with pytest.raises(InputError, match="prior_weight"):
-        get_task("spectral_vae")(load_config(CONFIG + ":toy_cvae", {"task.prior_weight": -1.0}),
+        task_class("spectral_vae")(load_config(CONFIG + ":toy_cvae", {"task.prior_weight": -1.0}),
                                  workdir=task.workdir)
 
 

@@ -1,4 +1,4 @@
-"""seisjax.analysis.stf_eval: SymAE and baseline STFs scored against a known truth.
+"""seisjax.symae.stf_eval: SymAE and baseline STFs scored against a known truth.
 
 The data are built by hand so that every quantity is known: two events with triangle STFs (10 Hz
 truth, interval means), groups of traces at 1 sample/s that are the STF delayed by known timing
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seisjax.analysis.stf_eval import evaluate_stfs, symae_per_group, truth_for_groups, write_scores
+from seisjax.symae.stf_eval import evaluate_stfs, symae_per_group, truth_for_groups, write_scores
 from seisjax.errors import InputError
 
 RATE, TRUTH_RATE, NT, M = 1.0, 10.0, 96, 8
@@ -151,8 +151,8 @@ def test_noise_lowers_baseline_scores(case):
 
 
 def test_extraction_object_and_its_hdf5_file_score_identically(case, tmp_path):
-    from seisjax.analysis.coherent import Extraction, ExtractionConfig, arrays_from_prepared, write_extraction_hdf5
-    from seisjax.data.symae_data import padded_groups
+    from seisjax.symae.extraction import Extraction, ExtractionConfig, arrays_from_prepared, write_extraction_hdf5
+    from seisjax.symae.data import padded_groups
 
     prepared, truth, _, exact, _ = case
     full = {**prepared, **padded_groups(prepared, "all"), "pixels": prepared["group_pixel"],
@@ -203,7 +203,7 @@ def test_data_stacked_on_the_right_shifts_recover_the_stf():
     """symae_stack: the phase-weighted stack of traces aligned by SymAE's shifts. Noisy traces aligned
     by their true delays stack to the STF; the same traces aligned by wrong delays do not, and the
     evaluation scores the stack it is given (older files without one give NaN, not an error)."""
-    from seisjax.analysis.coherent import aligned_stack
+    from seisjax.symae.extraction import aligned_stack
     from seisjax.ops.fourier import fourier_shift
 
     prepared, truth, t = make_case(seed=3, noise=0.3)
@@ -231,7 +231,7 @@ def test_data_stacked_on_the_right_shifts_recover_the_stf():
 
 
 def test_goal_standard_error_counts_events_not_groups():
-    from seisjax.analysis.stf_eval import _clustered_standard_error
+    from seisjax.symae.stf_eval import _clustered_standard_error
 
     rng = np.random.default_rng(0)
     independent = rng.normal(size=200)

@@ -1,4 +1,4 @@
-"""STF scores (seisjax.analysis.stf_metrics) on functions whose answers are known by hand."""
+"""STF scores (seisjax.symae.stf_scores) on functions whose answers are known by hand."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seisjax.analysis import stf_metrics as sm
+from seisjax.symae import stf_scores as sm
 from seisjax.errors import InputError
 
 

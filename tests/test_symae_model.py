@@ -13,10 +13,10 @@ import scipy.integrate
 import scipy.stats
 
 from seisjax.errors import InputError
-from seisjax.models.symae import (SymAE, count_params, gaussian_nll, kl_standard_normal_log_precision,
+from seisjax.symae.model import (SymAE, count_params, gaussian_nll, kl_standard_normal_log_precision,
                                   kl_standard_normal_logvar, pool_gaussians, symae_loss, symae_per_datapoint)
 from seisjax.ops.fourier import fourier_shift
-from seisjax.registry import get_model
+from seisjax.symae.model import MODELS
 
 # A small model for everything that runs the network: one init and one compiled forward, shared.
 NT, P, Q, B, NTAU = 64, 8, 6, 3, 6
@@ -253,7 +253,7 @@ def layer_counts(nt, p, q):
 
 @pytest.mark.parametrize("nt,p,q", [(192, 30, 30), (NT, P, Q)])
 def test_parameter_counts_match_hand_computation(nt, p, q):
-    model = get_model("symae")(nt=nt, p=p, q=q)
+    model = MODELS["symae"](nt=nt, p=p, q=q)
     shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((2, 3, nt)))["params"]
     expected = layer_counts(nt, p, q)
     assert {name: count_params(shapes[name]) for name in shapes} == expected

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from seisjax.analysis.coherent import ExtractionConfig, refine_shifts
+from seisjax.symae.extraction import ExtractionConfig, refine_shifts
 from seisjax.errors import InputError
 
 NT = 192

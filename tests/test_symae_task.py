@@ -12,7 +12,7 @@ import pytest
 from seisjax.config import load_config
 from seisjax.data.dataset import Dataset, DatasetWriter
 from seisjax.data.grouping import group_traces
-from seisjax.data.symae_data import (
+from seisjax.symae.data import (
     PREP_DEFAULTS,
     cache_path,
     prepare_symae_groups,
@@ -20,7 +20,7 @@ from seisjax.data.symae_data import (
 )
 from seisjax.data.synthetic import read_truth, synthesize
 from seisjax.errors import InputError
-from seisjax.tasks.symae import GroupDrawIterator, SymAETask, eval_datapoints
+from seisjax.symae.task import GroupDrawIterator, SymAETask, eval_datapoints
 from tests.conftest import REPO
 
 CONFIG = str(REPO / "experiments" / "symae.py")
@@ -226,7 +226,7 @@ def test_draws_are_train_traces_of_the_group_and_resume_exactly(tele):
 def test_quick_config_trains_through_the_engine(tele, tmp_path):
     from seisjax.train.checkpoint import Checkpointer
     from seisjax.train.logging import read_metrics
-    from seisjax.train.loop import restore_trained, train_and_evaluate
+    from seisjax.families import restore_trained, train_and_evaluate
 
     dataset, _ = tele
     overrides = ["data.source=dataset", f"data.path={dataset.path}", "batch_size=4", "data.ntau=6",
@@ -283,7 +283,7 @@ def test_alaska_preparation_on_real_sac_records(shared_data, tmp_path):
 
 
 def test_demo_variants_differ_only_in_the_training_length(tmp_path):
-    from seisjax.demo import DEMO_VARIANTS, symae_config
+    from seisjax.symae.demo import DEMO_VARIANTS, symae_config
 
     configs = {v: symae_config(tmp_path, variant=v) for v in DEMO_VARIANTS}
     steps = {v: sum(epochs for epochs, _, _ in c.optim.stages) for v, c in configs.items()}
@@ -299,7 +299,7 @@ def test_demo_variants_differ_only_in_the_training_length(tmp_path):
 def test_demo_set_changes_the_data_and_refuses_data_made_otherwise(tmp_path):
     import sys
 
-    from seisjax.demo import run as run_demo
+    from seisjax.symae.demo import run as run_demo
 
     sys.path.insert(0, str(REPO / "experiments"))
     try:

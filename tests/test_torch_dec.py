@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seisjax.analysis import clustering as cl
-from seisjax.models.dec import MousaviPolarity
+from seisjax.metrics import clustering as cl
+from seisjax.dec.model import MousaviPolarity
 
 torch = pytest.importorskip("torch")
 

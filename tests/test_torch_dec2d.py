@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seisjax.analysis import clustering as cl
-from seisjax.models.dec import MousaviDistance, ZClust
+from seisjax.metrics import clustering as cl
+from seisjax.dec.model import MousaviDistance, ZClust
 
 torch = pytest.importorskip("torch")
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seisjax.models.lstm_ae import LSTMAutoencoder, count_params
+from seisjax.lstm_ae.model import LSTMAutoencoder, count_params
 
 torch = pytest.importorskip("torch")
 

@@ -1,5 +1,5 @@
 """The PyTorch twins of the spectrogram autoencoders (benchmarks/torch_spectral.py, timed by
-benchmarks/bench_spectral.py) are the same networks as seisjax.models.spectral: equal parameter counts
+benchmarks/bench_spectral.py) are the same networks as seisjax.spectrogram.model: equal parameter counts
 for every model and upsampling mode, and, with the Flax weights copied in, the same outputs."""
 
 import importlib.util
@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seisjax.models.spectral import (
+from seisjax.spectrogram.model import (
     SpectralAE,
     SpectralCVAE,
     SpectralVAE,

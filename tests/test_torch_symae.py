@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seisjax.models.symae import SymAE, count_params, symae_loss
+from seisjax.symae.model import SymAE, count_params, symae_loss
 from seisjax.ops.fourier import fourier_shift
 
 torch = pytest.importorskip("torch")

@@ -11,10 +11,10 @@ import pytest
 from seisjax.cli import main
 from seisjax.config import load_config
 from seisjax.errors import InputError
-from seisjax.registry import get_task
+from seisjax.families import task_class
 from seisjax.train.checkpoint import Checkpointer
 from seisjax.train.logging import read_metrics
-from seisjax.train.loop import restore_trained, train_and_evaluate
+from seisjax.families import restore_trained, train_and_evaluate
 from tests.conftest import REPO
 
 CONFIG = str(REPO / "experiments" / "conv_ae.py")
@@ -156,7 +156,7 @@ def test_nan_stops_the_run_naming_step_and_term_and_keeps_last_good_checkpoint(t
 
 def test_unknown_task_is_named():
     with pytest.raises(InputError, match=r"unknown task 'nosuch' \(known: .*autoencoder"):
-        get_task("nosuch")
+        task_class("nosuch")
 
 
 def test_torch_twin_computes_the_same_function():
@@ -164,7 +164,7 @@ def test_torch_twin_computes_the_same_function():
     import importlib.util
 
     from seisjax.bench import TWINS_FILE
-    from seisjax.models.conv_ae import ConvAutoencoder
+    from seisjax.conv_ae.model import ConvAutoencoder
 
     spec = importlib.util.spec_from_file_location("torch_twins", TWINS_FILE)
     twins = importlib.util.module_from_spec(spec)

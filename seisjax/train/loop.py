@@ -1,9 +1,13 @@
-"""The engine: ``train_and_evaluate(config, workdir)`` and ``evaluate(workdir, ...)``.
+"""The engine: ``train_and_evaluate(task_cls, config, workdir)`` and ``evaluate(task_cls, workdir, ...)``.
+
+The engine knows tasks only through the :class:`~seisjax.train.task.Task` contract: the caller
+passes the task class (``seisjax.families`` finds it from ``config.task.name``), so that the
+engine imports no model family.
 
 Engine config keys (task-specific ones live in ``config.data``, ``config.model``, ``config.task``)::
 
     seed, batch_size (global)
-    task.name, model.name                     # found by name in the registries
+    task.name, model.name                     # the task (seisjax.families) and its model
     optim.*                                   # see seisjax.train.optim
     train.num_steps | train.num_epochs        # run length (a staged schedule implies one)
     train.log_every_steps                     # metrics.jsonl / TensorBoard cadence
@@ -38,7 +42,6 @@ import optax
 
 from seisjax import config as config_lib
 from seisjax.errors import InputError
-from seisjax.registry import get_task
 from seisjax.train import optim, parallel
 from seisjax.train.checkpoint import Checkpointer, abstract_like
 from seisjax.train.logging import MetricLogger, check_finite
@@ -117,11 +120,11 @@ def _pad(batch: dict, rows: int) -> dict:
 class _Setup:
     """What training and evaluation build the same way: task, mesh, optimizer, shardings, steps."""
 
-    def __init__(self, config, workdir: Path, *, data_path=None, train_iter: bool = True):
+    def __init__(self, task_cls, config, workdir: Path, *, data_path=None, train_iter: bool = True):
         parallel.initialize_distributed(config.get("distributed"))
         self.config = config
         self.process_index, self.process_count = jax.process_index(), jax.process_count()
-        self.task = get_task(config.task.name)(config, workdir=workdir, data_path=data_path)
+        self.task = task_cls(config, workdir=workdir, data_path=data_path)
         self.mesh = parallel.make_mesh()
         self.repl = parallel.replicated(self.mesh)
         self.data_sharding = parallel.batch_sharded(self.mesh)
@@ -224,14 +227,14 @@ def _check_saved_config(config, workdir: Path):
 
 
 # ============================================================================ training
-def train_and_evaluate(config, workdir) -> dict:
-    """Train ``config`` in ``workdir`` (resuming from its latest checkpoint), evaluating and
+def train_and_evaluate(task_cls, config, workdir) -> dict:
+    """Train ``config`` (a task of class ``task_cls``) in ``workdir`` (resuming from its latest checkpoint), evaluating and
     checkpointing along the way. Returns ``{"step", "train", "eval", "interrupted"}``.
 
     Raises :class:`~seisjax.train.logging.NonFiniteError` when a loss term or the gradient norm
     turns NaN/inf (the last good checkpoint is kept)."""
     workdir = Path(workdir)
-    setup = _Setup(config, workdir)
+    setup = _Setup(task_cls, config, workdir)
     task, train_iter, total = setup.task, setup.train_iter, setup.total_steps
     cfg_train = config.train
     spe = setup.steps_per_epoch
@@ -256,9 +259,8 @@ def train_and_evaluate(config, workdir) -> dict:
         train_iter.restore(data_state)
     else:
         tree, start_step = setup.initial(example), 0
-        initial_state = getattr(task, "initial_state", None)
-        if initial_state is not None:  # data-dependent start (e.g. DEC: a pretrained run + k-means)
-            tree["state"] = jax.device_put(initial_state(parallel.to_host(tree["state"])), setup.repl)
+        # a data-dependent start (e.g. DEC: a pretrained run + k-means); the default keeps the state
+        tree["state"] = jax.device_put(task.initial_state(parallel.to_host(tree["state"])), setup.repl)
     state, rng = tree["state"], tree["rng"]
     if start_step >= total:
         ckpt.close()
@@ -367,21 +369,29 @@ def train_and_evaluate(config, workdir) -> dict:
 
 
 # ============================================================================ evaluation
-def restore_trained(workdir, *, step: int | str | None = None, data_path=None):
-    """``(config, task, state, step)`` of a trained run, restored onto this process's devices
+def restore_trained(task_cls, workdir, *, step: int | str | None = None, data_path=None):
+    """``(config, task, state, step)`` of a trained run of ``task_cls``, restored onto this process's devices
     (any device count). For analyses that use a trained model (extraction, clustering, embedding).
     ``step``: a checkpoint step, ``"best"`` (by the run's ``train.best_metric``) or None (the latest)."""
     workdir = Path(workdir)
-    config = config_lib.load_saved_config(workdir)
+    config = _saved_config(task_cls, workdir)
     with _checkpointer(workdir, config.train) as ckpt:
         step = ckpt.resolve_step(step)   # a wrong step fails before the task loads its data
-        setup = _Setup(config, workdir, data_path=data_path, train_iter=False)
+        setup = _Setup(task_cls, config, workdir, data_path=data_path, train_iter=False)
         try:
             state = _restore_state(setup, ckpt, step)
         except BaseException:   # the caller gets no task to close
             setup.task.close()
             raise
     return config, setup.task, state, step
+
+
+def _saved_config(task_cls, workdir: Path):
+    """The run's saved config, checked to be a run of ``task_cls``."""
+    config = config_lib.load_saved_config(workdir)
+    if str(config.task.name) != task_cls.name:
+        raise InputError(f"{workdir} is a run of the {config.task.name!r} task, not {task_cls.name!r}")
+    return config
 
 
 def _example_eval_batch(setup: _Setup) -> dict:
@@ -410,8 +420,9 @@ def _restore_state(setup: _Setup, ckpt: Checkpointer, step: int):
     return ckpt.restore(setup.abstract(example), step)[0]["state"]
 
 
-def evaluate(workdir, *, step: int | None = None, data_path=None, out_dir=None, figures: bool = True) -> Path:
-    """Evaluate a checkpoint (the latest by default) on the task's evaluation data (or on the
+def evaluate(task_cls, workdir, *, step: int | None = None, data_path=None, out_dir=None,
+             figures: bool = True) -> Path:
+    """Evaluate a checkpoint of a run of ``task_cls`` (the latest by default) on the task's evaluation data (or on the
     dataset at ``data_path``); writes ``<workdir>/eval/step_<N>/metrics.json`` and figures and
     returns the metrics file's path (``figures=False`` skips the figures).
 
@@ -419,10 +430,10 @@ def evaluate(workdir, *, step: int | None = None, data_path=None, out_dir=None, 
     checkpoint step, the resolved config's hash, the data's fingerprint, library versions, and
     each metric's mean with the (sum, count) it comes from."""
     workdir = Path(workdir)
-    config = config_lib.load_saved_config(workdir)
+    config = _saved_config(task_cls, workdir)
     with _checkpointer(workdir, config.train) as ckpt:
         step = ckpt.resolve_step(step)   # a wrong step fails before the task loads its data
-        setup = _Setup(config, workdir, data_path=data_path, train_iter=False)
+        setup = _Setup(task_cls, config, workdir, data_path=data_path, train_iter=False)
         try:
             state = _restore_state(setup, ckpt, step)
             return _write_evaluation(setup, state, step, workdir, out_dir, figures)
@@ -452,9 +463,5 @@ def _write_evaluation(setup: _Setup, state, step: int, workdir: Path, out_dir, f
         host_state = parallel.to_host(state)
         if figures and first is not None:
             setup.task.eval_figures(host_state.params, host_state.model_state, first, out)
-        # Optional task-level analyses beside metrics.json (e.g. SymAE's STF scores against a
-        # synthetic truth); they write their own files so that metrics.json stays reproducible.
-        eval_report = getattr(setup.task, "eval_report", None)
-        if eval_report is not None:
-            eval_report(host_state.params, host_state.model_state, out)
+        setup.task.eval_report(host_state.params, host_state.model_state, out)
     return out / "metrics.json"

@@ -42,7 +42,6 @@ import jax.numpy as jnp
 
 from seisjax.errors import InputError
 from seisjax.ops.fourier import fourier_shift
-from seisjax.registry import register_model
 
 __all__ = [
     "TraceEncoder", "CoherentEncoder", "NuisanceEncoder", "SymAEDecoder", "ShiftNetwork", "SymAE",
@@ -194,7 +193,6 @@ def gaussian_nll(x, mean, logvar):
 
 
 # ----------------------------------------------------------------------------- the model
-@register_model("symae")
 class SymAE(nn.Module):
     """Symmetric VAE with a time-shift network (see the module docstring).
 
@@ -413,3 +411,7 @@ def symae_loss(outputs, x, mask=None, *, gamma: float = 100.0, beta_nuisance: fl
 def count_params(tree) -> int:
     """Number of scalars in a pytree of arrays (e.g. ``variables["params"]``)."""
     return int(sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(tree)))
+
+
+#: ``config.model.name`` -> module class
+MODELS = {"symae": SymAE}

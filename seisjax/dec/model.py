@@ -36,7 +36,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from seisjax.ops.conv import Conv
-from seisjax.registry import register_model
 
 __all__ = ["MousaviPolarity", "MousaviDistance", "ZClust"]
 
@@ -58,7 +57,6 @@ def _upsample(x, factor: int = 2):
     return jnp.repeat(x, factor, axis=1)
 
 
-@register_model("mousavi_polarity")
 class MousaviPolarity(nn.Module):
     """The polarity network (see the module docstring). ``length`` must be divisible by 16."""
 
@@ -105,7 +103,6 @@ class MousaviPolarity(nn.Module):
         return self.decode(z), z
 
 
-@register_model("mousavi_distance")
 class MousaviDistance(nn.Module):
     """The distance network (see the module docstring). Both sides of ``input_shape`` (frequency,
     time) must be divisible by ``2 ** len(channels)``."""
@@ -186,7 +183,6 @@ def resize_nearest(x, size_hw: Sequence[int]):
     return x
 
 
-@register_model("zclust")
 class ZClust(nn.Module):
     """The zClust network (see the module docstring): stride-2 3x3 convolutions, leaky ReLU, a
     Linear embedding; the mirror decoder resizes then convolves."""
@@ -237,3 +233,7 @@ class ZClust(nn.Module):
         z = self.encode(x)
         _ = self.centres
         return self.decode(z), z
+
+
+#: ``config.model.name`` -> module class
+MODELS = {"mousavi_polarity": MousaviPolarity, "mousavi_distance": MousaviDistance, "zclust": ZClust}

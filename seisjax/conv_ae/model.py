@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from seisjax.registry import register_model
 
 __all__ = ["ConvEncoder", "ConvDecoder", "ConvAutoencoder"]
 
@@ -58,7 +57,6 @@ class ConvDecoder(nn.Module):
         return nn.Conv(self.out_channels, (self.kernel_size,), padding="SAME", name="to_output")(x)
 
 
-@register_model("conv_ae")
 class ConvAutoencoder(nn.Module):
     """``__call__(x) -> reconstruction``; ``encode(x) -> latent``; ``decode(z) -> reconstruction``.
 
@@ -84,3 +82,7 @@ class ConvAutoencoder(nn.Module):
 
     def __call__(self, x):
         return self.decoder(self.encoder(x))
+
+
+#: ``config.model.name`` -> module class
+MODELS = {"conv_ae": ConvAutoencoder}

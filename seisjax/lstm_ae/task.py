@@ -90,8 +90,8 @@ import numpy as np
 
 from seisjax.data.dataset import trace_names
 from seisjax.errors import InputError
-from seisjax.registry import register_task
-from seisjax.tasks.base import Task, array_fingerprint, dataset_fingerprint, pairs
+from seisjax.lstm_ae.model import MODELS
+from seisjax.train.task import Task, array_fingerprint, dataset_fingerprint, pairs
 
 __all__ = ["LSTMAETask", "Records", "BucketBatchIterator", "masked_l1", "toy_records", "NORMALISATION_FILE"]
 
@@ -360,9 +360,11 @@ class BucketBatchIterator:
 
 
 # ============================================================================ the task
-@register_task("lstm_ae")
 class LSTMAETask(Task):
     """See the module docstring."""
+
+    name = "lstm_ae"
+    models = MODELS
 
     rng_streams = ("dropout",)
 
@@ -410,14 +412,14 @@ class LSTMAETask(Task):
 
     # ------------------------------------------------------------------ data
     def _dataset_path(self) -> Path:
-        from seisjax.tasks.autoencoder import AutoencoderTask
+        from seisjax.conv_ae.task import AutoencoderTask
 
         if self.data_path is not None:
             return self.data_path
         return AutoencoderTask._dataset_path(self, self.source)  # same rule: generate `local` when absent
 
     def _generate(self, path: Path):
-        from seisjax.tasks.autoencoder import AutoencoderTask
+        from seisjax.conv_ae.task import AutoencoderTask
 
         AutoencoderTask._generate(self, path)
 
@@ -810,7 +812,7 @@ class LSTMAETask(Task):
 
     def eval_report(self, params, model_state, out_dir) -> dict:
         """embeddings.json (linear probes with majority baselines) and embedding_map.png."""
-        from seisjax.analysis.embeddings import linear_probe, magnitude_bins, plot_embedding_map
+        from seisjax.metrics.embedding import linear_probe, magnitude_bins, plot_embedding_map
 
         out_dir = Path(out_dir)
         train, test = self.records("train"), self.records("eval")

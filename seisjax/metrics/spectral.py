@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from seisjax.data.spectral import hilbert_envelope
-from seisjax.data.spectral import spectral_convergence as _spectral_convergence
+from seisjax.data.stft import hilbert_envelope
+from seisjax.data.stft import spectral_convergence as _spectral_convergence
 from seisjax.errors import InputError
 
 __all__ = [
@@ -94,7 +94,7 @@ def log_spectral_distance(ref_mag, est_mag, *, freq_axis: int = -2, eps: float =
         LSD[b]     = mean_{t, c} d[b, t, c]
 
     ``freq_axis`` names the frequency axis (``-2`` for ``(B, C, F, T)`` as
-    :func:`seisjax.data.spectral.stft` gives, ``1`` for the models' ``(B, F, T, C)``); every other
+    :func:`seisjax.data.stft.stft` gives, ``1`` for the models' ``(B, F, T, C)``); every other
     axis but the batch is averaged. Identical spectrograms give 0; a uniform gain ``g`` on the
     magnitudes gives ``|10 log10 g^2| = |20 log10 g|`` (up to the floor). Magnitudes must be linear
     ``|STFT|`` (undo ``log1p`` and the min-max scaling first).
@@ -122,7 +122,7 @@ def envelope_correlation(ref_wave, est_wave) -> np.ndarray:
     ``(B, W)``) waveforms -> ``(B,)``.
 
     ``r[b, c] = cov(e_ref, e_est) / (std(e_ref) std(e_est))`` over time, with
-    ``e = |x + i H(x)|`` (:func:`seisjax.data.spectral.hilbert_envelope`). It compares where the
+    ``e = |x + i H(x)|`` (:func:`seisjax.data.stft.hilbert_envelope`). It compares where the
     energy arrives and how it decays, not the phase that Griffin-Lim cannot recover: 1 for identical
     waveforms and for any constant gain. A channel whose estimated envelope is constant (e.g. a
     silent output) correlates 0; a constant reference envelope is an InputError (nothing to compare).

@@ -9,8 +9,8 @@ import numpy as np
 import scipy.integrate
 import scipy.signal
 
-from seisjax.analysis.coherent import Extraction, GroupArrays
-from seisjax.data.spectral import hilbert_envelope
+from seisjax.symae.extraction import Extraction, GroupArrays
+from seisjax.data.stft import hilbert_envelope
 
 __all__ = ["mean_displacement_envelope", "plot_event_stfs", "plot_reconstructions", "plot_loss_history",
            "write_figures"]

@@ -56,7 +56,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seisjax.registry import register_model
 
 __all__ = ["LSTMAutoencoder", "MaskedBatchNorm", "MaskedLSTM", "decoder_clock", "level_lengths", "length_mask",
            "reverse_valid"]
@@ -212,7 +211,6 @@ class _ConvBlock(nn.Module):
         return h * m
 
 
-@register_model("lstm_ae")
 class LSTMAutoencoder(nn.Module):
     """See the module docstring. ``__call__(x, lengths, train=False) -> (reconstruction, embedding)``;
     :meth:`encode` gives the embedding alone (the decoder's parameters are not touched)."""
@@ -303,3 +301,7 @@ class LSTMAutoencoder(nn.Module):
 def count_params(params) -> int:
     """Number of scalars in a parameter tree."""
     return int(sum(np.size(p) for p in jax.tree_util.tree_leaves(params)))
+
+
+#: ``config.model.name`` -> module class
+MODELS = {"lstm_ae": LSTMAutoencoder}

@@ -11,11 +11,11 @@
    (:func:`seisjax.train.loop.train_and_evaluate`) in ``<workdir>/symae`` (checkpoints, metrics,
    figures; a second run resumes or finds it trained).
 3. **Extract** the STFs of every (event, pixel) group in one compiled call
-   (:func:`seisjax.analysis.coherent.run_stf`) into ``<workdir>/stf/stf.h5`` with figures in
+   (:func:`seisjax.symae.extraction.run_stf`) into ``<workdir>/stf/stf.h5`` with figures in
    ``<workdir>/stf/stf_figures``.
 4. **Score** SymAE's envelope and signed STFs and the four baselines (MCCC / ICCS alignment, linear
    / phase-weighted stacks, on the same traces) against the truth
-   (:func:`seisjax.analysis.stf_eval.evaluate_stfs`): ``<workdir>/stf/scores.{json,md,png}``, and
+   (:func:`seisjax.symae.stf_eval.evaluate_stfs`): ``<workdir>/stf/scores.{json,md,png}``, and
    print the tables and each SymAE estimate's difference from the best baseline of its kind.
 
 The ``local`` scenario (for the clustering and spectrogram experiments) is no longer synthesised
@@ -73,12 +73,12 @@ def run(workdir: str | Path, *, events: int | None = None, seed: int = 0, overwr
     ``long``: 33x, 0.803; ``xlong``: 131x, for a GPU, overfits; their runs go to
     ``<workdir>/symae_<variant>``), ``synthetic_overrides`` ``["key=value", ...]`` of the synthetic data's config on top of the variant's (``data synth
     --set``; data already in the workdir must match them). Returns the paths written and the scores."""
-    from seisjax.analysis.coherent import ExtractionConfig, run_stf
-    from seisjax.analysis.stf_eval import evaluate_stfs, write_scores
+    from seisjax.symae.extraction import ExtractionConfig, run_stf
+    from seisjax.symae.stf_eval import evaluate_stfs, write_scores
     from seisjax.data.dataset import Dataset, describe, format_summary
-    from seisjax.data.symae_data import prepare_symae_groups
+    from seisjax.symae.data import prepare_symae_groups
     from seisjax.data.synthetic import resolve_config, synthesize
-    from seisjax.train.loop import train_and_evaluate
+    from seisjax.families import train_and_evaluate  # TODO(layout): demo sits above the families
 
     workdir = Path(workdir)
     data_dir = workdir / "data" / "teleseismic-p"

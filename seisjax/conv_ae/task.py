@@ -34,8 +34,8 @@ import numpy as np
 
 from seisjax.data.dataset import trace_names
 from seisjax.errors import InputError
-from seisjax.registry import register_task
-from seisjax.tasks.base import Task, array_fingerprint, dataset_fingerprint, pairs
+from seisjax.conv_ae.model import MODELS
+from seisjax.train.task import Task, array_fingerprint, dataset_fingerprint, pairs
 
 __all__ = ["AutoencoderTask", "window_and_normalise", "toy_waveforms"]
 
@@ -87,10 +87,12 @@ def toy_waveforms(n: int, *, components: int = 3, length: int = 256, seed: int =
 
 
 # ----------------------------------------------------------------------------- the task
-@register_task("autoencoder")
 class AutoencoderTask(Task):
     """Mean-squared reconstruction of normalised windows (``config.model``: any model mapping
     ``(B, W, C)`` to ``(B, W, C)``, by default ``conv_ae``)."""
+
+    name = "autoencoder"
+    models = MODELS
 
     def __init__(self, config, *, workdir=None, data_path=None):
         super().__init__(config, workdir=workdir, data_path=data_path)

@@ -17,7 +17,7 @@ Two runs, two workdirs, one task:
 Clustering space (``task.cluster_space``): "code" (the paper's) puts the centres and the Student-t
 kernel in the embedding itself; "whitened" first maps it by a fixed linear map, set once at the
 start of DEC from the pretrained embeddings of the training data (PCA whitening: every principal
-direction scaled to unit variance, :func:`seisjax.analysis.clustering.whitening_map`) and kept in the
+direction scaled to unit variance, :func:`seisjax.metrics.clustering.whitening_map`) and kept in the
 model state (``cluster_map``, checkpointed; ``cluster`` applies it to new data). Why: k-means and
 the Student-t kernel measure Euclidean distance, so they follow the code's largest-variance
 directions, which an autoencoder spends on what reconstructs best, not on what separates the
@@ -84,12 +84,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seisjax.analysis import clustering as cl
+from seisjax.metrics import clustering as cl
 from seisjax.data.dataset import trace_names
 from seisjax.errors import InputError
-from seisjax.registry import register_task
-from seisjax.tasks.autoencoder import AutoencoderTask, window_and_normalise
-from seisjax.tasks.base import Task, array_fingerprint, dataset_fingerprint, pairs
+from seisjax.train.loop import restore_trained
+from seisjax.dec.model import MODELS
+from seisjax.conv_ae.task import AutoencoderTask, window_and_normalise
+from seisjax.train.task import Task, array_fingerprint, dataset_fingerprint, pairs
 
 __all__ = ["DECTask", "pulse_waveforms", "tone_waveforms", "distance_spectrograms", "stft_window", "SNR_BINS",
            "SNR_BIN_NAMES", "snr_bin", "snr_bin_name", "pair_split", "lowpass_windows"]
@@ -221,7 +222,7 @@ def distance_spectrograms(x: np.ndarray, sampling_rate: float, *, margin: int, b
     ``rows`` frequencies of an ``nfft``-point transform, e.g. nfft 64, rows 16 puts the 16 rows on
     0-23 Hz (1.56 Hz apart) instead of 0-50 Hz, where 10 of the 16 lie above a 20 Hz bandpass."""
     from seisjax.data.preprocess import bandpass, taper
-    from seisjax.data.spectral import stft
+    from seisjax.data.stft import stft
 
     w = x[..., 0].astype(np.float64)
     w = w - w.mean(axis=-1, keepdims=True)
@@ -339,9 +340,11 @@ class _TargetBatches:
         self._inner.close()
 
 
-@register_task("dec")
 class DECTask(AutoencoderTask):
     """DEC / IDEC on single-component windows around P; see the module docstring."""
+
+    name = "dec"
+    models = MODELS
 
     def __init__(self, config, *, workdir=None, data_path=None):
         Task.__init__(self, config, workdir=workdir, data_path=data_path)
@@ -577,14 +580,13 @@ class DECTask(AutoencoderTask):
         return np.concatenate([np.asarray(fn(params, x[i:i + chunk])) for i in range(0, len(x), chunk)])
 
     def _pretrained_params(self):
-        from seisjax.train.loop import restore_trained
 
         path = str(self.config.task.pretrained or "")
         if not path:
             raise InputError("task.stage = 'dec' needs task.pretrained = the workdir of a pretraining run")
         if not (Path(path) / "checkpoints").exists():
             raise InputError(f"task.pretrained = {path}: no checkpoints/ there (train the pretrain stage first)")
-        _, task, state, _ = restore_trained(path)
+        _, task, state, _ = restore_trained(type(self), path)
         task.close()
         return jax.tree_util.tree_map(np.asarray, state.params)
 
@@ -881,7 +883,7 @@ class DECTask(AutoencoderTask):
         from matplotlib.lines import Line2D
 
         if z.shape[1] > 2:
-            from seisjax.analysis.embeddings import pca_2d
+            from seisjax.metrics.embedding import pca_2d
 
             z = pca_2d(z)
         panels = [("cluster", clusters)] + ([("truth", truth)] if truth is not None else [])

@@ -41,7 +41,7 @@ Picks: windows go around ``pick_column``. On the synthetic ``teleseismic-p`` dat
 the windows for the shift network to find; on real data it is ``trace_p_arrival_sample``.
 
 The result is cached (``cache_dir``) as ``symae_groups_<fingerprint>.npz``; the fingerprint covers the
-dataset (:func:`seisjax.tasks.base.dataset_fingerprint`), the preparation settings and
+dataset (:func:`seisjax.train.task.dataset_fingerprint`), the preparation settings and
 :data:`PREP_VERSION`, so training and extraction share one preparation and a change of either
 makes a new one.
 
@@ -174,7 +174,7 @@ def prep_settings(config: Mapping | None = None) -> dict:
 
 def prep_fingerprint(dataset, settings: Mapping) -> str:
     """sha256 of the dataset (metadata, rows, sample traces), the settings and :data:`PREP_VERSION`."""
-    from seisjax.tasks.base import dataset_fingerprint
+    from seisjax.train.task import dataset_fingerprint
 
     digest = hashlib.sha256()
     digest.update(f"symae-prep-v{PREP_VERSION}|".encode())

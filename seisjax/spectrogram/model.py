@@ -62,7 +62,6 @@ import jax.numpy as jnp
 from seisjax.errors import InputError
 from seisjax.ops.conv import BatchNormReLU, Conv, resolve_conv_impl
 from seisjax.ops.upsample import ConvTranspose3x3S2, depth_to_space
-from seisjax.registry import register_model
 
 __all__ = [
     "UPSAMPLE_MODES",
@@ -175,7 +174,6 @@ class SpectralDecoder(nn.Module):
         return nn.sigmoid(h)
 
 
-@register_model("spectral_ae")
 class SpectralAE(nn.Module):
     """Convolutional autoencoder with a spatial latent; see the module docstring."""
 
@@ -259,7 +257,6 @@ class _Variational(nn.Module):
         return mean + jnp.exp(0.5 * logvar) * eps
 
 
-@register_model("spectral_vae")
 class SpectralVAE(_Variational):
     """beta-VAE with a ``latent``-dimensional Gaussian code; see the module docstring."""
 
@@ -280,7 +277,6 @@ class SpectralVAE(_Variational):
         return {"recon": self.decode(z, train=train), "mean": mean, "logvar": logvar}
 
 
-@register_model("spectral_cvae")
 class SpectralCVAE(_Variational):
     """Conditional VAE; ``n_stations`` known stations (embedding rows 1..n, row 0 = unknown); with
     ``learned_prior`` a prior network p(z | c) (module docstring)."""
@@ -355,3 +351,7 @@ class SpectralCVAE(_Variational):
         if self.learned_prior:
             out["prior_mean"], out["prior_logvar"] = self._prior(c)
         return out
+
+
+#: ``config.model.name`` -> module class
+MODELS = {"spectral_ae": SpectralAE, "spectral_vae": SpectralVAE, "spectral_cvae": SpectralCVAE}

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.signal
 
-from seisjax.data.spectral import hilbert_envelope
+from seisjax.data.stft import hilbert_envelope
 from seisjax.ops.fourier import delay_padded
 from seisjax.errors import InputError
 from seisjax.ops.xcorr import xcorr_max

@@ -63,9 +63,10 @@ def _check_run(workdir: Path, *, need_cvae: bool):
 
 
 def _restore(workdir: Path, step):
+    from seisjax.spectrogram.task import SpectralVAETask  # TODO(layout)
     from seisjax.train.loop import restore_trained
 
-    _, task, state, ckpt_step = restore_trained(workdir, step=step)
+    _, task, state, ckpt_step = restore_trained(SpectralVAETask, workdir, step=step)
     params = jax.device_get(state.params)
     model_state = jax.device_get(state.model_state)
     return task, params, model_state, int(ckpt_step)
@@ -199,10 +200,10 @@ def centroid_stage_trends(workdir, *, step: int | None = None, seed: int = 0, sp
     Returns ``{"checkpoint_step", "records", "events", "magnitude_log10_distance_correlation",
     "stages": {stage: {"magnitude", "log10_distance", "within_event_log10_distance",
     "within_event_stderr", "mean_hz"}}}``."""
-    from seisjax.analysis import spectral_metrics as sm
-    from seisjax.data.spectral import stft
-    from seisjax.data.spectrogram_data import renormalise, to_magnitudes
-    from seisjax.tasks.spectral_vae import event_ids
+    from seisjax.metrics import spectral as sm
+    from seisjax.data.stft import stft
+    from seisjax.spectrogram.data import renormalise, to_magnitudes
+    from seisjax.spectrogram.task import event_ids
 
     workdir = Path(workdir)
     _check_run(workdir, need_cvae=True)
@@ -312,7 +313,7 @@ def interpolate_latent(workdir, data, record_a, record_b, steps: int, out_png, *
     ``record_a``, ``record_b``: row numbers or trace names, of the dataset folder ``data``, or of the
     run's own evaluation records when ``data`` is None. A record that the data checks reject is an
     InputError with the reason."""
-    from seisjax.data.spectrogram_data import prepare_records
+    from seisjax.spectrogram.data import prepare_records
 
     workdir, out_png = Path(workdir), Path(out_png)
     _check_run(workdir, need_cvae=False)

@@ -2,7 +2,7 @@
 
 ``cluster_dataset(workdir, data, out)`` restores the run's checkpoint, windows every row of the
 dataset at ``data`` as the task does for evaluation (all rows, whatever the run's splits;
-:meth:`seisjax.tasks.dec.DECTask.dataset_windows`) and writes one line per trace: its cluster, its
+:meth:`seisjax.dec.task.DECTask.dataset_windows`) and writes one line per trace: its cluster, its
 soft assignment q and its embedding, as CSV or (``out`` ending in .h5/.hdf5) HDF5; ``cluster_class``,
 the class each cluster was matched to when ``eval`` scored the same checkpoint on the run's labelled
 data, and ``log10_snr`` of the clustered component where the dataset has it. Rows that cannot
@@ -19,7 +19,9 @@ import jax
 import numpy as np
 import pandas as pd
 
+from seisjax.dec.task import DECTask
 from seisjax.errors import InputError, log_problems
+from seisjax.train.loop import restore_trained
 
 __all__ = ["cluster_classes", "cluster_dataset"]
 
@@ -94,7 +96,6 @@ def cluster_dataset(workdir, data, out, *, step: int | None = None, refine: str 
     ``<method>_gmm_full``; fitted on the traces given, so give it many). Returns ``{"out", "rows",
     "counts" (traces per cluster), "problems" ({trace_name: reason}), "checkpoint_step"}``."""
     from seisjax.data.dataset import Dataset
-    from seisjax.train.loop import restore_trained
 
     workdir, data, out = Path(workdir), Path(data), Path(out)
     if refine not in ("none", "gmm_full"):
@@ -110,7 +111,7 @@ def cluster_dataset(workdir, data, out, *, step: int | None = None, refine: str 
     # The engine rebuilds the run's own task to get the state's structure; the new data is
     # windowed separately so that its bad rows are reported instead of stopping the restore.
     try:
-        _, task, state, ckpt_step = restore_trained(workdir, step=step)
+        _, task, state, ckpt_step = restore_trained(DECTask, workdir, step=step)
     except (InputError, FileNotFoundError) as err:
         dataset.close()
         raise InputError(f"{workdir}: could not restore the run (restoring rebuilds its task, which reads "
@@ -133,7 +134,7 @@ def cluster_dataset(workdir, data, out, *, step: int | None = None, refine: str 
     names = cluster_classes(workdir, ckpt_step, task.method_name)
     table = _table(windows, clusters, q, z, str(config.data.label_column or "label"), names)
     if refine == "gmm_full":
-        from seisjax.analysis.clustering import apply_map, gmm_full
+        from seisjax.metrics.clustering import apply_map, gmm_full
 
         refined = np.full(n, -1, np.int64)
         if ok.any():  # in the space DEC clusters in (the whitened code where the run used one)

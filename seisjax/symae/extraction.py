@@ -50,7 +50,7 @@ traces, ``(G, M, nt)``, a mask ``(G, M)`` and the event of each group ``(G,)``. 
    objective is not concave, each step clipped to ``max_shift_step`` samples. Outputs: per-trace
    delays (in samples and seconds; positive = later than the template) and the aligned traces.
 6. **The data stacked on SymAE's clock.** ``stf_stack`` is the Hilbert envelope of the
-   phase-weighted stack (:func:`~seisjax.analysis.baselines.phase_weighted_stack`, ``nu = 2``) of
+   phase-weighted stack (:func:`~seisjax.symae.baselines.phase_weighted_stack`, ``nu = 2``) of
    the group's input traces aligned by the refined shifts, normalised to 1; ``stf_stack_signed`` the
    stack itself (``max |.| = 1``). It uses SymAE only for the timing, and the data, not the decoder,
    for the waveform: the classical stack with SymAE's alignment in place of MCCC's or ICCS's.
@@ -298,7 +298,7 @@ def analytic_signal(x, axis: int = -1):
 
 def _phase_coherence(x, weights):
     """``|mean_j exp(i phi_j(t))|`` over axis 0 of ``x`` ``(N, T)`` (``weights``: which rows count):
-    the coherence of a phase-weighted stack (:func:`seisjax.analysis.baselines.phase_weighted_stack`)."""
+    the coherence of a phase-weighted stack (:func:`seisjax.symae.baselines.phase_weighted_stack`)."""
     analytic = analytic_signal(x)
     amplitude = jnp.abs(analytic)
     phasor = jnp.where(amplitude > 0, analytic / jnp.where(amplitude > 0, amplitude, 1.0), 0.0)
@@ -585,7 +585,7 @@ def extract_coherent(model, params, groups: GroupArrays, config: ExtractionConfi
                      target_group=None) -> Extraction:
     """Run the extraction (module docstring) over every group of ``groups`` in one compiled call.
 
-    ``model``: a :class:`~seisjax.models.symae.SymAE`; ``params``: its ``params`` collection.
+    ``model``: a :class:`~seisjax.symae.model.SymAE`; ``params``: its ``params`` collection.
     ``target_group`` (E,) overrides the choice of each event's target pixel (default: the group with
     the most stations, :func:`target_groups`). Groups without a valid trace and events without a
     group give NaN outputs and a warning naming them."""
@@ -629,8 +629,8 @@ def aligned_stack(aligned, mask, *, nu: float = 2.0) -> tuple[np.ndarray, np.nda
     """``(envelope, signed)`` ``(G, nt)`` of the phase-weighted stacks of the aligned traces
     ``(G, M, nt)`` over their valid traces ``mask (G, M)`` (module docstring, item 6), normalised
     to a maximum of 1 (zeros for a group without traces)."""
-    from seisjax.analysis.baselines import phase_weighted_stack
-    from seisjax.data.spectral import hilbert_envelope
+    from seisjax.symae.baselines import phase_weighted_stack
+    from seisjax.data.stft import hilbert_envelope
 
     aligned = np.where(mask[..., None], np.nan_to_num(np.asarray(aligned, np.float64)), 0.0)
     stack = phase_weighted_stack(aligned, nu=nu, mask=mask)
@@ -729,9 +729,10 @@ def restore_for_inference(workdir, *, step: int | str | None = None, data_path=N
     """``(model, params, config, step, task)`` of a trained SymAE run, through the engine's
     :func:`seisjax.train.loop.restore_trained` (``data_path``: prepare that dataset instead of the
     run's own). The caller closes ``task``."""
+    from seisjax.symae.task import SymAETask  # TODO(layout): run_stf moves above the task
     from seisjax.train.loop import restore_trained
 
-    config, task, state, step = restore_trained(workdir, step=step, data_path=data_path)
+    config, task, state, step = restore_trained(SymAETask, workdir, step=step, data_path=data_path)
     model = task.model
     if not hasattr(model, "encode_coherent"):
         task.close()
@@ -763,7 +764,7 @@ def run_stf(workdir, out, *, data_path=None, step: int | None = None, config: Ex
     ``{"hdf5", "figures", "events", "groups", "traces", "checkpoint_step", "compile_and_run_s"}``."""
     import time
 
-    from seisjax.analysis.plots_symae import mean_displacement_envelope, write_figures
+    from seisjax.symae.plots import mean_displacement_envelope, write_figures
 
     out = Path(out)
     if input_kind not in ("auto", "velocity", "displacement"):
@@ -800,7 +801,7 @@ def run_stf(workdir, out, *, data_path=None, step: int | None = None, config: Ex
 
 
 def arrays_from_prepared(prepared: dict) -> GroupArrays:
-    """:class:`GroupArrays` from :func:`seisjax.data.symae_data.prepare_symae_groups`'s output."""
+    """:class:`GroupArrays` from :func:`seisjax.symae.data.prepare_symae_groups`'s output."""
     required = ("traces", "mask", "group_event", "source_ids", "pixels", "trace_ids")
     missing = [k for k in required if k not in prepared]
     if missing:

@@ -11,7 +11,7 @@ Per record (vectorised over groups of records with the same sampling rate and le
    (:func:`seisjax.data.preprocess.preprocess_batch`); the part of the window outside the record is
    zero-filled, and a record more than ``max_fill`` of whose window lies outside is rejected;
 3. multiplication by ``gain`` (``log1p`` compresses only magnitudes well above 1: counts need
-   none, velocities in m/s want 1e9, i.e. nm/s), STFT per component (:func:`seisjax.data.spectral.stft`), ``|Z|``, ``log1p``, the frequencies
+   none, velocities in m/s want 1e9, i.e. nm/s), STFT per component (:func:`seisjax.data.stft.stft`), ``|Z|``, ``log1p``, the frequencies
    cropped and the frames zero-padded to multiples of ``multiple`` (:meth:`SpectrogramSpec.model_shape`),
    then per-sample, per-channel min-max scaling to [0, 1] over the real bins; the ``log1p``
    minimum and maximum are kept (``log_scale``, ``(N, 2, C)``) so that :func:`to_magnitudes`
@@ -37,7 +37,7 @@ from seisjax.data.preprocess import (
     preprocess_batch,
 )
 from seisjax.data.quality import QualityFilter, snr
-from seisjax.data.spectral import (
+from seisjax.data.stft import (
     MinMax,
     log_scale,
     minmax_scale,

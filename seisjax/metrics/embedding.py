@@ -1,21 +1,5 @@
-"""Embeddings of whole records with a trained LSTM autoencoder: the ``embed`` command, linear probes
-and 2-D maps.
-
-``embed_dataset(workdir, data, out)`` restores the run (``lstm_ae`` task), prepares every row of
-the dataset at ``data`` as the run's task prepares its own records (components, resampling, cut
-around P, differencing, scaling; :meth:`seisjax.tasks.lstm_ae.LSTMAETask.prepare`), normalises them
-with the run's stored statistics (``<workdir>/normalisation.json``), embeds them in length-sorted
-batches and writes HDF5:
-
-- ``trace_name`` (str), ``row`` (int), ``embedding`` (N, D) float32, ``length`` (samples at the
-  run's rate), ``problem`` (str, "" when embedded), ``missing_components`` (str: zero-filled
-  components under ``data.missing_components = "zeros"``), and the label columns
-  ``path_distance_class`` / ``source_magnitude`` when the dataset has them;
-- attributes: ``mode`` ("bottleneck" or "reference"), ``embedding_layout`` ("[h_1, c_1, ...]"),
-  ``workdir``, ``data``, ``checkpoint_step``, ``sampling_rate``.
-
-A row that cannot be embedded (non-finite samples, too short, unreadable, missing component, no
-sampling rate) is written with a NaN embedding and its reason; it is never dropped.
+"""Measures of learned embeddings, shared by the families that learn one (LSTM AE, DEC): linear
+probes, magnitude bins, 2-D maps.
 
 :func:`linear_probe` is a multinomial logistic regression (L2-regularised, solved to convergence) on
 standardised embeddings: trained on one split, scored on another, beside the majority-class
@@ -26,12 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jax
 import numpy as np
 
-from seisjax.errors import InputError, log_problems
-
-__all__ = ["embed_dataset", "linear_probe", "linear_probe_predictions", "magnitude_bins", "nonlinear_2d", "pca_2d", "plot_embedding_map"]
+__all__ = ["linear_probe", "linear_probe_predictions", "magnitude_bins", "nonlinear_2d", "pca_2d", "plot_embedding_map"]
 
 
 def magnitude_bins(magnitude, edges) -> np.ndarray:
@@ -161,60 +142,3 @@ def plot_embedding_map(z: np.ndarray, colours: dict, path, *, title: str = "") -
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-def embed_dataset(workdir, data, out, *, step: int | None = None, batch_size: int = 256, log=print) -> dict:
-    """Embed every row of the dataset at ``data`` with the trained ``lstm_ae`` run in ``workdir``
-    (checkpoint ``step``, default the latest) and write ``out`` (HDF5, see the module docstring).
-    Returns ``{"out", "rows", "embedded", "problems" ({trace_name: reason}), "checkpoint_step"}``."""
-    import h5py
-
-    from seisjax import config as config_lib
-    from seisjax.data.dataset import Dataset
-    from seisjax.tasks.lstm_ae import NORMALISATION_FILE
-    from seisjax.train.loop import restore_trained
-
-    workdir, data, out = Path(workdir), Path(data), Path(out)
-    config = config_lib.load_saved_config(workdir)
-    if config.task.get("name") != "lstm_ae":
-        raise InputError(f"{workdir}: a {config.task.get('name')!r} run; `embed` needs an lstm_ae run")
-    if not (workdir / NORMALISATION_FILE).exists():
-        raise InputError(f"{workdir}: no {NORMALISATION_FILE} (the run's normalisation statistics); "
-                         "was it trained with this version?")
-    if not data.is_dir():
-        raise InputError(f"--data {data}: not a dataset folder")
-    if not out.parent.is_dir():
-        raise InputError(f"--out {out}: folder {out.parent} does not exist")
-    _, task, state, ckpt_step = restore_trained(workdir, step=step)
-    dataset = Dataset(data)
-    try:
-        recs = task.prepare(dataset)
-        host = jax.device_get(state)
-        z = task.embed_records(host.params, host.model_state, recs, batch_size=batch_size, progress=True)
-    finally:
-        task.close()
-        dataset.close()
-    strings = h5py.string_dtype()
-    with h5py.File(out, "w") as f:
-        f.create_dataset("trace_name", data=recs.names.astype(object), dtype=strings)
-        f.create_dataset("row", data=np.arange(len(recs), dtype=np.int64))
-        f.create_dataset("embedding", data=z)
-        f.create_dataset("length", data=recs.lengths)
-        f.create_dataset("problem", data=recs.problems.astype(str).astype(object), dtype=strings)
-        f.create_dataset("missing_components", data=recs.missing.astype(str).astype(object), dtype=strings)
-        for name, values in recs.labels.items():
-            values = np.asarray(values)
-            if values.dtype.kind in "fiu":
-                f.create_dataset(name, data=values)
-            else:
-                f.create_dataset(name, data=values.astype(str).astype(object), dtype=strings)
-        f.attrs.update({"mode": str(task.model.mode), "embedding_layout": "[h_1, c_1, h_2, c_2, ...]",
-                        "workdir": str(workdir), "data": str(data), "checkpoint_step": int(ckpt_step),
-                        "sampling_rate": float(config.data.sampling_rate)})
-    bad = recs.problems != ""
-    problems = dict(zip(recs.names[bad].tolist(), recs.problems[bad].tolist()))
-    log(f"embed: {len(recs)} records of {data}, checkpoint step {ckpt_step} of {workdir} ({task.model.mode} mode)")
-    log_problems(log, problems, f"  not embedded: {len(problems)} (NaN embedding, reason in 'problem'):")
-    log(f"embed: wrote {out}")
-    return {"out": out, "rows": len(recs), "embedded": int((~bad).sum()), "problems": problems,
-            "checkpoint_step": int(ckpt_step)}

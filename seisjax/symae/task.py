@@ -1,7 +1,7 @@
 """SymAE training: datapoints of ``ntau`` traces drawn from (event, pixel) groups.
 
 Config (``config.data``; the preparation keys are those of
-:data:`seisjax.data.symae_data.PREP_DEFAULTS`)::
+:data:`seisjax.symae.data.PREP_DEFAULTS`)::
 
     source = "synthetic"          # "synthetic": teleseismic-p data made in <workdir>/data (or data.path)
                                   #   when absent; "dataset": a dataset at data.path
@@ -16,7 +16,7 @@ Config (``config.data``; the preparation keys are those of
     prefetch = 2
 
 ``config.task``: ``gamma`` (100), ``beta_nuisance``, ``beta_coherent``, ``shift_penalty`` (see
-:func:`seisjax.models.symae.symae_loss`). ``config.model.nt`` must equal ``window - trim_start``.
+:func:`seisjax.symae.model.symae_loss`). ``config.model.nt`` must equal ``window - trim_start``.
 
 Batches. A training datapoint is one group with ``ntau`` traces drawn without replacement from its
 train stations; a group with fewer train traces than ``ntau`` gives all of them, in random order,
@@ -37,7 +37,7 @@ the shift penalty, whose "norm" form depends on the batch), its three terms, ``m
 The preparation's report (counts of traces, groups, and of rejected traces per reason) is printed
 and, for the run's own data, written to ``<workdir>/symae_data.json``, the rejected traces to
 ``<workdir>/symae_rejected.csv``. Preparations are cached in the workdir (see
-:func:`seisjax.data.symae_data.prepare_symae_groups`), so evaluation and extraction reuse them.
+:func:`seisjax.symae.data.prepare_symae_groups`), so evaluation and extraction reuse them.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from seisjax.errors import InputError
-from seisjax.registry import register_task
-from seisjax.tasks.base import Task
+from seisjax.symae.model import MODELS
+from seisjax.train.task import Task
 
 __all__ = ["GroupDrawIterator", "SymAETask", "draw_datapoints", "eval_datapoints"]
 
@@ -152,9 +152,11 @@ def eval_datapoints(prepared: dict, ntau: int) -> dict:
 
 
 # ============================================================================ the task
-@register_task("symae")
 class SymAETask(Task):
     """SymAE on (event, pixel) groups (``config.model``: ``symae``)."""
+
+    name = "symae"
+    models = MODELS
 
     rng_streams = ("sample",)
 
@@ -172,7 +174,7 @@ class SymAETask(Task):
         if self.source not in ("synthetic", "dataset"):
             raise InputError(f"data.source = {self.source!r}: expected 'synthetic' or 'dataset'")
         from seisjax.data.dataset import Dataset
-        from seisjax.data.symae_data import prepare_symae_groups
+        from seisjax.symae.data import prepare_symae_groups
 
         self.dataset_path = self._dataset_path()
         with Dataset(self.dataset_path) as dataset:
@@ -269,7 +271,7 @@ class SymAETask(Task):
 
     # ------------------------------------------------------------------ pure functions
     def loss(self, params, model_state, batch, rng, *, train):
-        from seisjax.models.symae import symae_loss
+        from seisjax.symae.model import symae_loss
 
         outputs = self.model.apply({"params": params, **model_state}, batch["x"], batch["mask"], train=train,
                                    rngs=self.rngs(rng))
@@ -277,7 +279,7 @@ class SymAETask(Task):
         return loss, (terms, model_state)
 
     def eval_metrics(self, params, model_state, batch, rng):
-        from seisjax.models.symae import symae_per_datapoint
+        from seisjax.symae.model import symae_per_datapoint
 
         x = batch["x"]
         mask = batch["mask"] * batch["_valid"][:, None]
@@ -300,17 +302,17 @@ class SymAETask(Task):
     # ------------------------------------------------------------------ STF scores (synthetic truth)
     def eval_report(self, params, model_state, out_dir) -> dict | None:
         """With a ``truth.h5`` beside the dataset (the synthetic ``teleseismic-p`` data): extract the
-        STFs of every (event, pixel) group (:func:`seisjax.analysis.coherent.extract_coherent`, its
+        STFs of every (event, pixel) group (:func:`seisjax.symae.extraction.extract_coherent`, its
         default settings; ``config.eval.stf_steps`` overrides the number of gradient steps) and
         score them and the baselines against the truth
-        (:func:`seisjax.analysis.stf_eval.evaluate_stfs`) into ``out_dir/scores.json``,
+        (:func:`seisjax.symae.stf_eval.evaluate_stfs`) into ``out_dir/scores.json``,
         ``scores.md`` and ``scores.png``. ``config.eval.stf_scores = False`` skips it. Returns the
         scores, or None without truth."""
         truth = Path(self.dataset_path) / "truth.h5"
         if not truth.exists() or not bool(self.config.eval.get("stf_scores", True)):
             return None
-        from seisjax.analysis.coherent import ExtractionConfig, arrays_from_prepared, extract_coherent
-        from seisjax.analysis.stf_eval import evaluate_stfs, write_scores
+        from seisjax.symae.extraction import ExtractionConfig, arrays_from_prepared, extract_coherent
+        from seisjax.symae.stf_eval import evaluate_stfs, write_scores
 
         groups = arrays_from_prepared(self.prepared)
         steps = self.config.eval.get("stf_steps", None)

@@ -1,10 +1,10 @@
 """Spectrogram AE / beta-VAE / CVAE (the Marmara study): task "spectral_vae".
 
 ``config.model.name`` picks the model: ``spectral_ae``, ``spectral_vae`` or ``spectral_cvae``
-(:mod:`seisjax.models.spectral`). The task fills ``out_channels`` (the number of components),
+(:mod:`seisjax.spectrogram.model`). The task fills ``out_channels`` (the number of components),
 ``input_shape`` (VAE/CVAE) and ``n_stations`` (CVAE) from the data.
 
-Data (``config.data``; :mod:`seisjax.data.spectrogram_data` does the work):
+Data (``config.data``; :mod:`seisjax.spectrogram.data` does the work):
 
     source = "synthetic"    # the generator's `local` data, made in <workdir>/data when absent;
                             # "dataset": the dataset at data.path (a STEAD folder such as
@@ -55,7 +55,7 @@ On the quick data it does not give generation the spectral shape's trend with di
 experiments/spectral_vae.py); the neighbour prior below still does best.
 
 Generation (:meth:`SpectralVAETask.generate`) decodes latent codes at the conditions and renormalises
-each channel to [0, 1] over the real bins (:func:`~seisjax.data.spectrogram_data.renormalise`), the
+each channel to [0, 1] over the real bins (:func:`~seisjax.spectrogram.data.renormalise`), the
 form of every input, before un-scaling with the predicted ``log_scale``: decodes are blurred (their
 peaks near 0.5), and un-scaled as they are they would shrink the amplitudes' trend with magnitude and
 distance. Two defaults keep the spectral shape's trends (issue 6, numbers in
@@ -83,7 +83,7 @@ spectral centroid against magnitude and distance) of records generated at each h
 conditions against the held-out records, jointly on magnitude and log10 distance and, with one
 intercept per event, within events (held-out events are few and their magnitude and distance nearly
 collinear); figures ``spectrograms.png``, ``trends.png``.
-:func:`seisjax.analysis.generation.centroid_stage_trends` follows the centroid's trends through each
+:func:`seisjax.spectrogram.generation.centroid_stage_trends` follows the centroid's trends through each
 step from record to generated waveform.
 """
 
@@ -100,15 +100,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from seisjax.data.dataset import is_stead_folder
-from seisjax.data.spectrogram_data import (
+from seisjax.spectrogram.data import (
     SpectrogramSpec,
     prepare_records,
     renormalise,
     to_magnitudes,
 )
 from seisjax.errors import InputError
-from seisjax.registry import get_model, register_task
-from seisjax.tasks.base import Task, array_fingerprint, dataset_fingerprint, pairs
+from seisjax.spectrogram.model import MODELS
+from seisjax.train.task import Task, array_fingerprint, dataset_fingerprint, pairs
 
 __all__ = ["GENERATION_PRIORS", "MODEL_KINDS", "PRIORS", "SpectralVAETask", "event_ids", "masked_mse",
            "spec_from_config", "toy_records"]
@@ -192,9 +192,11 @@ def _unit_gain(path: Path) -> float:
     return 1e9 if unit.strip() in _PHYSICAL_UNITS else 1.0
 
 
-@register_task("spectral_vae")
 class SpectralVAETask(Task):
     """See the module docstring."""
+
+    name = "spectral_vae"
+    models = MODELS
 
     rng_streams = ("sample", "station")
 
@@ -285,7 +287,7 @@ class SpectralVAETask(Task):
         self.generation_prior = generation_prior
 
     def _check_model_keys(self):
-        cls = get_model(self.config.model.name)
+        cls = self.model_class()
         allowed = {f.name for f in dataclasses.fields(cls)} - {"parent", "name"}
         filled = {"out_channels", "input_shape", "n_stations", "n_conditions"}
         unknown = sorted(set(self.config.model.keys()) - allowed - {"name"})
@@ -539,7 +541,7 @@ class SpectralVAETask(Task):
 
     def _terms(self, out, batch) -> dict[str, jax.Array]:
         """Per-example loss terms."""
-        from seisjax.models.spectral import kl_divergence
+        from seisjax.spectrogram.model import kl_divergence
 
         mask = batch["mask"]
         terms = {"mse": masked_mse(batch["x"], out["recon"], mask)}
@@ -658,7 +660,7 @@ class SpectralVAETask(Task):
         return mean[pick] + sigma[pick] * rng.standard_normal(mean[pick].shape)
 
     def griffin_lim(self, mag, iters=None, *, seed: int = 0) -> np.ndarray:
-        from seisjax.data.spectral import griffin_lim
+        from seisjax.data.stft import griffin_lim
 
         iters = int(self.config.task.griffin_lim_iters if iters is None else iters)
         return griffin_lim(mag, self.spec.n_samples, self.spec.sampling_rate, n_iter=iters, seed=seed,
@@ -666,7 +668,7 @@ class SpectralVAETask(Task):
 
     # ------------------------------------------------------------------ evaluation report
     def eval_report(self, params, model_state, out_dir) -> dict:
-        from seisjax.analysis import spectral_metrics as sm
+        from seisjax.metrics import spectral as sm
 
         out_dir = Path(out_dir)
         data = self._eval
@@ -698,7 +700,7 @@ class SpectralVAETask(Task):
     def _interpolation_figure(self, params, model_state, path: Path, steps: int = 6) -> dict:
         """The latent path between the held-out records of lowest and highest magnitude (the first and
         last when magnitudes are missing), drawn to ``path``."""
-        from seisjax.analysis.generation import latent_path, plot_latent_path, record_label
+        from seisjax.spectrogram.generation import latent_path, plot_latent_path, record_label
 
         data = self._eval
         mags = np.asarray(data["magnitude"], np.float64)
@@ -713,7 +715,7 @@ class SpectralVAETask(Task):
 
     def _generation_report(self, params, model_state, ref_mag, wave, out_dir: Path) -> dict:
         """Generate one record at each held-out record's conditions; trends against the real ones."""
-        from seisjax.analysis import spectral_metrics as sm
+        from seisjax.metrics import spectral as sm
 
         data = self._eval
         ok = np.isfinite(data["distance_km"]) & (data["distance_km"] > 0)

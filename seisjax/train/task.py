@@ -4,11 +4,12 @@ The engine (``seisjax.train.loop``) owns the loop, the optimizer, devices, check
 evaluation bookkeeping. A task supplies, for one kind of experiment:
 
 - data: a resumable training iterator and a finite evaluation iterator (host side, numpy);
-- the model (by name from ``config.model``, via the registry) and its initialisation;
+- the model (``config.model.name`` looked up in the task's :attr:`Task.models`) and its initialisation;
 - two pure functions that the engine differentiates, jits and shards:
   :meth:`Task.loss` and :meth:`Task.eval_metrics`;
-- optional host-side hooks (:meth:`Task.before_step`, e.g. DEC's periodic whole-dataset target
-  update) and evaluation figures.
+- host-side hooks with defaults that do nothing: :meth:`Task.initial_state` (a data-dependent
+  start), :meth:`Task.before_step` (e.g. DEC's periodic whole-dataset target update),
+  :meth:`Task.summarise_eval`, :meth:`Task.eval_figures` and :meth:`Task.eval_report`.
 
 Conventions:
 
@@ -33,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seisjax.registry import get_model
+from seisjax.errors import InputError
 
 __all__ = ["Task", "pairs", "dataset_fingerprint", "array_fingerprint"]
 
@@ -86,6 +87,10 @@ class Task:
     there); ``data_path`` replaces the config's data location (``eval --data DIR``).
     """
 
+    #: the ``config.task.name`` that selects this task
+    name: str = ""
+    #: ``config.model.name`` -> Flax module class, the models this task trains
+    models: Mapping[str, type] = {}
     #: named RNG streams that :meth:`rngs` makes for ``model.apply`` (e.g. ("dropout", "sample")).
     rng_streams: tuple[str, ...] = ()
 
@@ -118,10 +123,18 @@ class Task:
         """Constructor arguments of the model: ``config.model`` without its ``name``."""
         return {k: _tupled(v) for k, v in self.config.model.items() if k != "name"}
 
+    def model_class(self) -> type:
+        """The Flax module class that ``config.model.name`` names."""
+        name = str(self.config.model.name)
+        if name not in self.models:
+            raise InputError(f"model.name = {name!r}: the {self.name} task trains "
+                             f"{', '.join(sorted(self.models))}")
+        return self.models[name]
+
     @property
     def model(self):
         if self._model is None:
-            self._model = get_model(self.config.model.name)(**self.model_kwargs())
+            self._model = self.model_class()(**self.model_kwargs())
         return self._model
 
     def rngs(self, rng) -> dict:
@@ -146,6 +159,12 @@ class Task:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ host-side hooks
+    def initial_state(self, state):
+        """The state training starts from, given the freshly initialised ``state`` (host arrays).
+        Called once, when a run starts without a checkpoint; tasks with a data-dependent start
+        (DEC: a pretrained run's parameters and k-means centres) replace parts of it."""
+        return state
+
     def before_step(self, state, step: int) -> None:
         """Called on the host before training step ``step`` (also the first after a restore).
         Tasks with periodic whole-dataset work (DEC's target update) do it here, deriving what they
@@ -159,3 +178,9 @@ class Task:
     def eval_figures(self, params, model_state, batch, out_dir: Path) -> list[Path]:
         """Figures of an evaluation from its first batch (host side; numpy arrays)."""
         return []
+
+    def eval_report(self, params, model_state, out_dir: Path) -> dict | None:
+        """Analyses of an evaluation that need more than per-batch sums (e.g. SymAE's STF scores
+        against a synthetic truth, DEC's clustering report), written as their own files in
+        ``out_dir`` beside ``metrics.json``, which stays reproducible byte for byte."""
+        return None

@@ -1,9 +1,9 @@
 """Scores of SymAE's source time functions (STFs) and of the baselines against the synthetic truth.
 
-:func:`evaluate_stfs` takes a SymAE extraction (an :class:`~seisjax.analysis.coherent.Extraction`,
-the HDF5 file of :func:`~seisjax.analysis.coherent.write_extraction_hdf5`, or its
-:func:`~seisjax.analysis.coherent.read_extraction_hdf5` dict), the prepared groups it was made from
-(:func:`seisjax.data.symae_data.prepare_symae_groups`) and the truth of the synthetic
+:func:`evaluate_stfs` takes a SymAE extraction (an :class:`~seisjax.symae.extraction.Extraction`,
+the HDF5 file of :func:`~seisjax.symae.extraction.write_extraction_hdf5`, or its
+:func:`~seisjax.symae.extraction.read_extraction_hdf5` dict), the prepared groups it was made from
+(:func:`seisjax.symae.data.prepare_symae_groups`) and the truth of the synthetic
 ``teleseismic-p`` data (:func:`seisjax.data.synthetic.read_truth`), and scores, per (event, pixel)
 group, every method on the same traces:
 
@@ -13,11 +13,11 @@ group, every method on the same traces:
   traces aligned by SymAE's refined shifts, and the stack itself (SymAE's timing, the data's
   waveforms; NaN for extraction files written before these existed);
 - ``mccc_linear``, ``mccc_pws``, ``iccs_linear``, ``iccs_pws``: the Hilbert envelope of the
-  baselines' stacks (:func:`seisjax.analysis.baselines.baseline_stf`) of the group's windowed,
+  baselines' stacks (:func:`seisjax.symae.baselines.baseline_stf`) of the group's windowed,
   polarity-aligned input traces (the very traces SymAE reads, all of the group's stations), and the
   same with ``_signed``: the signed stacks.
 
-Metrics (:mod:`seisjax.analysis.stf_metrics`), per group and method:
+Metrics (:mod:`seisjax.symae.stf_scores`), per group and method:
 
 - ``correlation`` with the event's true moment-rate STF at the best sub-sample lag within
   ``max_lag_s`` (envelopes against the positive truth; signed estimates with ``absolute=True``,
@@ -77,14 +77,14 @@ def symae_per_group(extraction, prepared: Mapping) -> dict:
     ``sampling_rate``. ``extraction``: an ``Extraction`` (made from these groups, in their order),
     an extraction HDF5 path, or its ``read_extraction_hdf5`` dict (matched by source id and pixel,
     traces by dataset row)."""
-    from seisjax.data.symae_data import padded_groups
+    from seisjax.symae.data import padded_groups
 
     pad = padded_groups(prepared, "all")
     mask, trace_ids = pad["mask"], pad["trace_ids"]
     n_groups, width = mask.shape
     rate = float(prepared["sampling_rate"])
     if isinstance(extraction, (str, Path)):
-        from seisjax.analysis.coherent import read_extraction_hdf5
+        from seisjax.symae.extraction import read_extraction_hdf5
 
         extraction = read_extraction_hdf5(extraction)
     if isinstance(extraction, Mapping):
@@ -135,8 +135,8 @@ def truth_for_groups(truth, prepared: Mapping) -> dict:
     ``truth``: a ``read_truth`` dict, or a dataset folder / truth.h5 path."""
     import h5py
 
-    from seisjax.analysis.stf_metrics import truth_subevent_times
-    from seisjax.data.symae_data import padded_groups
+    from seisjax.symae.stf_scores import truth_subevent_times
+    from seisjax.symae.data import padded_groups
     from seisjax.data.synthetic import read_truth
 
     stf_time_start = 0.0
@@ -196,8 +196,8 @@ def evaluate_stfs(extraction, prepared: Mapping, truth, *, methods: Sequence[str
                   baseline_kwargs: Mapping | None = None, baseline_max_lag_s: float | None = 10.0) -> dict:
     """Score SymAE and the baselines per (event, pixel) group against the truth (module docstring).
 
-    ``methods``: baseline methods (default all of :data:`~seisjax.analysis.baselines.BASELINE_METHODS`);
-    ``baseline_kwargs`` go to :func:`~seisjax.analysis.baselines.baseline_stf`, whose pair lags are
+    ``methods``: baseline methods (default all of :data:`~seisjax.symae.baselines.BASELINE_METHODS`);
+    ``baseline_kwargs`` go to :func:`~seisjax.symae.baselines.baseline_stf`, whose pair lags are
     searched within ``baseline_max_lag_s`` (10 s: ten times the synthetic timing errors' standard
     deviation; None: a quarter of the window, where noisy pairs skip cycles). Signed estimates are
     scored by ``|correlation|`` (their ``polarity`` is recorded apart). Returns a
@@ -211,9 +211,9 @@ def evaluate_stfs(extraction, prepared: Mapping, truth, *, methods: Sequence[str
     tables ``summary_md``, ``table_md`` and ``shift_md``."""
     import pandas as pd
 
-    from seisjax.analysis.baselines import BASELINE_METHODS, baseline_stf
-    from seisjax.analysis.stf_metrics import SNR_EDGES, format_table, score_stf, snr_table, time_shift_rms
-    from seisjax.data.symae_data import padded_groups
+    from seisjax.symae.baselines import BASELINE_METHODS, baseline_stf
+    from seisjax.symae.stf_scores import SNR_EDGES, format_table, score_stf, snr_table, time_shift_rms
+    from seisjax.symae.data import padded_groups
 
     methods = tuple(BASELINE_METHODS if methods is None else methods)
     unknown = [m for m in methods if m not in BASELINE_METHODS]
@@ -248,7 +248,7 @@ def evaluate_stfs(extraction, prepared: Mapping, truth, *, methods: Sequence[str
         truth_stf = true["stf"][true["stf_index"][g]]
         key = int(true["stf_index"][g])
         if key not in duration_true:
-            from seisjax.analysis.stf_metrics import stf_duration
+            from seisjax.symae.stf_scores import stf_duration
 
             duration_true[key] = float(stf_duration(truth_stf, true["stf_rate"])[0] / 0.9)   # 5-95 % -> full
         base = {"group": g, "source_id": str(prepared["group_source_id"][g]), "pixel": int(prepared["group_pixel"][g]),
@@ -431,7 +431,7 @@ def write_scores(scores: Mapping, out_dir, *, figure: bool = True) -> dict:
              "difference, mean ± standard error clustered by event, and the fraction of groups where "
              "SymAE scores higher)", ""]
     rows = goal_rows(goal)
-    from seisjax.analysis.stf_metrics import format_table
+    from seisjax.symae.stf_scores import format_table
 
     lines.append(format_table(rows) if rows else "(no groups)")
     paths["markdown"].write_text("\n".join(lines) + "\n")
