@@ -12,7 +12,7 @@ event by event, so the peak should not grow with the number of traces.
     python benchmarks/bench_synth_memory.py --scenario local --traces 2000 20000
 
 The default truth.h5 keeps every trace's Green's function (as much disk again as the waveforms);
-``--set truth.store_green_functions=false`` (any `--set` is passed on) leaves them out. Outputs go to
+``--override truth.store_green_functions=false`` (passed on as ``--config.``) leaves them out. Outputs go to
 a temporary folder (or --workdir) deleted afterwards unless --keep.
 """
 
@@ -31,9 +31,8 @@ from pathlib import Path
 
 def run_synth(out: Path, scenario: str, events: int, seed: int, overrides: list[str]) -> dict:
     command = [sys.executable, "-m", "seisjax", "data", "synth", "--scenario", scenario, "--out", str(out / "dataset"),
-               "--events", str(events), "--seed", str(seed), "--no-figure", "--quiet"]
-    for item in overrides:
-        command += ["--set", item]
+               f"--config.events={events}", f"--config.seed={seed}", "--no-figure", "--quiet"]
+    command += [f"--config.{item}" for item in overrides]
     started = time.perf_counter()
     with open(out / "synth_stderr.txt", "w") as err:
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
@@ -54,17 +53,17 @@ def main(argv=None):
     parser.add_argument("--traces", type=int, nargs="+", default=[100000], help="target traces (several: one run each)")
     parser.add_argument("--scenario", default="teleseismic-p", choices=("teleseismic-p", "local"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override passed to data synth (repeatable)")
+    parser.add_argument("--override", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="scenario config override passed to data synth as --config.KEY=VALUE (repeatable)")
     parser.add_argument("--workdir", default=None, help="folder for the outputs (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the datasets")
     args = parser.parse_args(argv)
 
-    from seisjax.data.synthetic import events_for_traces
+    from seisjax.data.synthetic import events_for_traces, scenario_config
 
     results = []
     for n in args.traces:
-        events, traces = events_for_traces(args.scenario, n, seed=args.seed, overrides=args.overrides)
+        events, traces = events_for_traces(scenario_config(args.scenario, args.overrides, seed=args.seed), n)
         root = Path(tempfile.mkdtemp(prefix=f"seisjax_synth_bench_{n}_", dir=args.workdir))
         try:
             result = dict(scenario=args.scenario, target_traces=n, events=events, traces=traces,

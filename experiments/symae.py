@@ -44,6 +44,8 @@ Any key can be overridden, e.g. ``--config.data.path=DIR --config.task.gamma=10`
 import ml_collections
 from ml_collections import config_dict
 
+from seisjax.data.synthetic import scenario_config
+
 # The quick variant's synthetic network: fewer scattered stations and smaller dense arrays (so that
 # generation takes seconds), records long enough for a 200 s window at 1 Hz with margins.
 QUICK_SYNTHETIC = ("stations.n_scattered=100", "stations.n_arrays=12", "stations.array_size=40",
@@ -62,7 +64,7 @@ def get_config(arg=None):
         "max_shift": 0.0, "decoder_logvar_init": 1.0, "sample_coherent": True})
 
     config.data = ml_collections.ConfigDict({
-        "source": "synthetic", "path": "", "synthetic_events": 100, "synthetic_seed": 0, "synthetic_overrides": (),
+        "source": "synthetic", "path": "", "synthetic": scenario_config("teleseismic-p", events=100),
         "events_split": "",
         # windows (seisjax.symae.data): 200 samples at 1 Hz around the travel-time prediction
         "component": "Z", "pick_column": "trace_p_predicted_sample", "sampling_rate": 1.0, "window": 200, "pre_p": 50,
@@ -97,8 +99,7 @@ def get_config(arg=None):
 
     if arg in ("quick", "medium", "long", "xlong"):
         config.batch_size = 16
-        config.data.synthetic_events = 24
-        config.data.synthetic_overrides = QUICK_SYNTHETIC
+        config.data.synthetic = scenario_config("teleseismic-p", QUICK_SYNTHETIC, events=24)
         config.data.ntau = 10
         # Bounded shifts: unbounded, the briefly trained shift network drifts to ~5 samples RMS
         # against true timing errors of ~1 s (1 sample); bounded at 3 samples its STFs score better

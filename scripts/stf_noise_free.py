@@ -21,14 +21,13 @@ import numpy as np
 
 from seisjax.symae.extraction import restore_for_inference
 from seisjax.symae.stf_eval import evaluate_stfs
-from seisjax.data.synthetic import flatten_config, synthesize
+from seisjax.data.synthetic import flatten_config, scenario_config, synthesize
 from seisjax.errors import InputError
 
 
 def noise_free_overrides(stored: dict) -> dict:
-    """A dataset's ``config.json`` as overrides of ``synthesize`` (events and seed go apart), with
-    the noise switched off."""
-    flat = {k: v for k, v in flatten_config(stored).items() if k not in ("events", "seed", "scenario")}
+    """A dataset's ``config.json`` as overrides of its scenario's config, with the noise switched off."""
+    flat = {k: v for k, v in flatten_config(stored).items() if k != "scenario"}
     return {**flat, "noise.enabled": False}
 
 
@@ -57,8 +56,7 @@ def main(argv=None):
         raise InputError(f"{data}: scenario {synth.get('scenario')!r}; this script scores teleseismic-p STFs")
     with tempfile.TemporaryDirectory() as tmp:
         clean = Path(tmp) / "noise_free"
-        synthesize("teleseismic-p", clean, events=int(synth["events"]), seed=int(synth["seed"]),
-                   overrides=noise_free_overrides(synth), figure=False, progress=False)
+        synthesize(scenario_config("teleseismic-p", noise_free_overrides(synth)), clean, figure=False, progress=False)
         results = {}
         for label, path in (("noisy", data), ("noise_free", clean)):
             # the run's own grouping of either dataset; SymAE's rows are read on the noisy one only

@@ -128,41 +128,40 @@ def _add_data_synth(sub):
                        description="Physics-based synthetic seismograms (TauP travel times, double-couple "
                                    "radiation, attenuation, Peterson noise at a drawn SNR) written as a "
                                    "SeisBench-format dataset plus truth.h5, config.json and figures/. "
-                                   "Deterministic for a seed; the physics is documented in "
-                                   "seisjax/data/synthetic.py.")
+                                   "Deterministic for a config (its seed included); the physics is "
+                                   "documented in seisjax/data/synthetic.py. Any key of the scenario's "
+                                   "config is set with --config.KEY=VALUE, e.g. --config.events=50 "
+                                   "--config.seed=1 --config.noise.snr=(2,20).")
+    _overrides_accepted(p)
     p.add_argument("--scenario", required=True, choices=("teleseismic-p", "local"),
                    help="teleseismic-p: deep earthquakes recorded at hundreds of stations at 30-90 degrees "
                         "(vertical P, for SymAE); local: three-component local and teleseismic records on "
                         "a fixed network of named stations (for clustering and the VAEs)")
     p.add_argument("--out", help="output dataset directory (required unless --show-config)")
-    p.add_argument("--events", type=int, default=None,
-                   help="number of earthquakes (default: the scenario config's `events`)")
-    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical waveforms")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set noise.snr=(2,20) --set propagation.t_star_p=0.7; "
-                        "repeatable; unknown keys and wrong types are errors")
     p.add_argument("--no-figure", action="store_true", help="do not write figures/synthetic_<scenario>.png")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset that exists in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--show-config", action="store_true",
-                   help="print the scenario's resolved config (defaults plus --set) as JSON and exit: every "
-                        "key that --set accepts")
+                   help="print the scenario's resolved config (defaults plus overrides) as JSON and exit: "
+                        "every key that --config. accepts")
 
     def run(args):
         import json
 
-        from seisjax.data.synthetic import apply_overrides, default_config, read_truth, synthesize
+        from seisjax.config import parse_override_args
+        from seisjax.data.synthetic import read_truth, scenario_config, synthesize
 
+        config = scenario_config(args.scenario, parse_override_args(args.config_overrides))
         if args.show_config:
-            print(apply_overrides(default_config(args.scenario), args.overrides).to_json(indent=2))
+            print(config.to_json(indent=2))
             return
         if not args.out:
             raise InputError("data synth: --out DIR is required")
 
-        out = synthesize(args.scenario, args.out, events=args.events, seed=args.seed, overrides=args.overrides,
-                         figure=not args.no_figure, progress=not args.quiet, overwrite=args.overwrite)
+        out = synthesize(config, args.out, figure=not args.no_figure, progress=not args.quiet,
+                         overwrite=args.overwrite)
         attrs = read_truth(out)["attrs"]
-        print(f"wrote {attrs['n_traces']} traces of {attrs['n_events']} {args.scenario} events (seed {args.seed}) "
+        print(f"wrote {attrs['n_traces']} traces of {attrs['n_events']} {args.scenario} events (seed {config.seed}) "
               f"to {out}")
         print(f"  events per split: {json.loads(attrs['events_per_split'])}")
         print(f"  dataset: {out / 'metadata.csv'}, {out / 'waveforms.hdf5'}")
@@ -179,26 +178,25 @@ def _add_demo(commands):
                             description="SymAE end to end on synthetic teleseismic-p data: generate it "
                                         "with its ground truth, train the quick variant, extract source "
                                         "time functions, score them and the classical baselines against "
-                                        "the truth, and write the figures.")
+                                        "the truth, and write the figures. Any key of the SymAE config "
+                                        "(experiments/symae.py) is set with --config.KEY=VALUE, the data's "
+                                        "with --config.data.synthetic.KEY=VALUE, e.g. "
+                                        "--config.data.synthetic.noise.snr=(0.2,2) for noisier records.")
     p.add_argument("--workdir", default="runs/demo", help="output folder (default: runs/demo)")
-    p.add_argument("--events", type=int, default=None, help="synthetic events (default: the quick variant's, 24)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the data and the training (default: 0)")
     p.add_argument("--overwrite", action="store_true", help="replace datasets already in the workdir")
-    from seisjax.symae.demo import DEMO_VARIANTS
-
-    p.add_argument("--variant", choices=DEMO_VARIANTS, default="quick",
+    p.add_argument("--variant", default="quick",
                    help="SymAE training: quick (default, minutes), medium (7x the steps, about 3x the time), "
                         "long (33x the steps, about 20 minutes on 2 cores; the best) or xlong (131x, for a GPU; "
                         "overfits the 24 events)")
-    p.add_argument("--set", dest="synthetic_overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a value of the synthetic data's config, as in `data synth --set`, e.g. "
-                        "--set noise.snr=(0.2,2) for noisier records; repeatable")
+    _overrides_accepted(p)
 
     def run(args):
+        from seisjax.config import parse_override_args
         from seisjax.symae.demo import run as run_demo
 
-        run_demo(args.workdir, events=args.events, seed=args.seed, overwrite=args.overwrite,
-                 variant=args.variant, synthetic_overrides=args.synthetic_overrides)
+        run_demo(args.workdir, seed=args.seed, overwrite=args.overwrite,
+                 variant=args.variant, overrides=parse_override_args(args.config_overrides))
 
     p.set_defaults(func=run)
 
@@ -226,8 +224,13 @@ class _ConfigOverrideParser(argparse.ArgumentParser):
         return namespace, extras
 
 
-def _config_arguments(p):
+def _overrides_accepted(p):
+    """Let ``p`` take ``--config.KEY=VALUE`` overrides (into ``args.config_overrides``)."""
     p.__class__ = _ConfigOverrideParser
+
+
+def _config_arguments(p):
+    _overrides_accepted(p)
     p.add_argument("--config", required=True, metavar="FILE[:VARIANT]",
                    help="experiment config, e.g. experiments/conv_ae.py:quick; then any number of "
                         "--config.KEY=VALUE overrides (typed like the field; an unknown key is an error)")

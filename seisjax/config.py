@@ -1,10 +1,17 @@
-"""Experiment configs: load ``experiments/<name>.py[:variant]``, apply typed overrides, hash, save.
+"""Experiment configs: the engine's base config, one variant syntax, typed overrides, hash, save.
 
-An experiment file defines ``get_config(arg=None) -> ml_collections.ConfigDict``; ``arg`` is the
-text after the colon (``"quick"`` in ``experiments/conv_ae.py:quick``). Overrides come from the
-command line as ``--config.optim.lr=1e-4``: each value is parsed into the type of the field it
-replaces, and a key that the config does not have is an :class:`~seisjax.errors.InputError` that
-names it (a typo must never train silently with the default).
+An experiment file defines ``get_config(arg=None) -> ml_collections.ConfigDict``, built on
+:func:`base_config` (the engine's sections, written once); ``arg`` is the text after the colon
+(``"quick,cvae"`` in ``experiments/spectral_vae.py:quick,cvae``), which the file reads with
+:func:`parse_variant`: comma-separated words, each a value of one of the config's variant groups,
+or ``group=value``. Files in a folder with an ``__init__.py`` (``experiments/``) are loaded as
+modules of that package, so one config builds on another by import.
+
+Overrides come from the command line as ``--config.optim.lr=1e-4``: each value is parsed into the
+type of the field it replaces (a tuple keeps its length and its elements' types), and a key that
+the config does not have is an :class:`~seisjax.errors.InputError` that names it and the nearest
+known keys (a typo must never train silently with the default). The synthetic generator's
+scenario configs take the same overrides.
 
 The resolved config (after overrides) is what a run saves as ``config.json`` and what its hash
 (:func:`config_hash`) identifies; evaluation reloads it from there.
@@ -13,10 +20,14 @@ The resolved config (after overrides) is what a run saves as ``config.json`` and
 from __future__ import annotations
 
 import ast
+import difflib
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
+import sys
+import types
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -25,10 +36,65 @@ from ml_collections import config_dict
 
 from seisjax.errors import InputError
 
-__all__ = ["load_config", "apply_overrides", "parse_override_args", "config_to_dict", "config_hash",
-           "save_config", "load_saved_config"]
+__all__ = ["base_config", "parse_variant", "load_config", "apply_overrides", "parse_override_args",
+           "config_to_dict", "config_hash", "save_config", "load_saved_config"]
 
 CONFIG_FILE = "config.json"
+
+
+# ----------------------------------------------------------------------------- the engine's sections
+def base_config() -> ml_collections.ConfigDict:
+    """The engine's sections with their defaults; an experiment adds ``task``, ``model`` and
+    ``data`` and changes what differs. Keys: :mod:`seisjax.train.loop`, :mod:`seisjax.train.optim`,
+    :mod:`seisjax.train.parallel`."""
+    placeholder = config_dict.placeholder
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.batch_size = 32   # global, over all devices and hosts
+    config.optim = ml_collections.ConfigDict(dict(
+        optimizer="adam", b1=0.9, b2=0.999, eps=1e-8, momentum=0.9,
+        schedule="stages", stages=((10, 1e-3, 1.0),),   # (epochs, lr, decay per epoch)
+        lr=1e-3, warmup_steps=placeholder(int), warmup_epochs=placeholder(float),
+        cosine_final_fraction=0.0, clip_norm=0.0, weight_decay=0.0, frozen=()))
+    config.train = ml_collections.ConfigDict(dict(
+        num_steps=placeholder(int), num_epochs=placeholder(float),
+        log_every_steps=20, figure_every_steps=200,
+        eval_every_steps=placeholder(int), eval_every_epochs=placeholder(float),
+        checkpoint_every_steps=placeholder(int), checkpoint_every_epochs=10.0,
+        keep_last=3, best_metric="eval/loss", best_mode="min", async_checkpointing=True))
+    config.eval = ml_collections.ConfigDict(dict(batch_size=64))
+    config.distributed = ml_collections.ConfigDict(dict(
+        coordinator_address="", num_processes=placeholder(int), process_id=placeholder(int), auto=False))
+    config.debug = ml_collections.ConfigDict(dict(nan_at_step=-1, step_delay_s=0.0))
+    return config
+
+
+# ----------------------------------------------------------------------------- variants
+def parse_variant(arg: str | None, **groups: Sequence[str]) -> types.SimpleNamespace:
+    """The variant words after the colon -> one value per group.
+
+    ``groups`` maps each group's name to its values, the first being the default:
+    ``parse_variant("quick,stage=pretrain", size=("full", "quick"), stage=("dec", "pretrain"))``
+    gives ``namespace(size="quick", stage="pretrain")``. A word is a value of exactly one group, or
+    ``group=value``; an unknown word, or two values for one group, is an error listing the known
+    ones."""
+    chosen: dict[str, str] = {}
+    owner = {value: name for name, values in groups.items() for value in values}
+    known = "; ".join(f"{name}: {', '.join(values)}" for name, values in groups.items()) or "none"
+    for word in filter(None, (w.strip() for w in (arg or "").split(","))):
+        name, sep, value = word.partition("=")
+        if sep:
+            name, value = name.strip(), value.strip()
+            if name not in groups or value not in groups[name]:
+                raise InputError(f"unknown variant {word!r} (known: {known})")
+        elif word in owner:
+            name, value = owner[word], word
+        else:
+            raise InputError(f"unknown variant word {word!r} (known: {known})")
+        if name in chosen and chosen[name] != value:
+            raise InputError(f"variant {arg!r} gives {name} twice ({chosen[name]} and {value})")
+        chosen[name] = value
+    return types.SimpleNamespace(**{name: chosen.get(name, values[0]) for name, values in groups.items()})
 
 
 # ----------------------------------------------------------------------------- loading
@@ -49,6 +115,26 @@ def _resolve_path(path_text: str) -> Path:
     return path
 
 
+def _import_config_module(path: Path) -> types.ModuleType:
+    """The config file as a module: ``experiments.<name>`` when its folder is a package (so that its
+    own imports of sibling configs work), else a module of its own."""
+    path = path.resolve()
+    if (path.parent / "__init__.py").is_file():
+        root, name = str(path.parent.parent), f"{path.parent.name}.{path.stem}"
+        if root not in sys.path:
+            sys.path.insert(0, root)
+        loaded = sys.modules.get(name)
+        if loaded is not None and Path(getattr(loaded, "__file__", "")).resolve() != path:
+            raise InputError(f"{path}: another module named {name!r} is loaded already "
+                             f"({loaded.__file__}); load configs of one checkout per process")
+        return importlib.import_module(name)
+    name = f"_seisjax_experiment_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
 def load_config(spec: str, overrides: Sequence[str] | Mapping[str, object] = ()) -> ml_collections.ConfigDict:
     """Load ``path/to/exp.py[:variant]``, call its ``get_config(variant)``, apply overrides, lock it.
 
@@ -57,11 +143,8 @@ def load_config(spec: str, overrides: Sequence[str] | Mapping[str, object] = ())
     """
     path_text, variant = _split_spec(spec)
     path = _resolve_path(path_text)
-    module_name = f"_seisjax_experiment_{path.stem}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
-    module_spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(module_spec)
     try:
-        module_spec.loader.exec_module(module)
+        module = _import_config_module(path)
     except SyntaxError as err:
         raise InputError(f"{path}: syntax error in config file: {err}") from None
     get_config = getattr(module, "get_config", None)
@@ -124,6 +207,19 @@ def _known_keys(section: ml_collections.ConfigDict) -> str:
     return ", ".join(sorted(section.keys())) or "(none)"
 
 
+def _leaf_keys(section, prefix: str = "") -> list[str]:
+    keys = []
+    for name, value in section.items():
+        keys += (_leaf_keys(value, f"{prefix}{name}.") if isinstance(value, ml_collections.ConfigDict)
+                 else [f"{prefix}{name}"])
+    return keys
+
+
+def _unknown_key(config, key: str, message: str) -> InputError:
+    close = difflib.get_close_matches(key, _leaf_keys(config), n=3)
+    return InputError(f"unknown config key {key!r}: {message}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+
+
 def _locate(config: ml_collections.ConfigDict, key: str) -> tuple[ml_collections.ConfigDict, str]:
     """The section holding the dotted ``key`` and the field's name in it; InputError if unknown."""
     parts = key.split(".")
@@ -133,8 +229,7 @@ def _locate(config: ml_collections.ConfigDict, key: str) -> tuple[ml_collections
     for depth, part in enumerate(parts[:-1]):
         if part not in section:
             where = ".".join(parts[:depth]) or "the config"
-            raise InputError(f"unknown config key {key!r}: {where} has no {part!r} "
-                             f"(known: {_known_keys(section)})")
+            raise _unknown_key(config, key, f"{where} has no {part!r} (known: {_known_keys(section)})")
         section = section[part]
         if not isinstance(section, ml_collections.ConfigDict):
             raise InputError(f"unknown config key {key!r}: {'.'.join(parts[:depth + 1])} is a value, "
@@ -142,9 +237,17 @@ def _locate(config: ml_collections.ConfigDict, key: str) -> tuple[ml_collections
     name = parts[-1]
     if name not in section:
         where = ".".join(parts[:-1]) or "the config"
-        raise InputError(f"unknown config key {key!r}: {where} has no {name!r} "
-                         f"(known: {_known_keys(section)})")
+        raise _unknown_key(config, key, f"{where} has no {name!r} (known: {_known_keys(section)})")
     return section, name
+
+
+def _like(current, value):
+    """A tuple ``value`` of ``current``'s length with ints where ``current`` has floats made floats
+    (``noise.snr=(1,10)`` stays a pair of floats); anything else unchanged."""
+    if (isinstance(current, tuple) and isinstance(value, (tuple, list)) and len(value) == len(current)):
+        return tuple(float(v) if isinstance(c, float) and isinstance(v, int) and not isinstance(v, bool) else v
+                     for c, v in zip(current, value))
+    return value
 
 
 def apply_overrides(config: ml_collections.ConfigDict,
@@ -172,6 +275,7 @@ def apply_overrides(config: ml_collections.ConfigDict,
             kind = section.get_type(name)
             kind = None if kind is type(None) else kind
             value = _parse_typed(value, kind, key)
+        value = _like(current, value)
         try:
             with section.unlocked():
                 section[name] = value

@@ -10,7 +10,7 @@ from seisjax.ops.fourier import delay_padded
 from seisjax.symae.baselines import (BASELINE_METHODS, baseline_stf, iccs, linear_stack, mccc,
                                         phase_weighted_stack)
 from seisjax.data.dataset import Dataset
-from seisjax.data.synthetic import read_truth, synthesize
+from seisjax.data.synthetic import read_truth, scenario_config, synthesize
 from seisjax.errors import InputError
 
 T = 200  # samples per trace
@@ -172,7 +172,7 @@ PURE_SIGNAL = {
 
 
 def test_baselines_recover_timing_errors_and_stfs_of_synthetic_records(tmp_path):
-    out = synthesize("teleseismic-p", tmp_path / "ds", events=1, seed=3, overrides=PURE_SIGNAL, figure=False,
+    out = synthesize(scenario_config("teleseismic-p", PURE_SIGNAL, events=1, seed=3), tmp_path / "ds", figure=False,
                      progress=False)
     truth = read_truth(out)
     with Dataset(out) as ds:

@@ -140,13 +140,13 @@ def test_polarity_windows_recover_synthetic_first_motions(tmp_path):
     k-means on the raw windows find the true polarity sign(F_P) of synthetic local records; the
     former centred, unfiltered window loses the short pulses of small events to their second swing."""
     from seisjax.config import load_config
-    from seisjax.data.synthetic import synthesize
+    from seisjax.data.synthetic import scenario_config, synthesize
     from seisjax.families import task_class
 
     # local events only, TauP on a coarse grid: ~420 records in seconds
-    synthesize("local", tmp_path / "data", events=25, seed=1, figure=False, progress=False,
-               overrides={"catalog.teleseismic_fraction": 0.0, "taup.local_depth_step_km": 6.0,
-                          "taup.local_distance_step_deg": 0.3})
+    synthesize(scenario_config("local", {"catalog.teleseismic_fraction": 0.0, "taup.local_depth_step_km": 6.0,
+                                         "taup.local_distance_step_deg": 0.3}, events=25, seed=1),
+               tmp_path / "data", figure=False, progress=False)
     scores = {}
     for name, overrides in {"default": {}, "centred_unfiltered": {"data.pre_p": 16, "data.lowpass": 0.0}}.items():
         config = load_config("experiments/dec_polarity.py:quick_pretrain",

@@ -341,11 +341,11 @@ def test_dec_table_gathers_dec_and_idec_runs(tmp_path):
 
 
 def test_supervised_reference_scores_every_record_once_by_a_model_blind_to_its_event(tmp_path):
-    from seisjax.data.synthetic import synthesize
+    from seisjax.data.synthetic import scenario_config, synthesize
 
-    synthesize("local", tmp_path / "data", events=16, seed=2, figure=False, progress=False,
-               overrides={"catalog.teleseismic_fraction": 0.5, "taup.local_depth_step_km": 6.0,
-                          "taup.local_distance_step_deg": 0.3})
+    synthesize(scenario_config("local", {"catalog.teleseismic_fraction": 0.5, "taup.local_depth_step_km": 6.0,
+                                         "taup.local_distance_step_deg": 0.3}, events=16, seed=2),
+               tmp_path / "data", figure=False, progress=False)
     script = _script("dec_supervised_reference")
     args = ["--config", "experiments/dec_distance.py:quick_pretrain", "--data", str(tmp_path / "data"),
             "--steps", "300", "--methods", "linear", "--out", str(tmp_path / "ref.json")]
@@ -366,7 +366,8 @@ def test_supervised_reference_scores_every_record_once_by_a_model_blind_to_its_e
     from seisjax.cli import main as cli
 
     assert cli(["train", "--config", "experiments/dec_distance.py:quick_pretrain", "--workdir", str(tmp_path / "pre"),
-                "--config.data.path", str(tmp_path / "data"), "--config.train.num_steps", "8"]) in (0, None)
+                "--config.data.source=dataset", "--config.data.path", str(tmp_path / "data"),
+                "--config.train.num_steps", "8"]) in (0, None)
     probed = script.main(args[:6] + ["--steps", "100", "--methods", "", "--probe", str(tmp_path / "pre")])
     assert list(probed["methods"]) == ["probe pre"]
     assert probed["methods"]["probe pre"]["all"]["examples"] == results["records"]

@@ -18,7 +18,7 @@ from seisjax.symae.data import (
     prepare_symae_groups,
     window_traces,
 )
-from seisjax.data.synthetic import read_truth, synthesize
+from seisjax.data.synthetic import read_truth, scenario_config, synthesize
 from seisjax.errors import InputError
 from seisjax.symae.task import GroupDrawIterator, SymAETask, eval_datapoints
 from tests.conftest import REPO
@@ -38,7 +38,7 @@ FAST_COMPILE = True  # see conftest.py
 @pytest.fixture(scope="module")
 def tele(tmp_path_factory):
     path = tmp_path_factory.mktemp("tele") / "data"
-    synthesize("teleseismic-p", path, events=3, seed=0, overrides=TINY, figure=False, progress=False)
+    synthesize(scenario_config("teleseismic-p", TINY, events=3), path, figure=False, progress=False)
     dataset = Dataset(path)
     yield dataset, prepare_symae_groups(dataset, SETTINGS)
     dataset.close()
@@ -289,7 +289,7 @@ def test_demo_variants_differ_only_in_the_training_length(tmp_path):
     steps = {v: sum(epochs for epochs, _, _ in c.optim.stages) for v, c in configs.items()}
     assert steps["quick"] < steps["medium"] < steps["long"] < steps["xlong"]
     for variant, config in configs.items():
-        assert config.data.path == str(tmp_path) and config.data.source == "dataset"
+        assert config.data.path == str(tmp_path) and config.data.source == "synthetic"
         assert config.data.to_dict() == configs["quick"].data.to_dict(), variant
         assert config.model.to_dict() == configs["quick"].model.to_dict(), variant
     with pytest.raises(InputError, match="variant = 'huge'.*quick, medium, long, xlong"):
@@ -299,21 +299,17 @@ def test_demo_variants_differ_only_in_the_training_length(tmp_path):
 def test_demo_set_changes_the_data_and_refuses_data_made_otherwise(tmp_path):
     import sys
 
-    from seisjax.symae.demo import run as run_demo
+    from seisjax.symae.demo import run as run_demo, symae_config
 
-    sys.path.insert(0, str(REPO / "experiments"))
-    try:
-        from symae import QUICK_SYNTHETIC
-    finally:
-        sys.path.pop(0)
-    data = tmp_path / "data" / "teleseismic-p"
-    synthesize("teleseismic-p", data, events=1, seed=0, overrides=[*QUICK_SYNTHETIC, "noise.snr=(0.2, 2.0)"],
-               figure=False, progress=False)
+    noisy = symae_config(tmp_path / "data" / "teleseismic-p",
+                         overrides=["data.synthetic.events=1", "data.synthetic.noise.snr=(0.2, 2.0)"])
+    synthesize(noisy.data.synthetic, noisy.data.path, figure=False, progress=False)
+    one = "data.synthetic.events=1"
     # other noise than the data in the workdir: refused before any training, naming the key
-    with pytest.raises(InputError, match=r"other settings \(noise.snr differ\).*--overwrite"):
-        run_demo(tmp_path, events=1, synthetic_overrides=["noise.snr=(1.0, 3.0)"])
-    with pytest.raises(InputError, match=r"other settings \(noise.snr differ\)"):
-        run_demo(tmp_path, events=1)
+    with pytest.raises(InputError, match=r"another config \(noise.snr differ.*--overwrite"):
+        run_demo(tmp_path, overrides=[one, "data.synthetic.noise.snr=(1.0, 3.0)"])
+    with pytest.raises(InputError, match=r"another config \(noise.snr differ"):
+        run_demo(tmp_path, overrides=[one])
     with pytest.raises(InputError, match="noise.snrr"):
-        run_demo(tmp_path, events=1, synthetic_overrides=["noise.snrr=(1.0, 3.0)"])
+        run_demo(tmp_path, overrides=[one, "data.synthetic.noise.snrr=(1.0, 3.0)"])
     assert not (tmp_path / "symae").exists()

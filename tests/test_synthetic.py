@@ -23,7 +23,8 @@ from seisjax.cli import main as cli_main
 from seisjax.data.dataset import Dataset
 from seisjax.data import physics
 from seisjax.data.grouping import group_traces
-from seisjax.data.synthetic import TravelTimeTable, apply_overrides, default_config, read_truth, synthesize
+from seisjax.config import apply_overrides
+from seisjax.data.synthetic import TravelTimeTable, default_config, read_truth, scenario_config, synthesize
 from seisjax.errors import InputError
 
 TAUP = TauPyModel("iasp91")
@@ -60,7 +61,7 @@ LOCAL_NOISY = {**LOCAL_SMALL, "catalog.teleseismic_fraction": 0.5,
 
 def _make(tmp_path_factory, scenario, name, overrides, *, events=2, seed=1, figure=False):
     out = tmp_path_factory.mktemp(name)
-    return synthesize(scenario, out / "ds", events=events, seed=seed, overrides=overrides, figure=figure,
+    return synthesize(scenario_config(scenario, overrides, events=events, seed=seed), out / "ds", figure=figure,
                       progress=False)
 
 
@@ -233,9 +234,10 @@ def test_teleseismic_snr_is_as_drawn(tele_signal, tele_noisy):
 def test_default_network_fills_healpix_groups(tmp_path):
     """With the default global network, every event has (event, pixel) groups of more than 20
     stations at nside 4 (seisjax.data.grouping), the SymAE data requirement."""
-    out = synthesize("teleseismic-p", tmp_path / "net", events=3, seed=4, figure=False, progress=False,
-                     overrides={"source.depth_km": (200.0, 260.0), "taup.depth_step_km": 30.0, "noise.enabled": False,
-                                "truth.store_green_functions": False})
+    config = scenario_config("teleseismic-p", {"source.depth_km": (200.0, 260.0), "taup.depth_step_km": 30.0,
+                                               "noise.enabled": False, "truth.store_green_functions": False},
+                             events=3, seed=4)
+    out = synthesize(config, tmp_path / "net", figure=False, progress=False)
     meta = Dataset(out).metadata
     assert meta.groupby("source_id").size().min() > 300  # hundreds of stations per event
     groups = group_traces(meta, nside=4, min_stations=21)
@@ -408,12 +410,12 @@ def _digest(path):
 def test_same_seed_same_bytes_other_seed_differs(tmp_path, tele_noisy):
     """Same seed -> byte-identical waveforms.hdf5 (also when the stations are synthesised in chunks of
     another size); another seed -> other events and waveforms."""
-    again = synthesize("teleseismic-p", tmp_path / "again", events=2, seed=2, figure=False, progress=False,
-                       overrides={**TELE_SIGNAL, "memory.traces_per_chunk": 5})
+    again = synthesize(scenario_config("teleseismic-p", {**TELE_SIGNAL, "memory.traces_per_chunk": 5}, events=2, seed=2),
+                       tmp_path / "again", figure=False, progress=False)
     assert _digest(again) == _digest(tele_noisy)
     pd.testing.assert_frame_equal(Dataset(again).metadata, Dataset(tele_noisy).metadata)
-    other = synthesize("teleseismic-p", tmp_path / "other", events=2, seed=3, overrides=TELE_SIGNAL, figure=False,
-                       progress=False)
+    other = synthesize(scenario_config("teleseismic-p", TELE_SIGNAL, events=2, seed=3), tmp_path / "other",
+                       figure=False, progress=False)
     a, b = Dataset(other), Dataset(tele_noisy)
     assert not a.metadata.source_latitude_deg.equals(b.metadata.source_latitude_deg)
     n = min(len(a), len(b))
@@ -429,27 +431,27 @@ def test_overrides_are_type_checked():
     with pytest.raises(InputError, match="propagation.qp"):
         apply_overrides(cfg, ["propagation.qp=3"])
     with pytest.raises(InputError, match="noise.snr"):
-        apply_overrides(cfg, {"noise.snr": (1.0, 2.0, 3.0)})
+        scenario_config("local", {"noise.snr": (1.0, 2.0, 3.0)})
     with pytest.raises(InputError, match="network.n_stations"):
         apply_overrides(cfg, ["network.n_stations=2.5"])
-    with pytest.raises(InputError, match="is a group"):
+    with pytest.raises(InputError, match="is a section"):
         apply_overrides(cfg, ["noise=3"])
 
 
 def test_cli_reports_bad_keys_and_ranges(tmp_path, capsys):
-    code = cli_main(["data", "synth", "--scenario", "local", "--out", str(tmp_path / "x"), "--set", "noise.snrr=(1,2)"])
+    code = cli_main(["data", "synth", "--scenario", "local", "--out", str(tmp_path / "x"), "--config.noise.snrr=(1,2)"])
     assert code == 2 and "noise.snrr" in capsys.readouterr().err
     code = cli_main(["data", "synth", "--scenario", "teleseismic-p", "--out", str(tmp_path / "y"),
-                     "--set", "source.depth_km=(600,100)"])
+                     "--config.source.depth_km=(600,100)"])
     assert code == 2 and "source.depth_km" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
 def test_cli_writes_a_dataset(tmp_path, capsys):
-    args = ["data", "synth", "--scenario", "teleseismic-p", "--out", str(tmp_path / "cli"), "--events", "1",
-            "--seed", "5", "--no-figure", "--quiet"]
+    args = ["data", "synth", "--scenario", "teleseismic-p", "--out", str(tmp_path / "cli"), "--config.events=1",
+            "--config.seed", "5", "--no-figure", "--quiet"]
     for key, value in TELE_SMALL.items():
-        args += ["--set", f"{key}={value}"]
+        args += [f"--config.{key}={value}"]
     assert cli_main(args) == 0
     out = capsys.readouterr().out
     assert "traces of 1 teleseismic-p events" in out
@@ -463,16 +465,14 @@ def test_noise_free_script_rebuilds_a_dataset_config_from_its_json(tmp_path):
     import importlib.util
     import json
 
-    from seisjax.data.synthetic import resolve_config
-
     path = Path(__file__).resolve().parents[1] / "scripts" / "stf_noise_free.py"
     spec = importlib.util.spec_from_file_location("stf_noise_free", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    wanted = resolve_config("teleseismic-p", 5, ["noise.snr=(0.2, 2.0)", "stations.n_arrays=3",
-                                                 "window.pre_p_s=80.0"])
-    stored = json.loads(json.dumps({**wanted.to_dict(), "seed": 4}))   # as config.json holds it
-    quiet = resolve_config("teleseismic-p", stored["events"], script.noise_free_overrides(stored))
+    wanted = scenario_config("teleseismic-p", ["noise.snr=(0.2, 2.0)", "stations.n_arrays=3", "window.pre_p_s=80.0"],
+                             events=5, seed=4)
+    stored = json.loads(json.dumps(wanted.to_dict()))   # as config.json holds it
+    quiet = scenario_config("teleseismic-p", script.noise_free_overrides(stored))
     assert quiet.noise.enabled is False
     quiet.noise.enabled = True
     assert quiet.to_dict() == wanted.to_dict()   # nothing else differs

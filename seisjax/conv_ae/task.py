@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seisjax.data.dataset import trace_names
+from seisjax.data.resolve import resolve_dataset
 from seisjax.errors import InputError
 from seisjax.conv_ae.model import MODELS
 from seisjax.train.task import Task, array_fingerprint, dataset_fingerprint, pairs
@@ -109,43 +110,15 @@ class AutoencoderTask(Task):
             self._toy = {"train": {"waveforms": waveforms[:n_train], "p": p[:n_train]},
                          "eval": {"waveforms": waveforms[n_train:], "p": p[n_train:]}}
         elif source in ("synthetic", "dataset"):
-            path = self._dataset_path(source)
             from seisjax.data.dataset import Dataset
 
-            self._dataset = Dataset(path)
+            self._dataset = Dataset(resolve_dataset(data, workdir=workdir, data_path=data_path))
             self._check_dataset(self._dataset)
         else:
             raise InputError(f"data.source = {source!r}: expected 'synthetic', 'dataset' or 'toy'")
         self.source = source
 
     # ------------------------------------------------------------------ data
-    def _dataset_path(self, source: str) -> Path:
-        if self.data_path is not None:
-            return self.data_path
-        if self.config.data.path:
-            path = Path(self.config.data.path)
-        elif source == "synthetic" and self.workdir is not None:
-            path = self.workdir / "data"
-        else:
-            raise InputError("data.path is empty: name a dataset folder (--config.data.path=DIR)")
-        if source == "synthetic" and not (path / "metadata.csv").exists() and not (path / "chunks").exists():
-            self._generate(path)
-        return path
-
-    def _generate(self, path: Path):
-        """Write the synthetic `local` data once (deterministic for data.synthetic_seed)."""
-        try:
-            from seisjax.data.synthetic import synthesize
-        except ImportError as err:
-            raise InputError(f"data.source = 'synthetic' needs seisjax.data.synthetic ({err})") from None
-        if jax.process_index() == 0:
-            synthesize("local", path, events=int(self.config.data.synthetic_events),
-                       seed=int(self.config.data.synthetic_seed), figure=False, progress=True)
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
-            multihost_utils.sync_global_devices("seisjax synthetic data written")
-
     def _check_dataset(self, dataset):
         meta = dataset.metadata
         if P_COLUMN not in meta.columns:

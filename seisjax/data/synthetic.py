@@ -118,8 +118,6 @@ permutation).
 
 from __future__ import annotations
 
-import ast
-import difflib
 import functools
 import json
 import math
@@ -132,10 +130,11 @@ import ml_collections
 import numpy as np
 import scipy.fft
 
+from seisjax import config as config_lib
 from seisjax.data import physics
 from seisjax.errors import InputError
 
-__all__ = ["SCENARIOS", "default_config", "apply_overrides", "flatten_config", "resolve_config", "synthesize",
+__all__ = ["SCENARIOS", "default_config", "scenario_config", "flatten_config", "synthesize",
            "read_truth", "events_for_traces", "TravelTimeTable"]
 
 SCENARIOS = ("teleseismic-p", "local")
@@ -151,6 +150,7 @@ def _tele_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.scenario = "teleseismic-p"
     c.events = 10
+    c.seed = 0
     c.velocity_model = "iasp91"
     c.sampling_rate_hz = 10.0
     c.window = dict(pre_p_s=120.0, post_p_s=240.0)
@@ -188,6 +188,7 @@ def _local_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.scenario = "local"
     c.events = 100
+    c.seed = 0
     c.velocity_model = "iasp91"
     c.network = dict(
         code="SJ", seed=20240602, n_stations=30, centre_deg=(38.0, 23.0), radius_km=60.0,
@@ -228,54 +229,9 @@ def default_config(scenario: str) -> ml_collections.ConfigDict:
     raise InputError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
 
 
-def _flat_keys(config, prefix="") -> list[str]:
-    keys = []
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        keys.extend(_flat_keys(value, name + ".") if isinstance(value, ml_collections.ConfigDict) else [name])
-    return keys
-
-
-def _coerce(key: str, old, new, raw: str | None):
-    """``new`` converted to the type of ``old``, or an InputError naming ``key``."""
-    def fail(expected):
-        shown = raw if raw is not None else repr(new)
-        raise InputError(f"config key {key!r}: expected {expected}, got {shown}")
-
-    if isinstance(old, bool):
-        if isinstance(new, bool):
-            return new
-        if isinstance(new, str) and new.lower() in ("true", "false"):
-            return new.lower() == "true"
-        fail("true or false")
-    if isinstance(old, int):
-        if isinstance(new, bool):
-            fail("an integer")
-        if isinstance(new, int):
-            return new
-        if isinstance(new, float) and new.is_integer():
-            return int(new)
-        fail("an integer")
-    if isinstance(old, float):
-        if isinstance(new, (int, float)) and not isinstance(new, bool):
-            return float(new)
-        fail("a number")
-    if isinstance(old, str):
-        if isinstance(new, str):
-            return new
-        if raw is not None:  # e.g. --set network.code=01, which Python would read as a number
-            return raw
-        fail("a string")
-    if isinstance(old, tuple):
-        if not isinstance(new, (list, tuple)) or len(new) != len(old):
-            fail(f"a sequence of {len(old)} values like {old}")
-        return tuple(_coerce(f"{key}[{i}]", o, n, None) for i, (o, n) in enumerate(zip(old, new)))
-    fail(type(old).__name__)
-
-
 def flatten_config(tree: Mapping, prefix: str = "") -> dict:
     """A nested config (a ``config.json`` as read, or ``ConfigDict.to_dict()``) as ``{dotted key:
-    value}``: the form :func:`apply_overrides` takes, and one in which two configs compare key by key."""
+    value}``: the form in which two configs compare key by key."""
     flat = {}
     for key, value in tree.items():
         if isinstance(value, Mapping):
@@ -285,61 +241,20 @@ def flatten_config(tree: Mapping, prefix: str = "") -> dict:
     return flat
 
 
-def apply_overrides(config: ml_collections.ConfigDict, overrides) -> ml_collections.ConfigDict:
-    """Set dotted keys in ``config`` (in place; also returned), with type checking.
-
-    ``overrides`` is a mapping ``{"noise.snr": (1, 10)}`` or a sequence of ``"key=value"`` strings as
-    given to ``--set`` (values parsed as Python literals; strings may be unquoted). An unknown key, a
-    group used as a value or a value of the wrong type is an :class:`InputError` naming the key.
-    """
-    if overrides is None:
-        return config
-    if isinstance(overrides, Mapping):
-        items = [(k, v, None) for k, v in overrides.items()]
-    else:
-        items = []
-        for text in overrides:
-            if "=" not in str(text):
-                raise InputError(f"--set {text!r}: expected key=value, e.g. noise.snr=(1,10)")
-            key, raw = str(text).split("=", 1)
-            raw = raw.strip()
-            try:
-                value = ast.literal_eval(raw)
-            except (ValueError, SyntaxError):
-                value = raw
-            items.append((key.strip(), value, raw))
-    known = _flat_keys(config)
-    for key, value, raw in items:
-        node = config
-        parts = key.split(".")
-        for depth, part in enumerate(parts):
-            if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-                close = difflib.get_close_matches(key, known, n=3)
-                hint = f"; did you mean {', '.join(close)}?" if close else ""
-                raise InputError(f"unknown config key {key!r} for scenario {config.scenario!r}{hint}")
-            if depth < len(parts) - 1:
-                node = node[part]
-        leaf = parts[-1]
-        old = node[leaf]
-        if isinstance(old, ml_collections.ConfigDict):
-            raise InputError(f"config key {key!r} is a group; set one of its keys: "
-                             f"{', '.join(sorted(old.keys()))}")
-        if leaf == "scenario" and node is config:
-            raise InputError("config key 'scenario' cannot be overridden; use --scenario")
-        node[leaf] = _coerce(key, old, value, raw if isinstance(old, str) else None)
-    return config
-
-
 def _check_range(cfg, key: str, low=-math.inf, high=math.inf):
     node = cfg
     for part in key.split("."):
         node = node[part]
+    if len(node) != 2:
+        raise InputError(f"config key {key!r}: need a pair (min, max), got {tuple(node)}")
     a, b = node
     if not (low <= a <= b <= high):
         raise InputError(f"config key {key!r}: need {low} <= min <= max <= {high}, got {tuple(node)}")
 
 
 def _validate(cfg: ml_collections.ConfigDict):
+    if cfg.seed < 0:
+        raise InputError(f"config key 'seed': need a non-negative integer, got {cfg.seed}")
     if cfg.events < 1:
         raise InputError(f"config key 'events': need at least 1 event, got {cfg.events}")
     fractions = np.asarray(cfg.split.fractions)
@@ -1414,15 +1329,15 @@ def _plot_local(cfg, fig_data, tables, path: Path) -> Path:
 
 
 # ================================================================================== the driver
-def resolve_config(scenario: str, events: int | None, overrides) -> ml_collections.ConfigDict:
-    """The config that :func:`synthesize` runs with: the scenario's defaults, ``overrides`` and
-    ``events`` applied, validated (the seed is not part of it)."""
+def scenario_config(scenario: str, overrides=(), **fields) -> ml_collections.ConfigDict:
+    """The validated config of ``scenario``: its defaults, then ``overrides`` (``["noise.snr=(1,10)",
+    ...]`` parsed as ``--config.`` overrides are, or a mapping ``{"noise.snr": (1, 10)}``), then
+    top-level ``fields`` (``events=24, seed=1``)."""
     cfg = default_config(scenario)
-    apply_overrides(cfg, overrides)
-    if events is not None:
-        if int(events) < 1:
-            raise InputError(f"--events: need at least 1 event, got {events}")
-        cfg.events = int(events)
+    if "scenario" in (overrides if isinstance(overrides, Mapping) else [str(o).partition("=")[0] for o in overrides]):
+        raise InputError("config key 'scenario' cannot be overridden; choose the scenario instead")
+    config_lib.apply_overrides(cfg, overrides)
+    config_lib.apply_overrides(cfg, fields)
     _validate(cfg)
     return cfg
 
@@ -1431,20 +1346,22 @@ def _clean(row: dict) -> dict:
     return {k: v for k, v in row.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
 
 
-def synthesize(scenario: str, out_dir, *, events: int | None = None, seed: int = 0, overrides=None,
-               figure: bool = True, progress: bool = True, overwrite: bool = False) -> Path:
-    """Write a synthetic dataset of ``scenario`` to ``out_dir`` and return its path.
+def synthesize(config: ml_collections.ConfigDict, out_dir, *, figure: bool = True, progress: bool = True,
+               overwrite: bool = False) -> Path:
+    """Write the synthetic dataset that ``config`` (a scenario config, :func:`scenario_config`)
+    describes to ``out_dir`` and return its path.
 
     ``out_dir`` receives ``metadata.csv`` + ``waveforms.hdf5`` (SeisBench format), ``truth.h5``,
-    ``config.json`` (the resolved config, with the seed) and ``figures/synthetic_<scenario>.png``.
-    ``overrides``: dotted config keys, a mapping or ``["key=value", ...]`` (see
-    :func:`apply_overrides`). Same ``seed`` and config -> identical waveforms.
+    ``config.json`` (the config) and ``figures/synthetic_<scenario>.png``. The same config gives
+    identical waveforms.
     """
     from tqdm.auto import tqdm
 
     from seisjax.data.dataset import DatasetWriter
 
-    cfg = resolve_config(scenario, events, overrides)
+    cfg = config
+    _validate(cfg)
+    scenario, seed = str(cfg.scenario), int(cfg.seed)
     out = Path(out_dir)
     truth_path = out / "truth.h5"
     if truth_path.exists() and not overwrite:
@@ -1519,7 +1436,7 @@ def synthesize(scenario: str, out_dir, *, events: int | None = None, seed: int =
         raise
     writer.close()
     truth.close()
-    (out / "config.json").write_text(json.dumps({**json.loads(cfg.to_json()), "seed": int(seed)}, indent=2) + "\n")
+    (out / "config.json").write_text(json.dumps(config_lib.config_to_dict(cfg), indent=2) + "\n")
     if figure:
         fig_dir = out / "figures"
         fig_dir.mkdir(exist_ok=True)
@@ -1531,10 +1448,11 @@ def synthesize(scenario: str, out_dir, *, events: int | None = None, seed: int =
     return out
 
 
-def events_for_traces(scenario: str, n_traces: int, *, seed: int = 0, overrides=None) -> tuple[int, int]:
-    """Smallest number of events whose records reach ``n_traces`` with this seed and config, and the
-    number of traces they give (drawn exactly as :func:`synthesize` draws them, without waveforms)."""
-    cfg = resolve_config(scenario, None, overrides)
+def events_for_traces(cfg: ml_collections.ConfigDict, n_traces: int) -> tuple[int, int]:
+    """Smallest number of events whose records reach ``n_traces`` with this scenario config (its seed
+    included), and the number of traces they give (drawn exactly as :func:`synthesize` draws them,
+    without waveforms)."""
+    scenario, seed = str(cfg.scenario), int(cfg.seed)
     network = _global_network(cfg) if scenario == "teleseismic-p" else _local_network(cfg)
     total, k = 0, 0
     while total < n_traces:

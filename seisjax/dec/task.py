@@ -86,6 +86,7 @@ import numpy as np
 
 from seisjax.metrics import clustering as cl
 from seisjax.data.dataset import trace_names
+from seisjax.data.resolve import resolve_dataset
 from seisjax.errors import InputError
 from seisjax.train.loop import restore_trained
 from seisjax.dec.model import MODELS
@@ -414,7 +415,7 @@ class DECTask(AutoencoderTask):
         elif source in ("synthetic", "dataset"):
             from seisjax.data.dataset import Dataset
 
-            self._dataset = Dataset(self._dataset_path(source))
+            self._dataset = Dataset(resolve_dataset(data, workdir=workdir, data_path=data_path))
             query = str(data.get("query", "") or "")
             if query:  # e.g. polarity on local records only (see the module docstring)
                 selected = self._dataset.select(query)

@@ -89,6 +89,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seisjax.data.dataset import trace_names
+from seisjax.data.resolve import resolve_dataset
 from seisjax.errors import InputError
 from seisjax.lstm_ae.model import MODELS
 from seisjax.train.task import Task, array_fingerprint, dataset_fingerprint, pairs
@@ -404,25 +405,13 @@ class LSTMAETask(Task):
         elif self.source in ("synthetic", "dataset"):
             from seisjax.data.dataset import Dataset
 
-            self._dataset = Dataset(self._dataset_path())
+            self._dataset = Dataset(resolve_dataset(data, workdir=workdir, data_path=data_path))
             self._check_components(self._dataset)
         else:
             raise InputError(f"data.source = {self.source!r}: expected 'synthetic', 'dataset' or 'toy'")
         self._norm = None
 
     # ------------------------------------------------------------------ data
-    def _dataset_path(self) -> Path:
-        from seisjax.conv_ae.task import AutoencoderTask
-
-        if self.data_path is not None:
-            return self.data_path
-        return AutoencoderTask._dataset_path(self, self.source)  # same rule: generate `local` when absent
-
-    def _generate(self, path: Path):
-        from seisjax.conv_ae.task import AutoencoderTask
-
-        AutoencoderTask._generate(self, path)
-
     def _component_index(self, dataset) -> list[int | None]:
         order = dataset.component_order or ""
         return [order.index(c) if c in order else None for c in self.components]

@@ -99,7 +99,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seisjax.data.dataset import is_stead_folder
+from seisjax.data.resolve import resolve_dataset
 from seisjax.spectrogram.data import (
     SpectrogramSpec,
     prepare_records,
@@ -298,30 +298,12 @@ class SpectralVAETask(Task):
 
     # ------------------------------------------------------------------ data
     def _dataset_path(self, source: str) -> Path:
-        if self.data_path is not None:
-            path = self.data_path
-        elif source == "toy":
+        if source == "toy" and self.data_path is None:
             path = self._require_workdir("data.source = 'toy'") / "data_toy"
             if not (path / "metadata.csv").exists() and jax.process_index() == 0:
                 self._write_toy(path)
             return path
-        elif self.config.data.path:
-            path = Path(self.config.data.path)
-        elif source == "synthetic":
-            path = self._require_workdir("data.source = 'synthetic'") / "data"
-        else:
-            raise InputError("data.path is empty: name a dataset folder (--config.data.path=DIR)")
-        if source == "synthetic" and not (path / "metadata.csv").exists() and not (path / "chunks").exists():
-            from seisjax.data.synthetic import synthesize
-
-            if jax.process_index() == 0:
-                synthesize("local", path, events=int(self.config.data.synthetic_events),
-                           seed=int(self.config.data.synthetic_seed), figure=False, progress=True)
-        if not path.is_dir():
-            raise InputError(f"data.path = {path}: no such folder")
-        if is_stead_folder(path):
-            path = self._converted_stead(path)
-        return path
+        return resolve_dataset(self.config.data, workdir=self.workdir, data_path=self.data_path)
 
     def _require_workdir(self, what: str) -> Path:
         if self.workdir is None:
@@ -337,16 +319,6 @@ class SpectralVAETask(Task):
                            data_format_attrs={"unit": "counts"}, overwrite=True) as writer:
             for waveform, meta in zip(waveforms, metadata):
                 writer.add(waveform, meta)
-
-    def _converted_stead(self, source: Path) -> Path:
-        """A STEAD folder (e.g. ../shared/data/stead50) converted once into <workdir>/data_stead."""
-        from seisjax.data.convert import convert_stead
-
-        out = self._require_workdir(f"the STEAD folder {source}") / "data_stead"
-        if not (out / "metadata.csv").exists() and jax.process_index() == 0:
-            report = convert_stead(source, out, overwrite=True, progress=False)
-            print(f"spectral_vae: converted the STEAD folder {source} -> {out}: {report}")
-        return out
 
     def _rows(self, split: str):
         ds = self._dataset

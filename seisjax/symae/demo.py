@@ -5,8 +5,8 @@
 1. **Data.** Synthesise the ``teleseismic-p`` scenario (24 events on the smaller station network of
    ``experiments/symae.py:quick``) with its ground truth into ``<workdir>/data/teleseismic-p``
    (``truth.h5``: true STFs, sub-events, per-trace timing errors and SNRs) and an overview figure;
-   ``--set KEY=VALUE`` changes its config (``--set "noise.snr=(0.2,2)"``: noisier records of the
-   same events and signals).
+   ``--config.data.synthetic.KEY=VALUE`` changes its config
+   (``--config.data.synthetic.noise.snr="(0.2,2)"``: noisier records of the same events and signals).
 2. **Train** the ``quick`` variant of ``experiments/symae.py`` through the engine
    (:func:`seisjax.train.loop.train_and_evaluate`) in ``<workdir>/symae`` (checkpoints, metrics,
    figures; a second run resumes or finds it trained).
@@ -24,10 +24,20 @@ here, to keep the job within its time: ``python -m seisjax data synth local`` wr
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
+
+from seisjax.config import apply_overrides, load_config
+from seisjax.data.dataset import Dataset, describe, format_summary
+from seisjax.data.resolve import resolve_dataset
+from seisjax.data.synthetic import synthesize
+from seisjax.errors import InputError
+from seisjax.symae.data import prepare_symae_groups
+from seisjax.symae.extraction import ExtractionConfig, run_stf
+from seisjax.symae.stf_eval import evaluate_stfs, write_scores
+from seisjax.symae.task import SymAETask
+from seisjax.train.loop import train_and_evaluate
 
 __all__ = ["run", "symae_config"]
 
@@ -41,45 +51,25 @@ def _experiment_file() -> Path:
 DEMO_VARIANTS = ("quick", "medium", "long", "xlong")
 
 
-def symae_config(data_dir, *, seed: int = 0, variant: str = "quick"):
-    """The ``variant`` (``quick``, ``medium`` or ``long``) SymAE config reading the dataset at ``data_dir``."""
-    from seisjax.config import load_config
-
+def symae_config(data_dir, *, seed: int = 0, variant: str = "quick", overrides=()):
+    """The ``variant`` SymAE config with its synthetic data in ``data_dir``: ``seed`` of the data
+    and the training, then ``overrides`` (``["data.synthetic.noise.snr=(0.2,2)", ...]``, as
+    ``--config.`` takes them)."""
     if variant not in DEMO_VARIANTS:
-        from seisjax.errors import InputError
-
         raise InputError(f"demo: variant = {variant!r}; expected one of {', '.join(DEMO_VARIANTS)}")
-    return load_config(f"{_experiment_file()}:{variant}", {"data.source": "dataset", "data.path": str(data_dir),
-                                                           "seed": int(seed)})
+    config = load_config(f"{_experiment_file()}:{variant}")
+    apply_overrides(config, {"data.source": "synthetic", "data.path": str(data_dir), "seed": int(seed),
+                             "data.synthetic.seed": int(seed)})
+    return apply_overrides(config, overrides)
 
 
-def _check_existing_data(data_dir: Path, wanted: dict):
-    """Reusing ``data_dir`` only when it was synthesised with the config this call asks for."""
-    from seisjax.data.synthetic import flatten_config
-    from seisjax.errors import InputError
-
-    stored, wanted = flatten_config(json.loads((data_dir / "config.json").read_text())), flatten_config(wanted)
-    differ = sorted(k for k in set(wanted) | set(stored) if stored.get(k) != wanted.get(k))
-    if differ:
-        raise InputError(f"demo: {data_dir} holds data synthesised with other settings ({', '.join(differ)} "
-                         "differ); pass --overwrite to replace it, or choose another --workdir")
-
-
-def run(workdir: str | Path, *, events: int | None = None, seed: int = 0, overwrite: bool = False,
-        variant: str = "quick", synthetic_overrides=()) -> dict:
-    """Run the main job in ``workdir`` (module docstring); ``events`` synthetic events (default 24),
-    ``seed`` of the data and the training, ``overwrite`` replaces the data and the run, ``variant``
-    the training (``quick``; ``medium``: 7x the steps, envelope correlation 0.787 against 0.747;
-    ``long``: 33x, 0.803; ``xlong``: 131x, for a GPU, overfits; their runs go to
-    ``<workdir>/symae_<variant>``), ``synthetic_overrides`` ``["key=value", ...]`` of the synthetic data's config on top of the variant's (``data synth
-    --set``; data already in the workdir must match them). Returns the paths written and the scores."""
-    from seisjax.symae.extraction import ExtractionConfig, run_stf
-    from seisjax.symae.stf_eval import evaluate_stfs, write_scores
-    from seisjax.data.dataset import Dataset, describe, format_summary
-    from seisjax.symae.data import prepare_symae_groups
-    from seisjax.data.synthetic import resolve_config, synthesize
-    from seisjax.families import train_and_evaluate  # TODO(layout): demo sits above the families
-
+def run(workdir: str | Path, *, seed: int = 0, overwrite: bool = False, variant: str = "quick",
+        overrides=()) -> dict:
+    """Run the main job in ``workdir`` (module docstring); ``seed`` of the data and the training, ``overwrite`` replaces the data and the run, ``variant``
+    the training (``quick``, ``medium``, ``long`` or ``xlong``; the runs of the longer ones go to
+    ``<workdir>/symae_<variant>``), ``overrides`` ``["key=value", ...]`` of the SymAE config
+    (``--config.``; ``data.synthetic.*`` changes the data, and data already in the workdir must
+    match it). Returns the paths written and the scores."""
     workdir = Path(workdir)
     data_dir = workdir / "data" / "teleseismic-p"
     suffix = "" if variant == "quick" else f"_{variant}"
@@ -88,19 +78,17 @@ def run(workdir: str | Path, *, events: int | None = None, seed: int = 0, overwr
     started = time.perf_counter()
 
     # ------------------------------------------------------------------ 1. data with ground truth
-    config = symae_config(data_dir, seed=seed, variant=variant)
-    n_events = int(config.data.synthetic_events if events is None else events)
+    config = symae_config(data_dir, seed=seed, variant=variant, overrides=overrides)
     if overwrite:
         for path in (run_dir, stf_dir):
             shutil.rmtree(path, ignore_errors=True)
-    overrides = list(config.data.synthetic_overrides) + list(synthetic_overrides)
-    wanted = resolve_config("teleseismic-p", n_events, overrides).to_dict()   # bad keys fail here
-    wanted["seed"] = int(seed)
     if overwrite or not (data_dir / "truth.h5").exists():
-        synthesize("teleseismic-p", data_dir, events=n_events, seed=seed, overrides=overrides,
-                   overwrite=overwrite, figure=True, progress=True)
+        synthesize(config.data.synthetic, data_dir, overwrite=overwrite, figure=True, progress=True)
     else:
-        _check_existing_data(data_dir, json.loads(json.dumps(wanted)))
+        try:   # the same check as training's, with the demo's way out
+            resolve_dataset(config.data, workdir=run_dir)
+        except InputError as err:
+            raise InputError(f"demo: {err}; or pass --overwrite to replace it") from None
     summary = describe(data_dir, figure=workdir / "figures" / "teleseismic-p_overview.png")
     print(f"\n== data: teleseismic-p\n{format_summary(summary)}", flush=True)
     timings["data_s"] = time.perf_counter() - started
@@ -108,7 +96,7 @@ def run(workdir: str | Path, *, events: int | None = None, seed: int = 0, overwr
     # ------------------------------------------------------------------ 2. train (quick variant)
     t = time.perf_counter()
     print(f"\n== training SymAE (experiments/symae.py:{variant}) in {run_dir}", flush=True)
-    trained = train_and_evaluate(config, run_dir)
+    trained = train_and_evaluate(SymAETask, config, run_dir)
     timings["train_s"] = time.perf_counter() - t
 
     # ------------------------------------------------------------------ 3. extraction

@@ -49,6 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from seisjax.data.resolve import resolve_dataset
 from seisjax.errors import InputError
 from seisjax.symae.model import MODELS
 from seisjax.train.task import Task
@@ -176,7 +177,7 @@ class SymAETask(Task):
         from seisjax.data.dataset import Dataset
         from seisjax.symae.data import prepare_symae_groups
 
-        self.dataset_path = self._dataset_path()
+        self.dataset_path = resolve_dataset(data, workdir=workdir, data_path=data_path, scenario="teleseismic-p")
         with Dataset(self.dataset_path) as dataset:
             self.prepared = prepare_symae_groups(dataset, data, cache_dir=self.workdir,
                                                  progress=jax.process_index() == 0)
@@ -184,35 +185,6 @@ class SymAETask(Task):
         self._announce()
 
     # ------------------------------------------------------------------ data
-    def _dataset_path(self) -> Path:
-        if self.data_path is not None:
-            return self.data_path
-        data = self.config.data
-        if data.path:
-            path = Path(data.path)
-        elif self.source == "synthetic" and self.workdir is not None:
-            path = self.workdir / "data"
-        else:
-            raise InputError("data.path is empty: name a dataset folder (--config.data.path=DIR)")
-        if self.source == "synthetic" and not (path / "metadata.csv").exists():
-            self._generate(path)
-        if not path.is_dir():
-            raise InputError(f"data.path = {str(path)!r}: no dataset there")
-        return path
-
-    def _generate(self, path: Path):
-        """Write the synthetic teleseismic-p data once (deterministic for its seed and overrides)."""
-        from seisjax.data.synthetic import synthesize
-
-        data = self.config.data
-        if jax.process_index() == 0:
-            synthesize("teleseismic-p", path, events=int(data.synthetic_events), seed=int(data.synthetic_seed),
-                       overrides=list(data.synthetic_overrides), figure=False, progress=True)
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
-            multihost_utils.sync_global_devices("seisjax symae synthetic data written")
-
     def _announce(self):
         """Say what the preparation kept and rejected (stdout) and write it down in the workdir."""
         report = self.prepared["report"]
