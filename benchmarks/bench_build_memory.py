@@ -4,7 +4,7 @@
 Writes N traces of miniSEED input (3 components per station, all stations of one event in one
 file, int32 samples: Gaussian noise plus a P wavelet), a CSV catalog, a CSV of stations and a CSV of
 P picks, then runs `data build` in a subprocess and reports its peak resident memory (ru_maxrss of
-the child) and wall time. Target (issue 2): 100,000 traces under 1.5 GB.
+the child) and wall time. Target: 100,000 traces under 1.5 GB.
 
     python benchmarks/bench_build_memory.py --traces 100000
     python benchmarks/bench_build_memory.py --traces 10000 30000   # several sizes: memory stays flat
@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import obspy
 
 
 def make_inputs(folder: Path, n_traces: int, stations_per_file: int, seconds: float, rate: float, seed: int = 0,
@@ -35,8 +36,6 @@ def make_inputs(folder: Path, n_traces: int, stations_per_file: int, seconds: fl
     """Input files for ``n_traces`` traces; returns (waveform dir, catalog, stations, picks).
     ``vary_length``: each station's traces get 0-99 extra samples, as real event files do, so that
     records differ in length."""
-    import obspy
-
     rng = np.random.default_rng(seed)
     n_stations_total = math.ceil(n_traces / 3)
     n_events = math.ceil(n_stations_total / stations_per_file)

@@ -4,16 +4,17 @@
 For each requested size, picks the number of events whose records reach that many traces (with the
 same seed and config, see ``seisjax.data.synthetic.events_for_traces``), runs `data synth` in a
 subprocess and reports its peak resident memory (``ru_maxrss`` of that child, from ``os.wait4``), the
-wall time and the size on disk. Target (issue 2): 100,000 traces under 1.5 GB; the generator streams
-event by event, so the peak should not grow with the number of traces.
+wall time and the size on disk. Target: 100,000 traces under 1.5 GB; the generator streams event by
+event, so the peak should not grow with the number of traces.
 
     python benchmarks/bench_synth_memory.py --traces 100000
     python benchmarks/bench_synth_memory.py --traces 5000 50000          # memory flat in the size
     python benchmarks/bench_synth_memory.py --scenario local --traces 2000 20000
 
-The default truth.h5 keeps every trace's Green's function (as much disk again as the waveforms);
-``--override truth.store_green_functions=false`` (passed on as ``--config.``) leaves them out. Outputs go to
-a temporary folder (or --workdir) deleted afterwards unless --keep.
+Any key of the scenario's config is set with ``--config.KEY=VALUE``, passed on to `data synth`
+(``--config.events`` excepted: the benchmark chooses it). The default truth.h5 keeps every trace's
+Green's function (as much disk again as the waveforms); ``--config.truth.store_green_functions=false``
+leaves them out. Outputs go to a temporary folder (or --workdir) deleted afterwards unless --keep.
 """
 
 from __future__ import annotations
@@ -28,11 +29,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from seisjax.config import parse_override_args
+from seisjax.data.synthetic import events_for_traces, scenario_config
+from seisjax.errors import InputError
 
-def run_synth(out: Path, scenario: str, events: int, seed: int, overrides: list[str]) -> dict:
+
+def run_synth(out: Path, scenario: str, events: int, overrides: list[str]) -> dict:
     command = [sys.executable, "-m", "seisjax", "data", "synth", "--scenario", scenario, "--out", str(out / "dataset"),
-               f"--config.events={events}", f"--config.seed={seed}", "--no-figure", "--quiet"]
-    command += [f"--config.{item}" for item in overrides]
+               *(f"--config.{item}" for item in overrides), f"--config.events={events}", "--no-figure", "--quiet"]
     started = time.perf_counter()
     with open(out / "synth_stderr.txt", "w") as err:
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
@@ -49,25 +53,26 @@ def run_synth(out: Path, scenario: str, events: int, seed: int, overrides: list[
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False,
+                                     epilog="Any other argument --config.KEY=VALUE sets a key of the scenario's "
+                                            "config, e.g. --config.seed=1 --config.noise.enabled=false.")
     parser.add_argument("--traces", type=int, nargs="+", default=[100000], help="target traces (several: one run each)")
     parser.add_argument("--scenario", default="teleseismic-p", choices=("teleseismic-p", "local"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--override", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="scenario config override passed to data synth as --config.KEY=VALUE (repeatable)")
     parser.add_argument("--workdir", default=None, help="folder for the outputs (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the datasets")
-    args = parser.parse_args(argv)
-
-    from seisjax.data.synthetic import events_for_traces, scenario_config
+    args, rest = parser.parse_known_args(argv)
+    overrides = parse_override_args(rest)
+    if any(item.partition("=")[0] == "events" for item in overrides):
+        raise InputError("--config.events: the benchmark chooses the number of events from --traces")
+    config = scenario_config(args.scenario, overrides)   # checks the keys before any run
 
     results = []
     for n in args.traces:
-        events, traces = events_for_traces(scenario_config(args.scenario, args.overrides, seed=args.seed), n)
+        events, traces = events_for_traces(config, n)
         root = Path(tempfile.mkdtemp(prefix=f"seisjax_synth_bench_{n}_", dir=args.workdir))
         try:
             result = dict(scenario=args.scenario, target_traces=n, events=events, traces=traces,
-                          **run_synth(root, args.scenario, events, args.seed, args.overrides))
+                          **run_synth(root, args.scenario, events, overrides))
             result["ms_per_trace"] = round(1000 * result["synth_seconds"] / traces, 2)
             results.append(result)
             print(json.dumps(result), flush=True)

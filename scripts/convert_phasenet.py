@@ -11,6 +11,8 @@ zero N/E rows and trace_components="Z" (or skipped with --single-channel skip). 
 import argparse
 import sys
 
+from seisjax.data.convert import convert_phasenet
+from seisjax.data.ingest import parse_split
 from seisjax.errors import InputError
 
 
@@ -27,9 +29,6 @@ def main(argv=None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-
-    from seisjax.data.convert import convert_phasenet
-    from seisjax.data.ingest import parse_split
 
     try:
         report = convert_phasenet(args.source, args.out, csv_file=args.csv, waveform_dir=args.waveform_dir,

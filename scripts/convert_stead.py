@@ -10,6 +10,8 @@ seisjax/data/convert.py). Cite Mousavi et al. (2019) when showing results on STE
 import argparse
 import sys
 
+from seisjax.data.convert import convert_stead
+from seisjax.data.ingest import parse_split
 from seisjax.errors import InputError
 
 
@@ -24,9 +26,6 @@ def main(argv=None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-
-    from seisjax.data.convert import convert_stead
-    from seisjax.data.ingest import parse_split
 
     try:
         report = convert_stead(args.source, args.out, hdf5=args.hdf5, metadata=args.metadata,

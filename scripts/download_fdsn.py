@@ -10,7 +10,12 @@ OUT/requests.csv; with --build also OUT/dataset (python -m seisjax data build on
 
 import argparse
 import sys
+from pathlib import Path
 
+from obspy.clients.fdsn import Client
+
+from seisjax.data.fdsn import DownloadRequest, download
+from seisjax.data.ingest import BuildConfig, build_dataset
 from seisjax.errors import InputError
 
 
@@ -44,8 +49,6 @@ def main(argv=None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
-    from seisjax.data.fdsn import DownloadRequest, download
-
     box = dict(zip(("minlatitude", "maxlatitude", "minlongitude", "maxlongitude"), args.region or ()))
     circle = dict(zip(("latitude", "longitude", "maxradius"), args.circle or ()))
     request = DownloadRequest(
@@ -56,16 +59,10 @@ def main(argv=None) -> int:
         window_before=args.window_before, window_after=args.window_after,
         velocity_model=args.velocity_model, bulk_size=args.bulk_size, **box, **circle)
     try:
-        from obspy.clients.fdsn import Client
-
         client = Client(args.provider)  # the only place that touches the network
         report = download(request, args.out, client, progress=not args.quiet)
         print(report)
         if args.build:
-            from pathlib import Path
-
-            from seisjax.data.ingest import BuildConfig, build_dataset
-
             out = Path(args.out)
             print(build_dataset([str(out / "waveforms" / "**" / "*.mseed")], out / "dataset",
                                 catalog=out / "events.xml", stations=out / "stations.xml",

@@ -1,12 +1,13 @@
 """`python -m seisjax <command>`: parses arguments, then calls library functions.
 
-Library modules are imported inside the handlers so that `--help` and the data commands start fast
-and never pay for importing JAX when they do not use it.
+Library modules are imported inside the handlers (each marked ``# lazy``) so that `--help` and the
+data commands start fast and never pay for importing JAX when they do not use it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -27,9 +28,7 @@ def _add_data_info(sub):
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     def run(args):
-        import json
-
-        from seisjax.data.dataset import describe, format_summary
+        from seisjax.data.dataset import describe, format_summary  # lazy
 
         summary = describe(args.path, figure=args.figure, n_traces=args.n_traces)
         print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
@@ -96,7 +95,7 @@ def _add_data_build(sub):
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     def run(args):
-        from seisjax.data.ingest import BuildConfig, build_dataset, parse_split
+        from seisjax.data.ingest import BuildConfig, build_dataset, parse_split  # lazy
 
         aliases = {}
         for part in filter(None, args.component_aliases.split(",")):
@@ -129,7 +128,7 @@ def _add_data_synth(sub):
                                    "radiation, attenuation, Peterson noise at a drawn SNR) written as a "
                                    "SeisBench-format dataset plus truth.h5, config.json and figures/. "
                                    "Deterministic for a config (its seed included); the physics is "
-                                   "documented in seisjax/data/synthetic.py. Any key of the scenario's "
+                                   "documented in seisjax/data/synthetic/. Any key of the scenario's "
                                    "config is set with --config.KEY=VALUE, e.g. --config.events=50 "
                                    "--config.seed=1 --config.noise.snr=(2,20).")
     _overrides_accepted(p)
@@ -146,10 +145,8 @@ def _add_data_synth(sub):
                         "every key that --config. accepts")
 
     def run(args):
-        import json
-
-        from seisjax.config import parse_override_args
-        from seisjax.data.synthetic import read_truth, scenario_config, synthesize
+        from seisjax.config import parse_override_args  # lazy
+        from seisjax.data.synthetic import read_truth, scenario_config, synthesize  # lazy
 
         config = scenario_config(args.scenario, parse_override_args(args.config_overrides))
         if args.show_config:
@@ -192,8 +189,8 @@ def _add_demo(commands):
     _overrides_accepted(p)
 
     def run(args):
-        from seisjax.config import parse_override_args
-        from seisjax.symae.demo import run as run_demo
+        from seisjax.config import parse_override_args  # lazy
+        from seisjax.symae.demo import run as run_demo  # lazy
 
         run_demo(args.workdir, seed=args.seed, overwrite=args.overwrite,
                  variant=args.variant, overrides=parse_override_args(args.config_overrides))
@@ -238,7 +235,7 @@ def _config_arguments(p):
 
 def _load_config(args):
     """The command's config, loaded once (main reads its task name before the command runs)."""
-    from seisjax.config import load_config, parse_override_args
+    from seisjax.config import load_config, parse_override_args  # lazy
 
     if getattr(args, "loaded_config", None) is None:
         args.loaded_config = load_config(args.config, parse_override_args(args.config_overrides))
@@ -255,8 +252,8 @@ def _add_train(commands):
     p.add_argument("--workdir", required=True, help="folder of the run")
 
     def run(args):
-        from seisjax.train.logging import NonFiniteError
-        from seisjax.families import train_and_evaluate
+        from seisjax.train.logging import NonFiniteError  # lazy
+        from seisjax.families import train_and_evaluate  # lazy
 
         config = _load_config(args)
         try:
@@ -296,7 +293,7 @@ def _add_eval(commands):
     p.add_argument("--out", default=None, help="output folder (default: WORKDIR/eval/step_<N>)")
 
     def run(args):
-        from seisjax.families import evaluate
+        from seisjax.families import evaluate  # lazy
 
         path = evaluate(args.workdir, step=args.step, data_path=args.data, out_dir=args.out)
         print(path.read_text(), end="")
@@ -322,7 +319,7 @@ def _add_bench(commands):
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
 
     def run(args):
-        from seisjax.bench import format_results, limit_cpu_threads, run_bench
+        from seisjax.bench import format_results, limit_cpu_threads, run_bench  # lazy
 
         if args.threads:  # before JAX starts its CPU backend
             limit_cpu_threads(args.threads)
@@ -333,8 +330,6 @@ def _add_bench(commands):
                             config_spec=args.config)
         print(format_results(results))
         if args.json:
-            import json
-
             with open(args.json, "w") as f:
                 json.dump(results, f, indent=2, sort_keys=True)
 
@@ -364,9 +359,6 @@ def _add_stf(commands):
     p.add_argument("--shift-steps", type=int, help="iterations of the per-trace shift refinement (default 30)")
     p.add_argument("--shift-search", type=int, metavar="SAMPLES",
                    help="integer-lag search around the network's shifts before refining (default 3; 0: none)")
-    p.add_argument("--shift-template", choices=("pixel", "trace"),
-                   help="refine shifts against each trace's own coherent reconstruction (default, 'trace') "
-                        "or the pixel's stack of them")
     p.add_argument("--shift-prior", type=float, metavar="PER_S2",
                    help="weight of the penalty pulling each shift towards its group's mean network delay "
                         "(default 0.03 per squared second; 0: none)")
@@ -378,12 +370,12 @@ def _add_stf(commands):
     p.add_argument("--figure-events", type=int, default=6, help="events with figures (0: none)")
 
     def run(args):
-        from seisjax.symae.extraction import ExtractionConfig, run_stf
+        from seisjax.symae.extraction import ExtractionConfig  # lazy
+        from seisjax.symae.stf import run_stf  # lazy
 
         chosen = dict(n_best=args.n_best, steps=args.steps, lr=args.lr, alpha=args.alpha,
                       optimizer=args.optimizer, shift_steps=args.shift_steps, shift_search=args.shift_search,
-                      shift_template=args.shift_template, shift_prior=args.shift_prior,
-                      group_batch=args.group_batch)
+                      shift_prior=args.shift_prior, group_batch=args.group_batch)
         config = ExtractionConfig(**{k: v for k, v in chosen.items() if v is not None})
         result = run_stf(args.workdir, args.out, data_path=args.data, step=args.step, config=config,
                          figures=args.figure_events > 0, max_figure_events=args.figure_events,
@@ -413,7 +405,7 @@ def _add_cluster(commands):
                         "full-covariance Gaussian mixture started from DEC's (fitted on these traces)")
 
     def run(args):
-        from seisjax.dec.assign import cluster_dataset
+        from seisjax.dec.assign import cluster_dataset  # lazy
 
         cluster_dataset(args.workdir, args.data, args.out, step=args.step, refine=args.refine)
 
@@ -442,7 +434,7 @@ def _add_generate(commands):
                         "or the learned p(z | conditions) of a run trained with task.prior=learned")
 
     def run(args):
-        from seisjax.spectrogram.generation import generate_from_checkpoint
+        from seisjax.spectrogram.generation import generate_from_checkpoint  # lazy
 
         generate_from_checkpoint(args.workdir, out=args.out, magnitude=args.magnitude, lat=args.lat,
                                  lon=args.lon, depth=args.depth, station=args.station, n=args.n,
@@ -468,7 +460,7 @@ def _add_interpolate(commands):
     p.add_argument("--step", type=checkpoint_step, default=None, help=STEP_HELP)
 
     def run(args):
-        from seisjax.spectrogram.generation import interpolate_latent
+        from seisjax.spectrogram.generation import interpolate_latent  # lazy
 
         path = interpolate_latent(args.workdir, args.data, args.records[0], args.records[1], args.steps,
                                   args.out, step=args.step)
@@ -488,7 +480,7 @@ def _add_embed(commands):
     p.add_argument("--step", type=checkpoint_step, default=None, help=STEP_HELP)
 
     def run(args):
-        from seisjax.lstm_ae.embeddings import embed_dataset
+        from seisjax.lstm_ae.embeddings import embed_dataset  # lazy
 
         embed_dataset(args.workdir, args.data, args.out, step=args.step)
 
@@ -523,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _task_name(args) -> str | None:
     """The task a command will run, from its --config or its run's saved config; None when there is
     none or it does not load (the command then reports why)."""
-    from seisjax.config import load_saved_config
+    from seisjax.config import load_saved_config  # lazy
 
     try:
         if getattr(args, "config", None):

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import jax
 import numpy as np
 
 from seisjax.errors import InputError
@@ -396,8 +397,6 @@ class _BatchIteratorBase:
                  shuffle: bool, drop_remainder: bool, num_epochs: int | None, process_index: int | None,
                  process_count: int | None, prefetch: int, start_state: Mapping | None):
         if process_index is None or process_count is None:
-            import jax  # only here: the iterators are usable without initialising JAX
-
             process_index = jax.process_index() if process_index is None else process_index
             process_count = jax.process_count() if process_count is None else process_count
         self._schedule = BatchSchedule(

@@ -30,9 +30,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
+from seisjax.data.dataset import DatasetWriter
 from seisjax.data.ingest import assign_split
 from seisjax.errors import InputError
 
@@ -146,11 +149,6 @@ def convert_stead(source, out_dir, *, hdf5=None, metadata=None, split: dict | No
                   chunk_rows: int = 10000) -> ConversionReport:
     """STEAD folder (``waveforms.hdf5`` + ``metadata.csv``, or the paths given) -> dataset in
     ``out_dir`` with components Z, N, E. Streams: metadata in chunks, one trace at a time."""
-    import h5py
-    from tqdm import tqdm
-
-    from seisjax.data.dataset import DatasetWriter
-
     source = Path(source) if source is not None else None
     hdf5 = Path(hdf5) if hdf5 else source / "waveforms.hdf5"
     metadata = Path(metadata) if metadata else source / "metadata.csv"
@@ -217,10 +215,6 @@ def convert_phasenet(source, out_dir, *, csv_file=None, waveform_dir=None, singl
     """PhaseNet folder (``waveform.csv`` + ``waveform_train/*.npz``) -> dataset with Z, N, E rows.
 
     The split is by file name (PhaseNet lists no event ids)."""
-    from tqdm import tqdm
-
-    from seisjax.data.dataset import DatasetWriter
-
     if single_channel not in ("zeros", "skip"):
         raise InputError(f"single_channel must be 'zeros' or 'skip', got {single_channel!r}")
     source = Path(source) if source is not None else None

@@ -30,6 +30,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from seisjax.errors import InputError
 
@@ -284,8 +285,9 @@ class Dataset:
             try:
                 array = arrays[(chunk, bucket)] = self._store.file(chunk)["data"][bucket]
             except KeyError:
-                raise InputError(f"{self._store.waveform_file(chunk)}: trace "
-                                 f"{self._metadata['trace_name'].iat[row]!r} (row {row}): no array data/{bucket}") from None
+                name = self._metadata["trace_name"].iat[row]
+                raise InputError(f"{self._store.waveform_file(chunk)}: trace {name!r} (row {row}): "
+                                 f"no array data/{bucket}") from None
         return array
 
     def _to_cw(self, chunk: str, waveform: np.ndarray) -> np.ndarray:
@@ -379,8 +381,8 @@ class DatasetWriter:
     of open buckets stays small even when every record has its own length, and padding wastes at
     most a fifth. Traces wait in memory until ``flush_every`` of a bucket, or ``max_pending_bytes``
     over all buckets, are pending. Rows of metadata go to a temporary JSON-lines file and become
-    ``metadata.csv`` (with the union of all columns) on ``close``. ``chunk="0"`` writes ``metadata0.csv`` + ``waveforms0.hdf5`` and lists
-    the chunk in ``chunks``.
+    ``metadata.csv`` (with the union of all columns) on ``close``. ``chunk="0"`` writes
+    ``metadata0.csv`` + ``waveforms0.hdf5`` and lists the chunk in ``chunks``.
     """
 
     def __init__(self, path: str | os.PathLike, *, component_order: str = "ZNE",
@@ -616,17 +618,14 @@ def _default_figure_path(ds: Dataset) -> Path:
 def plot_traces(ds: Dataset, figure: str | os.PathLike | None = None, *, n_traces: int = 6) -> Path:
     """A figure of ``n_traces`` traces spread over the dataset, one panel per trace, components
     offset, P and S picks marked where the metadata has them."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out = Path(figure) if figure is not None else _default_figure_path(ds)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = np.unique(np.linspace(0, len(ds) - 1, min(n_traces, len(ds))).astype(int))
     rates = ds.sampling_rates()
     meta = ds.metadata
     comps = ds.component_order or ""
-    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.6 * len(rows) + 0.6), squeeze=False)
+    fig = Figure(figsize=(10, 1.6 * len(rows) + 0.6))
+    axes = fig.subplots(len(rows), 1, squeeze=False)
     for ax, row in zip(axes[:, 0], rows):
         trace = ds.get_waveforms(int(row)).astype(np.float64)
         rate = rates[row] if np.isfinite(rates[row]) else 1.0
@@ -650,7 +649,6 @@ def plot_traces(ds: Dataset, figure: str | os.PathLike | None = None, *, n_trace
     fig.suptitle(f"{ds.path.name}: {len(ds)} traces (dashed: P red, S blue)", fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
-    plt.close(fig)
     return out
 
 

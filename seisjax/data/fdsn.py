@@ -33,6 +33,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from obspy import Catalog, Inventory, Stream, UTCDateTime, read
+from obspy.geodetics import locations2degrees
+from tqdm import tqdm
 
 from seisjax.data.ingest import theoretical_arrival
 from seisjax.data.sources import events_from_catalog, stations_from_inventory
@@ -69,8 +72,6 @@ class DownloadRequest:
     bulk_size: int = 500
 
     def validate(self):
-        from obspy import UTCDateTime
-
         try:
             start, end = UTCDateTime(self.starttime), UTCDateTime(self.endtime)
         except Exception as err:
@@ -86,8 +87,6 @@ class DownloadRequest:
 
 def event_query(request: DownloadRequest) -> dict:
     """Keyword arguments for ``Client.get_events`` (unset filters left out)."""
-    from obspy import UTCDateTime
-
     request.validate()
     query = dict(starttime=UTCDateTime(request.starttime), endtime=UTCDateTime(request.endtime),
                  orderby="time-asc")
@@ -103,8 +102,6 @@ def event_query(request: DownloadRequest) -> dict:
 
 def _origin(event):
     """The event row's origin time as an obspy UTCDateTime."""
-    from obspy import UTCDateTime
-
     return UTCDateTime(float(event["origin_time"]))
 
 
@@ -134,8 +131,6 @@ def bulk_lines(request: DownloadRequest, event, stations: pd.DataFrame) -> list[
     codes match the request's patterns, its epoch contains the origin time, its distance lies in
     ``[min_distance_deg, max_distance_deg]`` and TauP finds a P arrival; the window is
     ``[origin + P - window_before, origin + P + window_after]``."""
-    from obspy.geodetics import locations2degrees
-
     origin = _origin(event)
     t = origin.timestamp
     lines = {}
@@ -166,14 +161,10 @@ def save_waveforms(stream, folder) -> list[Path]:
     groups: dict[tuple, list] = {}
     for tr in stream:
         groups.setdefault((tr.stats.network, tr.stats.station, tr.stats.location), []).append(tr)
-    from obspy import Stream
-
     for (net, sta, loc), traces in sorted(groups.items()):
         path = folder / f"{net}.{sta}.{loc}.mseed"
         st = Stream(traces)
         if path.exists():  # a later bulk chunk for the same station
-            from obspy import read
-
             st = read(str(path)) + st
         for tr in st:
             if tr.data.dtype == np.float64 and np.array_equal(tr.data, tr.data.astype(np.float32)):
@@ -207,9 +198,6 @@ def _is_no_data(err: Exception) -> bool:
 def download(request: DownloadRequest, out_dir, client, *, progress: bool = True) -> DownloadReport:
     """Run the four steps above with ``client`` (an ``obspy.clients.fdsn.Client`` or anything with
     its three methods). One failed station or waveform request is logged and skipped."""
-    from obspy import Catalog, Inventory, UTCDateTime
-    from tqdm import tqdm
-
     request.validate()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

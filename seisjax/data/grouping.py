@@ -23,11 +23,13 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
 import healpy
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from seisjax.data.dataset import DatasetWriter
 from seisjax.errors import InputError
 
 __all__ = ["source_centred_angles", "assign_pixels", "group_traces", "read_symae_hdf5",
@@ -180,10 +182,6 @@ def read_symae_hdf5(path: str | os.PathLike, out_dir: str | os.PathLike, *,
     ``rejected.csv`` in ``out_dir`` (file, trace_id, reason) and in the returned summary. Samples keep
     the file's dtype unless ``dtype`` is given.
     """
-    import h5py
-
-    from seisjax.data.dataset import DatasetWriter
-
     path = Path(path)
     try:
         handle = h5py.File(path, "r")
@@ -219,7 +217,7 @@ def read_symae_hdf5(path: str | os.PathLike, out_dir: str | os.PathLike, *,
                     pixel_id = int(pixel) if re.fullmatch(r"\d+", pixel) else None
                     for station in pixel_node:
                         trace_id = f"{event}/{pixel}/{station}"
-                        reason, trace = _read_leaf(pixel_node[station], h5py)
+                        reason, trace = _read_leaf(pixel_node[station])
                         if reason:
                             rejected.append({"file": str(path), "trace_id": trace_id, "reason": reason})
                             continue
@@ -248,7 +246,7 @@ def read_symae_hdf5(path: str | os.PathLike, out_dir: str | os.PathLike, *,
     return SymaeImport(Path(out_dir), n_traces, len(events), len(groups), rejected_frame)
 
 
-def _read_leaf(node, h5py) -> tuple[str | None, np.ndarray | None]:
+def _read_leaf(node) -> tuple[str | None, np.ndarray | None]:
     if not isinstance(node, h5py.Dataset):
         return "expected a trace dataset, found a group", None
     if not (np.issubdtype(node.dtype, np.integer) or np.issubdtype(node.dtype, np.floating)):

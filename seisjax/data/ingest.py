@@ -59,10 +59,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from sys import intern
 
+import h5py
 import numpy as np
 import pandas as pd
+from obspy import Catalog, Inventory, Stream, UTCDateTime, read
+from obspy.geodetics import gps2dist_azimuth, locations2degrees
+from obspy.taup import TauPyModel
+from tqdm import tqdm
 
 from seisjax.data import quality
+from seisjax.data.dataset import DatasetWriter
 from seisjax.data.sources import (PickTable, StationTable, events_from_catalog, picks_from_catalog,
                                   read_catalog, read_picks, read_stations, stations_from_inventory)
 from seisjax.errors import InputError
@@ -233,8 +239,6 @@ def _as_list(value) -> list:
 def load_side_inputs(catalog=None, stations=None, picks=None):
     """(events DataFrame or None, StationTable, list of pick DataFrames) from paths or obspy objects
     (``Catalog``, ``Inventory``)."""
-    from obspy import Catalog, Inventory
-
     event_frames, pick_frames, station_frames = [], [], []
     for item in _as_list(catalog):
         if isinstance(item, Catalog):
@@ -273,8 +277,6 @@ def _corruption_warning(caught) -> str | None:
 
 def _read(path: str, headonly: bool):
     """obspy.read with warnings that mean 'corrupt file' turned into errors."""
-    from obspy import read
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         stream = read(path, headonly=headonly)
@@ -301,8 +303,6 @@ def _sac_fields(stats, reference_is_origin: bool = False) -> tuple:
     if has_event:
         event_id = str(sac.get("kevnm", "")).strip()
         if not event_id or event_id == "-12345":
-            from obspy import UTCDateTime
-
             event_id = UTCDateTime(origin).strftime("%Y%m%dT%H%M%S.%f")[:-4]
     depth = float(sac.get("evdp", nan))
     if depth > 1000.0:  # old SAC files give depth in metres
@@ -331,8 +331,6 @@ def _sac_fields(stats, reference_is_origin: bool = False) -> tuple:
 def index_waveforms(files: list[str], progress: bool = False, sac_reference_is_origin: bool = False):
     """Header index of every trace: (DataFrame with ``_INDEX_COLUMNS``, list of (file, detail) for
     files obspy cannot read)."""
-    from tqdm import tqdm
-
     # typed arrays for numbers: a Python float in a list costs 32 bytes, here 8
     columns = {name: [] if name in _TEXT_COLUMNS else array("q" if name in ("file_id", "pos", "npts") else "d")
                for name in _INDEX_COLUMNS}
@@ -455,8 +453,6 @@ def _best_event(candidates, events, picks, trace, start, config) -> int:
 # ----------------------------------------------------------------------------- arrivals
 @functools.lru_cache(maxsize=4)
 def _taup_model(name: str):
-    from obspy.taup import TauPyModel
-
     return TauPyModel(model=name)
 
 
@@ -547,8 +543,6 @@ class _Builder:
                 self.reason[r] = (reason, detail)
 
     def _open_writer(self, sampling_rate: float):
-        from seisjax.data.dataset import DatasetWriter
-
         self.writer = DatasetWriter(self.out_dir, component_order=self.config.components,
                                     sampling_rate=sampling_rate, dimension_order="CW",
                                     data_format_attrs={"unit": self.config.unit},
@@ -613,8 +607,6 @@ class _Builder:
                           f"{net}.{sta}.{loc}.{inst}?: " + ", ".join(
                               f"{traces[r].stats.channel} {traces[r].stats.sampling_rate:g} Hz" for r in rows))
         sr = rates[0]
-        from obspy import Stream
-
         streams = {c: Stream([traces[r] for r in by_comp[c]]) for c in present}
         stats = {c: quality.gap_stats(s) for c, s in streams.items()}
         problem = self.filter.check_gaps(stats)
@@ -637,8 +629,6 @@ class _Builder:
                 coords = (float(sac_rows[0].sac_stla), float(sac_rows[0].sac_stlo), float(sac_rows[0].sac_stel))
         if coords is None:
             raise _Reject("no_station", f"{net}.{sta}.{loc}: not in the stations file(s) and no SAC stla/stlo")
-        from obspy.geodetics import gps2dist_azimuth, locations2degrees
-
         stla, stlo, stel = coords
         dist_m, az, baz = gps2dist_azimuth(ev.latitude, ev.longitude, stla, stlo)
         dist_deg = locations2degrees(ev.latitude, ev.longitude, stla, stlo)
@@ -660,8 +650,6 @@ class _Builder:
         problem = self.filter.check_snr(snr, cfg.components)
         if problem:
             raise _Reject(*problem)
-        from obspy import UTCDateTime
-
         split = assign_split(ev.event_id, cfg.split, cfg.split_salt)
         metadata = {
             "source_id": ev.event_id,
@@ -788,8 +776,6 @@ def build_dataset(waveforms, out_dir, *, catalog=None, stations=None, picks=None
         detail = f"no catalog event with its origin within [start - {config.max_lag_s:g} s, end] of the trace"
     builder.reject(no_event, "no_event", detail)
 
-    from tqdm import tqdm
-
     file_ids = index.file_id.to_numpy()
     keys = sorted(records, key=lambda k: (int(file_ids[records[k]].min()), k[1:], k[0]))
     try:
@@ -829,16 +815,12 @@ def _config_json(config: BuildConfig) -> dict:
 
 def _drop_dataset_sampling_rate(out_dir: Path):
     """Mixed sampling rates: the per-row column is the truth, so the dataset-wide value must go."""
-    import h5py
-
     with h5py.File(out_dir / "waveforms.hdf5", "a") as f:
         if "data_format/sampling_rate" in f:
             del f["data_format/sampling_rate"]
 
 
 def _write_rejections(path: Path, files, index, unreadable, builder) -> collections.Counter:
-    from obspy import UTCDateTime
-
     counts = collections.Counter()
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)

@@ -53,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from obspy import UTCDateTime, read_events, read_inventory
 
 from seisjax.errors import InputError
 
@@ -93,8 +94,6 @@ _PICK_ALIASES = {
 
 # ----------------------------------------------------------------------------- helpers
 def _timestamp(value, where: str) -> float:
-    from obspy import UTCDateTime
-
     try:
         return UTCDateTime(str(value).strip()).timestamp
     except Exception as err:  # obspy raises several types for bad text
@@ -157,8 +156,6 @@ def _float(value, where: str, default=math.nan) -> float:
 
 
 def _read_obspy_events(path: Path):
-    from obspy import read_events
-
     head = _head(path, 4096)
     kwargs = {}
     if "GSE2" in head.upper() and "BULLETIN" in head.upper():
@@ -194,8 +191,6 @@ def read_catalog(path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _default_event_id(timestamp: float) -> str:
-    from obspy import UTCDateTime
-
     return UTCDateTime(timestamp).strftime("%Y%m%dT%H%M%S.%f")[:-4]
 
 
@@ -277,8 +272,6 @@ def read_stations(path) -> pd.DataFrame:
                          _float(rec["longitude"], where), _float(rec.get("elevation_m"), where, 0.0),
                          -math.inf, math.inf))
         return _stations_frame(rows, path)
-    from obspy import read_inventory
-
     try:
         inventory = read_inventory(str(path))
     except Exception as err:

@@ -1,4 +1,4 @@
-"""Spectrograms and their inverses, envelopes: numpy/scipy over batches ``(..., W)``.
+"""The STFT, its inverse, Griffin-Lim and the Hilbert envelope: numpy/scipy over batches ``(..., W)``.
 
 STFT convention: exactly :func:`scipy.signal.stft` (``boundary="zeros"``, ``padded=True``,
 ``scaling="spectrum"``: the window is centred on ``t = k * hop / sampling_rate`` with half a window of
@@ -7,8 +7,9 @@ study (``nperseg=256, noverlap=192, nfft=256``, Hann) turn ``(..., C, W)`` into
 ``(..., C, 129, T)`` with ``T = ceil(W / 64) + 1`` (95 for 6000 samples). :func:`istft` inverts it
 exactly (:func:`scipy.signal.istft`), :func:`griffin_lim` recovers a waveform from magnitudes alone.
 
-Scalings for networks: :func:`log_scale` (``log1p``) and its inverse, and per-sample, per-channel
-:func:`minmax_scale`, which returns the scale so that amplitudes can be restored.
+Scalings of magnitudes for networks: :func:`log_scale` (``log1p``, inverted by ``expm1``) and
+per-sample, per-channel :func:`minmax_scale`, which returns the scale so that amplitudes can be
+restored.
 """
 
 from __future__ import annotations
@@ -22,13 +23,9 @@ from seisjax.data.preprocess import check_finite
 from seisjax.errors import InputError
 
 __all__ = [
-    "STFT_DEFAULTS", "stft", "stft_axes", "istft", "magnitude", "spectrogram", "log_scale",
-    "inverse_log_scale", "MinMax", "minmax_scale", "minmax_unscale", "spectral_convergence",
-    "griffin_lim", "hilbert_envelope",
+    "stft", "stft_axes", "istft", "log_scale", "MinMax", "minmax_scale", "minmax_unscale",
+    "spectral_convergence", "griffin_lim", "hilbert_envelope",
 ]
-
-#: The seed study's STFT parameters.
-STFT_DEFAULTS = {"nperseg": 256, "noverlap": 192, "nfft": 256, "window": "hann"}
 
 
 def _stft_params(nperseg, noverlap, nfft, window) -> dict:
@@ -87,28 +84,12 @@ def istft(coefficients, sampling_rate: float = 1.0, *, n_samples: int | None = N
     return x
 
 
-def magnitude(coefficients) -> np.ndarray:
-    """Absolute value of complex STFT coefficients."""
-    return np.abs(coefficients)
-
-
-def spectrogram(x, sampling_rate: float = 1.0, *, log: bool = True, **stft_kwargs) -> np.ndarray:
-    """``log1p(|stft(x)|)`` (or the plain magnitude with ``log=False``): the networks' input."""
-    mag = magnitude(stft(x, sampling_rate, **stft_kwargs))
-    return log_scale(mag) if log else mag
-
-
 def log_scale(mag) -> np.ndarray:
     """``log1p``: compresses the dynamic range of magnitudes (>= 0) and keeps zero at zero."""
     mag = np.asarray(mag)
     if np.any(mag < 0):
         raise InputError("log_scale: magnitudes must be >= 0")
     return np.log1p(mag)
-
-
-def inverse_log_scale(scaled) -> np.ndarray:
-    """Inverse of :func:`log_scale` (``expm1``)."""
-    return np.expm1(scaled)
 
 
 class MinMax(NamedTuple):

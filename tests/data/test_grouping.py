@@ -1,7 +1,7 @@
 """HEALPix pixels of stations seen from the source, (event, pixel) groups, and the
 Earthquake-SymAE HDF5 layout."""
 
-from pathlib import Path
+import importlib.util
 
 import h5py
 import healpy
@@ -14,6 +14,7 @@ from obspy.geodetics import gps2dist_azimuth, locations2degrees
 from seisjax.data.dataset import Dataset
 from seisjax.data.grouping import assign_pixels, group_traces, read_symae_hdf5, source_centred_angles
 from seisjax.errors import InputError
+from tests.conftest import REPO
 
 
 def destination(lat, lon, distance_deg, azimuth_deg):
@@ -160,9 +161,7 @@ def test_read_symae_hdf5_needs_a_sampling_rate_and_traces(tmp_path):
 
 
 def test_convert_symae_script(tmp_path, capsys):
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[1] / "scripts" / "convert_symae_hdf5.py"
+    script = REPO / "scripts" / "symae_convert_hdf5.py"
     spec = importlib.util.spec_from_file_location("convert_symae_hdf5", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -1,4 +1,4 @@
-"""Source, radiation, propagation and noise physics used by the synthetic seismograms.
+"""Source, radiation and propagation physics of the synthetic seismograms.
 
 Every function here is a small vectorised numpy function of physical quantities; the parameters
 (magnitudes, stress drops, t*, ...) come from the generator's config, not from this module. The few
@@ -25,8 +25,7 @@ __all__ = [
     "moment_from_magnitude", "moment_tensor", "ray_vectors", "radiation_pattern",
     "mean_square_radiation", "free_surface_coefficients", "brune_corner_frequency",
     "brune_cumulative", "triangle_cumulative", "smoothed_boxcar_cumulative", "rate_from_cumulative",
-    "attenuation_response", "resonance_response", "butterworth_response", "peterson_psd_db",
-    "peterson_models", "colored_noise", "noise_rms", "rms_snr",
+    "attenuation_response", "resonance_response", "butterworth_response", "delay_response",
 ]
 
 #: log10 M0 [N m] = 1.5 Mw + 9.1 (Hanks & Kanamori 1979 in SI units; IASPEI 2013 standard).
@@ -227,56 +226,10 @@ def butterworth_response(freqs, corner_hz: float, order: int, kind: str) -> np.n
     return np.where(np.isfinite(s), response, 0.0)
 
 
-# ----------------------------------------------------------------------------------------- noise
-@functools.lru_cache(maxsize=1)
-def peterson_models() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Peterson's (1993) new low and high noise models as shipped by obspy: ``(periods_s, nlnm_db,
-    nhnm_db)`` on a common period axis, in dB of acceleration PSD (m^2 s^-4 / Hz)."""
-    from obspy.signal.spectral_estimation import get_nhnm, get_nlnm
-
-    p_low, low = get_nlnm()
-    p_high, high = get_nhnm()
-    periods = np.union1d(p_low, p_high)  # sorted ascending; obspy's arrays run from long to short periods
-    low_order, high_order = np.argsort(p_low), np.argsort(p_high)
-    return (periods, np.interp(periods, p_low[low_order], low[low_order]),
-            np.interp(periods, p_high[high_order], high[high_order]))
-
-
-def peterson_psd_db(freqs, level) -> np.ndarray:
-    """Acceleration PSD in dB at ``freqs``, a fraction ``level`` (0 = NLNM, 1 = NHNM; broadcasts, e.g.
-    ``(n, 1)``) of the way from the low to the high noise model in dB. Outside the models' period range
-    (0.1 to 1e5 s) the nearest model value is used."""
-    periods, low, high = peterson_models()
-    f = np.asarray(freqs, dtype=float)
-    with np.errstate(divide="ignore"):
-        log_period = np.log10(1.0 / np.where(f > 0, f, np.inf))
-    log_period = np.clip(log_period, np.log10(periods[0]), np.log10(periods[-1]))
-    low_f = np.interp(log_period, np.log10(periods), low)
-    high_f = np.interp(log_period, np.log10(periods), high)
-    return low_f + np.asarray(level, dtype=float) * (high_f - low_f)
-
-
-def colored_noise(rng: np.random.Generator, shape: tuple[int, ...], n_samples: int, sampling_rate: float,
-                  psd: np.ndarray) -> np.ndarray:
-    """Gaussian noise ``shape + (n_samples,)`` whose one-sided PSD is ``psd`` (units^2 / Hz, on the
-    ``rfftfreq(n_samples, 1 / sampling_rate)`` axis; broadcasts against ``shape + (n_freq,)``).
-
-    White noise of unit variance has E|X_k|^2 = n in the rFFT; multiplying by ``sqrt(psd * fs / 2)``
-    gives the requested one-sided PSD (the estimate ``2 |Y_k|^2 / (fs n)``).
-    """
-    white = rng.standard_normal((*shape, n_samples))
-    spectrum = np.fft.rfft(white, axis=-1) * np.sqrt(np.asarray(psd) * sampling_rate / 2.0)
-    return np.fft.irfft(spectrum, n=n_samples, axis=-1)
-
-
-def noise_rms(x: np.ndarray, window: slice) -> np.ndarray:
-    """RMS of ``x[..., window]`` after removing its mean (the quality module's noise RMS)."""
-    seg = x[..., window]
-    return np.sqrt(np.mean((seg - seg.mean(axis=-1, keepdims=True)) ** 2, axis=-1))
-
-
-def rms_snr(signal: np.ndarray, noise: np.ndarray, noise_window: slice, signal_window: slice) -> np.ndarray:
-    """RMS of the (noise-free) signal in ``signal_window`` over the demeaned RMS of the noise in
-    ``noise_window``, along the last axis."""
-    signal_rms = np.sqrt(np.mean(signal[..., signal_window] ** 2, axis=-1))
-    return signal_rms / noise_rms(noise, noise_window)
+def delay_response(freqs, times) -> np.ndarray:
+    """Delays as frequency responses ``exp(-i 2 pi f t)``: per-trace times ``(n,)`` -> ``(n, F)``."""
+    phase = (-2.0 * np.pi) * np.multiply.outer(np.asarray(times, dtype=float), np.asarray(freqs, dtype=float))
+    out = np.empty(phase.shape, dtype=complex)
+    np.cos(phase, out=out.real)
+    np.sin(phase, out=out.imag)
+    return out

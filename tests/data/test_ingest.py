@@ -8,7 +8,10 @@ import numpy as np
 import obspy
 import pandas as pd
 import pytest
+from obspy.core.event import Catalog, Event, Magnitude, Origin
 from obspy.geodetics import gps2dist_azimuth, locations2degrees
+from obspy.io import gse2
+from obspy.taup import TauPyModel
 
 from seisjax.cli import main
 from seisjax.data.dataset import Dataset
@@ -213,8 +216,6 @@ def test_empty_result_is_an_error_naming_the_reasons(tmp_path):
 
 # ----------------------------------------------------------------------------- catalogs, TauP, windows
 def test_quakeml_catalog_stationxml_and_theoretical_p(tmp_path):
-    from obspy.core.event import Catalog, Event, Magnitude, Origin
-
     wf = tmp_path / "wf"
     wf.mkdir()
     obspy.read().write(str(wf / "rjob.mseed"), format="MSEED")
@@ -233,8 +234,6 @@ def test_quakeml_catalog_stationxml_and_theoretical_p(tmp_path):
     assert row.station_elevation_m == coords["elevation"]
     assert row.source_depth_km == 8.0 and row.source_magnitude == 3.0 and row.source_magnitude_type == "ML"
     assert row.trace_p_status == "theoretical" and row.trace_s_status == "theoretical"
-    from obspy.taup import TauPyModel
-
     arrivals = TauPyModel("iasp91").get_travel_times(8.0, locations2degrees(47.0, 12.0, coords["latitude"],
                                                                                coords["longitude"]),
                                                      phase_list=["p", "P", "Pn", "Pg"])
@@ -265,8 +264,6 @@ def test_window_around_p_and_gse2_bulletin_picks(tmp_path):
         build_dataset(str(wf), out2, catalog=catalog, stations=stations, picks=picks,
                       config=BuildConfig(window_before=3.0, window_after=30.0, progress=False))
     # GSE2.0 bulletin shipped with obspy: station-only picks at the bulletin's times
-    from obspy.io import gse2
-
     bulletin = os.path.join(os.path.dirname(gse2.__file__), "tests", "data", "bulletin", "gse_2.0_standard.txt")
     gse = read_picks(bulletin)
     geres_p = gse[(gse.station == "GERES") & (gse.phase == "P")].iloc[0]

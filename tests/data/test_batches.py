@@ -4,6 +4,7 @@ import json
 import threading
 import time
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -186,8 +187,6 @@ def test_array_iterator_shares_order_and_sharding_with_dataset_iterator(dataset)
 
 
 def test_process_defaults_come_from_jax():
-    import jax
-
     with ArrayBatchIterator({"x": np.arange(8)}, global_batch_size=jax.process_count() * 2, seed=0) as iterator:
         assert iterator.schedule.process_index == jax.process_index()
         assert iterator.schedule.process_count == jax.process_count()
