@@ -8,7 +8,7 @@ for each SymAE estimate, ``[mean per-group difference from the best baseline of 
 standard error clustered by event, that baseline]`` (:func:`seisjax.symae.stf_eval.goal_by_snr`,
 as ``eval`` reports it; the baselines are scored once, on the first setting); shift RMS (refined and
 network) and duration error. With ``--out DIR`` each setting's full scores
-go to ``DIR/NAME/scores.{json,md}`` (for ``scripts/stf_goal_table.py``). After the main job
+go to ``DIR/NAME/scores.{json,md}`` (for ``scripts/symae_stf_goal_table.py``). After the main job
 (``python3 -m seisjax demo``):
 
     python3 scripts/symae_extraction_sweep.py --run runs/demo/symae --data runs/demo/data/teleseismic-p \\
@@ -23,10 +23,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from seisjax.symae.extraction import ExtractionConfig, arrays_from_prepared, extract_coherent, restore_for_inference
-from seisjax.symae.stf_eval import SYMAE_METHODS, evaluate_stfs, goal_by_snr, write_scores
 from seisjax.cli import STEP_HELP, checkpoint_step
 from seisjax.errors import InputError
+from seisjax.symae.data import arrays_from_prepared
+from seisjax.symae.extraction import ExtractionConfig, extract_coherent
+from seisjax.symae.stf import restore_for_inference
+from seisjax.symae.stf_eval import SYMAE_METHODS, evaluate_stfs, goal_by_snr, write_scores
 
 
 def parse_setting(spec: str) -> tuple[str, dict]:
@@ -81,6 +83,7 @@ def main(argv=None):
                     network_shift_rms_s=summary["symae_network"]["shift_rms_s"],
                     duration_error_s=summary["symae_envelope"]["abs_duration_error_s"])
         print(json.dumps(line), flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -2,9 +2,9 @@
 
 Convention: a positive ``shift`` is a delay, ``y[t] = x(t - shift)`` with ``x`` read as the
 band-limited periodic signal that its samples define. The spectrum is multiplied by the phase ramp
-``exp(-i 2 pi f shift)`` (``f = k / W`` cycles per sample). The SymAE issue writes the ramp as
+``exp(-i 2 pi f shift)`` (``f = k / W`` cycles per sample). SymAE's description writes the ramp as
 ``exp(+i 2 pi f s)``: that is the same operation with ``s = -shift`` (an advance), which is what the
-reference code applies with its shifts in units of half the window.
+Earthquake-SymAE reference applies with its shifts in units of half the window.
 
 For an even length ``W`` the Nyquist bin of a real signal is real, and a real output needs a real
 factor there: we use ``cos(pi * shift)``, the real part of the ramp. This is what a full complex FFT

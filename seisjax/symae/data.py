@@ -1,4 +1,6 @@
-"""SymAE data preparation: (event, pixel) groups of windowed, normalised, polarity-aligned traces.
+"""SymAE's data: (event, pixel) groups of windowed, normalised, polarity-aligned traces, the
+datapoints drawn from them for training and evaluation, and the padded group arrays that
+extraction reads.
 
 ``prepare_symae_groups(dataset, config)`` turns a SeisBench-format dataset into what SymAE trains on
 and what coherent-information extraction reads, following the Earthquake-SymAE reference:
@@ -64,6 +66,21 @@ before test, then station):
   ``time_start`` (time of model sample 0 relative to the pick, in seconds: ``-(pre_p - trim_start) /
   sampling_rate``);
 - ``fingerprint`` (str) and ``report`` (dict: settings, counts, rejections).
+
+Datapoints. A training datapoint is one group with ``ntau`` traces drawn without replacement from its
+train stations (:func:`draw_datapoints`); a group with fewer train traces than ``ntau`` gives all of
+them, in random order, and the rest of the datapoint is padding with mask 0 (the model's pooling and
+the loss ignore masked traces exactly, so no trace counts twice). An epoch visits every group
+``draws_per_group`` times in the order of an :class:`~seisjax.data.batches.ArrayBatchIterator` over
+group indices (shuffled per epoch, sharded over processes, checkpointable); the traces of batch ``k``
+of epoch ``e`` are drawn from ``numpy.random.default_rng([seed, 0x5E15, e, k])`` over the global
+batch, so a resumed run, or one on more processes, draws the same traces
+(:class:`GroupDrawIterator`). Batches: ``{"x": (B, ntau, nt) float32, "mask": (B, ntau) float32,
+"group": (B,) int32}``. Evaluation runs on the test stations: each group's test traces, in chunks of
+at most ``ntau`` per datapoint (padded with mask 0), so every test trace is scored once
+(:func:`eval_datapoints`).
+
+Extraction reads every group at once as :class:`GroupArrays` (:func:`arrays_from_prepared`).
 """
 
 from __future__ import annotations
@@ -74,19 +91,32 @@ import math
 import os
 import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.signal
+from tqdm.auto import tqdm
 
+from seisjax.data.batches import ArrayBatchIterator
+from seisjax.data.grouping import COORDINATE_COLUMNS, assign_pixels
+from seisjax.data.preprocess import detrend
 from seisjax.errors import InputError
+from seisjax.ops.xcorr import xcorr_max
+from seisjax.train.task import dataset_fingerprint
 
 __all__ = [
     "PREP_DEFAULTS",
     "PREP_VERSION",
     "REJECTION_REASONS",
+    "GroupArrays",
+    "GroupDrawIterator",
+    "arrays_from_prepared",
     "cache_path",
+    "draw_datapoints",
+    "eval_datapoints",
     "padded_groups",
     "prep_fingerprint",
     "prep_settings",
@@ -131,6 +161,7 @@ REJECTION_REASONS = {
 _MARGIN = 16          # output samples of padding on each side of the window (filter edge effects)
 _READ_CHUNK = 1024    # traces read and processed at once (bounds memory)
 _MAX_LISTED = 200     # rejected rows listed in the report
+_DRAW_STREAM = 0x5E15  # the datapoint draws' own random stream (see GroupDrawIterator)
 
 
 # ============================================================================ settings
@@ -174,8 +205,6 @@ def prep_settings(config: Mapping | None = None) -> dict:
 
 def prep_fingerprint(dataset, settings: Mapping) -> str:
     """sha256 of the dataset (metadata, rows, sample traces), the settings and :data:`PREP_VERSION`."""
-    from seisjax.train.task import dataset_fingerprint
-
     digest = hashlib.sha256()
     digest.update(f"symae-prep-v{PREP_VERSION}|".encode())
     digest.update(json.dumps(dict(settings), sort_keys=True).encode())
@@ -206,10 +235,6 @@ def window_traces(traces: list[np.ndarray], picks: np.ndarray, rate: float, sett
     None for good traces, else a key of :data:`REJECTION_REASONS` (their rows of ``x`` are zeros).
     Vectorised over the traces: one detrend, one ``resample_poly``, one taper for the batch.
     """
-    import scipy.signal
-
-    from seisjax.data.preprocess import detrend
-
     target = settings["sampling_rate"]
     window, pre_p, trim = settings["window"], settings["pre_p"], settings["trim_start"]
     up, down = _resample_ratio(rate, target)
@@ -287,8 +312,6 @@ def _stations(meta: pd.DataFrame) -> np.ndarray:
 
 
 def _pixels(meta: pd.DataFrame, settings: Mapping) -> np.ndarray:
-    from seisjax.data.grouping import COORDINATE_COLUMNS, assign_pixels
-
     if settings["group_by"] == "event":
         return np.full(len(meta), -1, np.int64)
     if all(c in meta.columns for c in COORDINATE_COLUMNS):
@@ -401,8 +424,6 @@ def _prepare(dataset, settings: Mapping, progress: bool) -> dict:
     start_s = np.full(n_rows, np.nan)
     done = np.zeros(n_rows, bool)
     chunks = [rows[i:i + _READ_CHUNK] for i in range(0, len(rows), _READ_CHUNK)]
-    from tqdm.auto import tqdm
-
     for chunk in tqdm(chunks, desc="symae windows", unit="chunk", disable=not progress):
         waveforms = dataset.get_waveforms(chunk, pad=False)
         for rate in np.unique(rates[chunk]):
@@ -452,8 +473,6 @@ def _prepare(dataset, settings: Mapping, progress: bool) -> dict:
 
 def _polarity(windows: np.ndarray, slot: np.ndarray, kept: pd.DataFrame, reference: pd.Series,
               settings: Mapping) -> np.ndarray:
-    from seisjax.ops.xcorr import xcorr_max
-
     rows = slot[kept["row"].to_numpy()]
     refs = slot[reference.loc[kept["event"]].to_numpy()]
     flip = np.ones(len(rows), np.int8)
@@ -598,3 +617,181 @@ def _with_padded(flat: dict, settings: Mapping) -> dict:
     out.update({"pixels": flat["group_pixel"], "source_ids": flat["event_source_id"],
                 "n_stations": flat["group_n_stations"], "settings": dict(settings)})
     return out
+
+
+# ============================================================================ datapoints (training and evaluation)
+def draw_datapoints(prepared: dict, groups: np.ndarray, uniforms: np.ndarray, ntau: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Traces of datapoints: for each group in ``groups (B,)``, the train traces ranked by
+    ``uniforms (B, >= max train count)`` (smallest first), the first ``ntau`` of them. Returns
+    ``(x (B, ntau, nt) float32, mask (B, ntau) float32)``; vectorised over the batch."""
+    n_train = np.asarray(prepared["group_n_train"])[groups]
+    starts = np.asarray(prepared["group_start"])[groups]
+    width = uniforms.shape[1]
+    keys = np.where(np.arange(width)[None, :] < n_train[:, None], uniforms, np.inf)
+    order = np.argsort(keys, axis=1, kind="stable")[:, :ntau]
+    if order.shape[1] < ntau:   # fewer candidates than ntau in the whole batch
+        order = np.pad(order, ((0, 0), (0, ntau - order.shape[1])))
+    valid = np.arange(ntau)[None, :] < np.minimum(n_train, ntau)[:, None]
+    index = np.where(valid, starts[:, None] + order, 0)
+    x = np.asarray(prepared["trace_x"])[index] * valid[..., None]
+    return x.astype(np.float32), valid.astype(np.float32)
+
+
+class GroupDrawIterator:
+    """Training batches of drawn datapoints; position, sharding and resume of an inner
+    :class:`~seisjax.data.batches.ArrayBatchIterator` over group indices (see the module docstring)."""
+
+    def __init__(self, prepared: dict, *, ntau: int, global_batch_size: int, seed: int,
+                 draws_per_group: int = 1, process_index: int = 0, process_count: int = 1,
+                 prefetch: int = 2):
+        self._prepared = prepared
+        self._ntau = int(ntau)
+        self._seed = int(seed)
+        self._global_batch = int(global_batch_size)
+        self._process_index = int(process_index)
+        groups = np.flatnonzero(np.asarray(prepared["group_n_train"]) > 0)
+        examples = np.tile(groups, max(int(draws_per_group), 1)).astype(np.int32)
+        if len(examples) < self._global_batch:
+            raise InputError(f"symae: {len(groups)} group(s) x data.draws_per_group = {draws_per_group} give "
+                             f"{len(examples)} datapoints per epoch, fewer than batch_size = {global_batch_size}; "
+                             "raise data.draws_per_group or lower batch_size")
+        self._width = int(np.asarray(prepared["group_n_train"]).max())
+        self._inner = ArrayBatchIterator({"group": examples}, global_batch_size=global_batch_size, seed=seed,
+                                         shuffle=True, drop_remainder=True, process_index=process_index,
+                                         process_count=process_count, prefetch=prefetch)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        position = self._inner.state()
+        batch = next(self._inner)
+        rng = np.random.default_rng([self._seed, _DRAW_STREAM, position["epoch"], position["index"]])
+        uniforms = rng.random((self._global_batch, self._width))   # the global batch's draws
+        local = len(batch["group"])
+        rows = uniforms[self._process_index * local:(self._process_index + 1) * local]
+        x, mask = draw_datapoints(self._prepared, batch["group"], rows, self._ntau)
+        return {"x": x, "mask": mask, "group": batch["group"]}
+
+    def state(self) -> dict:
+        return self._inner.state()
+
+    def restore(self, state) -> None:
+        self._inner.restore(state)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self._inner.steps_per_epoch
+
+    @property
+    def epoch(self) -> int:
+        return self._inner.epoch
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def eval_datapoints(prepared: dict, ntau: int) -> dict:
+    """Every group's test traces in datapoints of at most ``ntau`` (in the prepared order), as
+    ``{"x": (D, ntau, nt), "mask": (D, ntau), "group": (D,)}``; a deterministic evaluation set."""
+    n_train = np.asarray(prepared["group_n_train"])
+    n_test = np.asarray(prepared["group_n_test"])
+    chunks = np.where(n_test > 0, -(-n_test // ntau), 0)
+    group = np.repeat(np.arange(len(n_test)), chunks)
+    first_chunk = np.concatenate([[0], np.cumsum(chunks)[:-1]])
+    chunk_in_group = np.arange(len(group)) - np.repeat(first_chunk, chunks)
+    offset = chunk_in_group * ntau
+    count = np.minimum(n_test[group] - offset, ntau)
+    start = np.asarray(prepared["group_start"])[group] + n_train[group] + offset
+    valid = np.arange(ntau)[None, :] < count[:, None]
+    index = np.where(valid, start[:, None] + np.arange(ntau)[None, :], 0)
+    x = np.asarray(prepared["trace_x"])[index] * valid[..., None]
+    return {"x": x.astype(np.float32), "mask": valid.astype(np.float32), "group": group.astype(np.int32)}
+
+
+# ============================================================================ per-group arrays for extraction
+@dataclass
+class GroupArrays:
+    """The traces of every (event, pixel) group, padded to fixed shapes.
+
+    ``traces (G, M, nt)`` (windowed, normalised, polarity-aligned; masked entries may hold
+    anything), ``mask (G, M)`` bool, ``group_event (G,)`` the event index of each group into
+    ``source_ids (E,)``, ``pixels (G,)`` HEALPix pixel of each group, ``trace_ids (G, M)`` row indices
+    of the traces in the dataset (-1 where masked), ``n_stations (G,)`` stations per group (default:
+    valid traces), ``stations (G, M)`` station codes (optional), ``time_start`` the time (s) of the
+    first sample relative to the P pick, ``sampling_rate`` (Hz)."""
+
+    traces: np.ndarray
+    mask: np.ndarray
+    group_event: np.ndarray
+    source_ids: np.ndarray
+    pixels: np.ndarray
+    trace_ids: np.ndarray
+    n_stations: np.ndarray | None = None
+    stations: np.ndarray | None = None
+    time_start: float = 0.0
+    sampling_rate: float = 1.0
+
+    def __post_init__(self):
+        self.traces = np.asarray(self.traces, dtype=np.float32)
+        self.mask = np.asarray(self.mask, dtype=bool)
+        self.group_event = np.asarray(self.group_event, dtype=np.int64)
+        self.source_ids = np.asarray(self.source_ids).astype(str)
+        self.pixels = np.asarray(self.pixels, dtype=np.int64)
+        self.trace_ids = np.asarray(self.trace_ids, dtype=np.int64)
+        if self.traces.ndim != 3:
+            raise InputError(f"group arrays: traces must be (groups, traces, samples), got shape {self.traces.shape}")
+        g, m, _ = self.traces.shape
+        for name, value, shape in (("mask", self.mask, (g, m)), ("group_event", self.group_event, (g,)),
+                                   ("pixels", self.pixels, (g,)), ("trace_ids", self.trace_ids, (g, m))):
+            if value.shape != shape:
+                raise InputError(f"group arrays: {name} has shape {value.shape}; expected {shape} for traces "
+                                 f"of shape {self.traces.shape}")
+        if self.n_stations is not None:
+            self.n_stations = np.asarray(self.n_stations, dtype=np.int64)
+            if self.n_stations.shape != (g,):
+                raise InputError(f"group arrays: n_stations has shape {self.n_stations.shape}; expected {(g,)}")
+        if self.stations is not None:
+            self.stations = np.asarray(self.stations).astype(str)
+            if self.stations.shape != (g, m):
+                raise InputError(f"group arrays: stations has shape {self.stations.shape}; expected {(g, m)}")
+        n_events = len(self.source_ids)
+        if g and (self.group_event.min() < 0 or self.group_event.max() >= n_events):
+            raise InputError(f"group arrays: group_event holds indices outside [0, {n_events}) "
+                             f"(min {self.group_event.min()}, max {self.group_event.max()})")
+        valid = self.traces[self.mask]
+        bad = ~np.isfinite(valid).all(axis=-1)
+        if bad.any():
+            where = np.argwhere(self.mask)[np.flatnonzero(bad)[0]]
+            gi, ti = int(where[0]), int(where[1])
+            raise InputError(f"group arrays: trace {ti} of group {gi} (event {self.source_ids[self.group_event[gi]]}, "
+                             f"pixel {self.pixels[gi]}, dataset row {self.trace_ids[gi, ti]}) holds NaN or inf; "
+                             f"{int(bad.sum())} such trace(s) in all")
+
+    @property
+    def n_events(self) -> int:
+        return len(self.source_ids)
+
+    def select_events(self, events) -> GroupArrays:
+        """The groups of the given event indices (renumbered in the given order)."""
+        events = np.asarray(events, dtype=np.int64)
+        remap = np.full(self.n_events, -1)
+        remap[events] = np.arange(len(events))
+        keep = np.flatnonzero(remap[self.group_event] >= 0)
+        pick = lambda a: None if a is None else a[keep]
+        return GroupArrays(self.traces[keep], self.mask[keep], remap[self.group_event[keep]], self.source_ids[events],
+                           self.pixels[keep], self.trace_ids[keep], pick(self.n_stations), pick(self.stations),
+                           self.time_start, self.sampling_rate)
+
+
+def arrays_from_prepared(prepared: dict) -> GroupArrays:
+    """:class:`GroupArrays` from :func:`seisjax.symae.data.prepare_symae_groups`'s output."""
+    required = ("traces", "mask", "group_event", "source_ids", "pixels", "trace_ids")
+    missing = [k for k in required if k not in prepared]
+    if missing:
+        raise InputError(f"prepared SymAE groups lack {missing} (have: {sorted(prepared)})")
+    return GroupArrays(prepared["traces"], prepared["mask"], prepared["group_event"], prepared["source_ids"],
+                       prepared["pixels"], prepared["trace_ids"], prepared.get("n_stations"),
+                       prepared.get("stations"), float(prepared.get("time_start", 0.0)),
+                       float(prepared.get("sampling_rate", 1.0)))

@@ -1,6 +1,7 @@
 """The main job: SymAE end to end on the built-in synthetic ``teleseismic-p`` data.
 
-``python -m seisjax demo --workdir runs/demo`` (about 10 minutes on a 2-core CPU):
+``python -m seisjax demo --workdir runs/demo`` (a few minutes on a 2-core CPU; results on the page,
+``seisjax/symae/README.md``):
 
 1. **Data.** Synthesise the ``teleseismic-p`` scenario (24 events on the smaller station network of
    ``experiments/symae.py:quick``) with its ground truth into ``<workdir>/data/teleseismic-p``
@@ -11,7 +12,7 @@
    (:func:`seisjax.train.loop.train_and_evaluate`) in ``<workdir>/symae`` (checkpoints, metrics,
    figures; a second run resumes or finds it trained).
 3. **Extract** the STFs of every (event, pixel) group in one compiled call
-   (:func:`seisjax.symae.extraction.run_stf`) into ``<workdir>/stf/stf.h5`` with figures in
+   (:func:`seisjax.symae.stf.run_stf`) into ``<workdir>/stf/stf.h5`` with figures in
    ``<workdir>/stf/stf_figures``.
 4. **Score** SymAE's envelope and signed STFs and the four baselines (MCCC / ICCS alignment, linear
    / phase-weighted stacks, on the same traces) against the truth
@@ -34,7 +35,8 @@ from seisjax.data.resolve import resolve_dataset
 from seisjax.data.synthetic import synthesize
 from seisjax.errors import InputError
 from seisjax.symae.data import prepare_symae_groups
-from seisjax.symae.extraction import ExtractionConfig, run_stf
+from seisjax.symae.extraction import ExtractionConfig
+from seisjax.symae.stf import run_stf
 from seisjax.symae.stf_eval import evaluate_stfs, write_scores
 from seisjax.symae.task import SymAETask
 from seisjax.train.loop import train_and_evaluate
@@ -65,11 +67,12 @@ def symae_config(data_dir, *, seed: int = 0, variant: str = "quick", overrides=(
 
 def run(workdir: str | Path, *, seed: int = 0, overwrite: bool = False, variant: str = "quick",
         overrides=()) -> dict:
-    """Run the main job in ``workdir`` (module docstring); ``seed`` of the data and the training, ``overwrite`` replaces the data and the run, ``variant``
-    the training (``quick``, ``medium``, ``long`` or ``xlong``; the runs of the longer ones go to
-    ``<workdir>/symae_<variant>``), ``overrides`` ``["key=value", ...]`` of the SymAE config
-    (``--config.``; ``data.synthetic.*`` changes the data, and data already in the workdir must
-    match it). Returns the paths written and the scores."""
+    """Run the main job in ``workdir`` (module docstring); ``seed`` of the data and the training,
+    ``overwrite`` replaces the data and the run, ``variant`` the training (``quick``, ``medium``,
+    ``long`` or ``xlong``; the runs of the longer ones go to ``<workdir>/symae_<variant>``),
+    ``overrides`` ``["key=value", ...]`` of the SymAE config (``--config.``; ``data.synthetic.*``
+    changes the data, and data already in the workdir must match it). Returns the paths written and
+    the scores."""
     workdir = Path(workdir)
     data_dir = workdir / "data" / "teleseismic-p"
     suffix = "" if variant == "quick" else f"_{variant}"

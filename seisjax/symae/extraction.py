@@ -36,16 +36,14 @@ traces, ``(G, M, nt)``, a mask ``(G, M)`` and the event of each group ``(G,)``. 
    stacks, and normalised to ``max |.| = 1``.
 5. **Time shifts as nuisance parameters.** Each input trace's delay ``s`` is refined, starting from
    the shift network's prediction, so that the advanced trace ``fourier_shift(x, -s)`` best matches a
-   template in the decoder's (aligned) frame: by default the pixel's coherent code decoded with the
-   trace's own nuisance code, ``decode(c_pixel, n_i)`` (``shift_template="pixel"``: one template per
-   pixel, the linear ``stf_signed`` stack before its phase weighting and normalisation). The objective is the normalised
-   correlation of the demeaned signals minus ``shift_prior * (s - s_mean)^2`` (seconds), a Gaussian
-   prior towards the group's mean network delay ``s_mean``: the SymAE loss's own penalty on the
-   shifts' size. Without it the refinement fits noise and the neighbouring cycles of noisy traces
-   (on the demo's synthetic data, 1.87 s RMS against the true timing errors where the network has
-   0.98 s and zero shifts 0.97 s; with it 0.66 s). The start is the best integer lag within
-   ``shift_search`` samples of the prediction by the same penalised score, then Newton steps using
-   ``jax.grad`` (and the gradient of the gradient) through
+   template in the decoder's (aligned) frame: the pixel's coherent code decoded with the trace's own
+   nuisance code, ``decode(c_pixel, n_i)``. The objective is the normalised correlation of the
+   demeaned signals minus ``shift_prior * (s - s_mean)^2`` (seconds), a Gaussian prior towards the
+   group's mean network delay ``s_mean``: the SymAE loss's own penalty on the shifts' size. Without it
+   the refinement fits noise and the neighbouring cycles of noisy traces, and ends further from the
+   true timing errors than the network's shifts it started from (seisjax/symae/README.md). The start
+   is the best integer lag within ``shift_search`` samples of the prediction by the same penalised
+   score, then Newton steps using ``jax.grad`` (and the gradient of the gradient) through
    :func:`~seisjax.ops.fourier.fourier_shift`, falling back to a bounded gradient step where the
    objective is not concave, each step clipped to ``max_shift_step`` samples. Outputs: per-trace
    delays (in samples and seconds; positive = later than the template) and the aligned traces.
@@ -61,8 +59,7 @@ requires), per-event stages over events, and the top-``N`` selection is one sort
 there is no Python loop over events or pixels. The gradient steps run inside one compiled
 ``lax.scan`` on accelerators; on CPU (``loop="auto"``) one compiled step over all events is called
 once per step from Python instead, because XLA:CPU runs convolution gradients inside compiled loops
-several times slower (measured: 20 steps of the code objective took 6-7x longer in a ``lax.scan``
-than unrolled).
+several times slower (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -73,18 +70,21 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from seisjax.data.stft import hilbert_envelope
 from seisjax.errors import InputError
 from seisjax.ops.fourier import fourier_shift
+from seisjax.symae.baselines import phase_weighted_stack
+from seisjax.symae.data import GroupArrays
 
-__all__ = ["ExtractionConfig", "GroupArrays", "Extraction", "kl_gaussians", "analytic_envelope",
-           "refine_shifts", "target_groups", "make_extractor", "extract_coherent",
-           "write_extraction_hdf5", "read_extraction_hdf5", "restore_for_inference", "arrays_from_prepared",
-           "run_stf"]
+__all__ = ["ExtractionConfig", "Extraction", "kl_gaussians", "analytic_envelope", "refine_shifts",
+           "target_groups", "make_extractor", "extract_coherent", "aligned_stack", "write_extraction_hdf5",
+           "read_extraction_hdf5"]
 
 
 # ============================================================================ configuration and data
@@ -93,21 +93,19 @@ class ExtractionConfig:
     """Settings of :func:`extract_coherent` (hashable: one compiled function per config).
 
     ``n_best`` nuisance codes kept per event (the reference's N = 10); ``steps``, ``lr``, ``alpha``:
-    their gradient descent (``steps = 0`` keeps the scored codes as they are), ``optimizer`` ``"sgd"``
-    (plain gradient descent, the default) or ``"adam"`` (optax); ``shift_steps`` Newton
-    / gradient iterations of the per-trace shift refinement (0: keep the network's shifts),
+    their gradient descent (``steps = 0`` keeps the scored codes as they are), ``optimizer``
+    ``"sgd"`` (plain gradient descent, the default) or ``"adam"`` (optax); ``shift_steps`` Newton /
+    gradient iterations of the per-trace shift refinement (0: keep the network's shifts),
     ``max_shift_step`` the largest change of a shift per iteration (samples), ``shift_search`` the
     half-width (samples) of an integer-lag search around the network's prediction before refining
-    (0: none, start from the prediction), ``shift_template`` ``"trace"`` or ``"pixel"`` (see the
-    module docstring), ``shift_prior`` the weight (per squared second) of the penalty that pulls each
-    delay towards its group's mean network delay (0: none); ``signed_stack_nu`` the power of the
-    phase coherence that weights the ``stf_signed`` stack of the virtual seismograms (0: their
-    linear stack); ``sampling_rate`` (Hz) converts shifts
-    to seconds; ``group_batch`` groups per
-    vectorised batch inside the compiled calls (None: all groups at once); ``loop`` how the
-    optimisation steps run: ``"scan"`` inside one compiled call, ``"host"`` as one compiled step over
-    all events called from Python per step, ``"auto"`` host on CPU, scan elsewhere (XLA:CPU runs the
-    convolution gradients inside a compiled loop about 6 times slower than outside one)."""
+    (0: none, start from the prediction), ``shift_prior`` the weight (per squared second) of the
+    penalty that pulls each delay towards its group's mean network delay (0: none);
+    ``signed_stack_nu`` the power of the phase coherence that weights the ``stf_signed`` stack of
+    the virtual seismograms (0: their linear stack); ``sampling_rate`` (Hz) converts shifts to
+    seconds; ``group_batch`` groups per vectorised batch inside the compiled calls (None: all groups
+    at once); ``loop`` how the optimisation steps run: ``"scan"`` inside one compiled call,
+    ``"host"`` as one compiled step over all events called from Python per step, ``"auto"`` host on
+    CPU, scan elsewhere (module docstring)."""
 
     n_best: int = 10
     steps: int = 100
@@ -117,7 +115,6 @@ class ExtractionConfig:
     shift_steps: int = 30
     max_shift_step: float = 1.0
     shift_search: int = 3
-    shift_template: str = "trace"
     shift_prior: float = 0.03
     signed_stack_nu: float = 2.0
     sampling_rate: float = 1.0
@@ -141,86 +138,10 @@ class ExtractionConfig:
             raise InputError(f"extraction: optimizer = {self.optimizer!r}; expected 'sgd' or 'adam'")
         if self.loop not in ("auto", "scan", "host"):
             raise InputError(f"extraction: loop = {self.loop!r}; expected 'auto', 'scan' or 'host'")
-        if self.shift_template not in ("pixel", "trace"):
-            raise InputError(f"extraction: shift_template = {self.shift_template!r}; expected 'pixel' or 'trace'")
         if not self.sampling_rate > 0:
             raise InputError(f"extraction: sampling_rate = {self.sampling_rate} must be > 0")
         if self.group_batch is not None and self.group_batch < 1:
             raise InputError(f"extraction: group_batch = {self.group_batch} must be >= 1 (or None)")
-
-
-@dataclass
-class GroupArrays:
-    """The traces of every (event, pixel) group, padded to fixed shapes.
-
-    ``traces (G, M, nt)`` (windowed, normalised, polarity-aligned; masked entries may hold
-    anything), ``mask (G, M)`` bool, ``group_event (G,)`` the event index of each group into
-    ``source_ids (E,)``, ``pixels (G,)`` HEALPix pixel of each group, ``trace_ids (G, M)`` row indices
-    of the traces in the dataset (-1 where masked), ``n_stations (G,)`` stations per group (default:
-    valid traces), ``stations (G, M)`` station codes (optional), ``time_start`` the time (s) of the
-    first sample relative to the P pick, ``sampling_rate`` (Hz)."""
-
-    traces: np.ndarray
-    mask: np.ndarray
-    group_event: np.ndarray
-    source_ids: np.ndarray
-    pixels: np.ndarray
-    trace_ids: np.ndarray
-    n_stations: np.ndarray | None = None
-    stations: np.ndarray | None = None
-    time_start: float = 0.0
-    sampling_rate: float = 1.0
-
-    def __post_init__(self):
-        self.traces = np.asarray(self.traces, dtype=np.float32)
-        self.mask = np.asarray(self.mask, dtype=bool)
-        self.group_event = np.asarray(self.group_event, dtype=np.int64)
-        self.source_ids = np.asarray(self.source_ids).astype(str)
-        self.pixels = np.asarray(self.pixels, dtype=np.int64)
-        self.trace_ids = np.asarray(self.trace_ids, dtype=np.int64)
-        if self.traces.ndim != 3:
-            raise InputError(f"group arrays: traces must be (groups, traces, samples), got shape {self.traces.shape}")
-        g, m, _ = self.traces.shape
-        for name, value, shape in (("mask", self.mask, (g, m)), ("group_event", self.group_event, (g,)),
-                                   ("pixels", self.pixels, (g,)), ("trace_ids", self.trace_ids, (g, m))):
-            if value.shape != shape:
-                raise InputError(f"group arrays: {name} has shape {value.shape}; expected {shape} for traces "
-                                 f"of shape {self.traces.shape}")
-        if self.n_stations is not None:
-            self.n_stations = np.asarray(self.n_stations, dtype=np.int64)
-            if self.n_stations.shape != (g,):
-                raise InputError(f"group arrays: n_stations has shape {self.n_stations.shape}; expected {(g,)}")
-        if self.stations is not None:
-            self.stations = np.asarray(self.stations).astype(str)
-            if self.stations.shape != (g, m):
-                raise InputError(f"group arrays: stations has shape {self.stations.shape}; expected {(g, m)}")
-        n_events = len(self.source_ids)
-        if g and (self.group_event.min() < 0 or self.group_event.max() >= n_events):
-            raise InputError(f"group arrays: group_event holds indices outside [0, {n_events}) "
-                             f"(min {self.group_event.min()}, max {self.group_event.max()})")
-        valid = self.traces[self.mask]
-        bad = ~np.isfinite(valid).all(axis=-1)
-        if bad.any():
-            where = np.argwhere(self.mask)[np.flatnonzero(bad)[0]]
-            gi, ti = int(where[0]), int(where[1])
-            raise InputError(f"group arrays: trace {ti} of group {gi} (event {self.source_ids[self.group_event[gi]]}, "
-                             f"pixel {self.pixels[gi]}, dataset row {self.trace_ids[gi, ti]}) holds NaN or inf; "
-                             f"{int(bad.sum())} such trace(s) in all")
-
-    @property
-    def n_events(self) -> int:
-        return len(self.source_ids)
-
-    def select_events(self, events) -> GroupArrays:
-        """The groups of the given event indices (renumbered in the given order)."""
-        events = np.asarray(events, dtype=np.int64)
-        remap = np.full(self.n_events, -1)
-        remap[events] = np.arange(len(events))
-        keep = np.flatnonzero(remap[self.group_event] >= 0)
-        pick = lambda a: None if a is None else a[keep]
-        return GroupArrays(self.traces[keep], self.mask[keep], remap[self.group_event[keep]], self.source_ids[events],
-                           self.pixels[keep], self.trace_ids[keep], pick(self.n_stations), pick(self.stations),
-                           self.time_start, self.sampling_rate)
 
 
 @dataclass
@@ -259,11 +180,6 @@ class Extraction:
     config: ExtractionConfig = field(default_factory=ExtractionConfig)
     stf_stack: np.ndarray | None = None
     stf_stack_signed: np.ndarray | None = None
-
-    @property
-    def shifts_s(self) -> np.ndarray:
-        """Refined per-trace delays in seconds."""
-        return self.shifts / self.config.sampling_rate
 
 
 # ============================================================================ small pure functions
@@ -485,11 +401,10 @@ def make_extractor(model, config: ExtractionConfig):
         weighted = stack * _phase_coherence(aligned_virtual, valid) ** cfg.signed_stack_nu
         peak = jnp.max(jnp.abs(weighted))
         stf_signed = weighted / jnp.where(peak > 0, peak, 1.0)
-        template = stack[None, :] if cfg.shift_template == "pixel" else decoded
         if cfg.shift_steps > 0 or cfg.shift_search > 0:
             # the prior pulls each delay towards the group's mean network delay (the delays are relative)
             centre = jnp.sum(jnp.where(m, shifts0, 0.0)) / jnp.maximum(jnp.sum(m), 1)
-            shifts, _ = refine_shifts(x, template, shifts0, steps=cfg.shift_steps, max_step=cfg.max_shift_step,
+            shifts, _ = refine_shifts(x, decoded, shifts0, steps=cfg.shift_steps, max_step=cfg.max_shift_step,
                                       search=cfg.shift_search, prior_centre=centre,
                                       prior_weight=cfg.shift_prior / cfg.sampling_rate ** 2)
         else:
@@ -629,9 +544,6 @@ def aligned_stack(aligned, mask, *, nu: float = 2.0) -> tuple[np.ndarray, np.nda
     """``(envelope, signed)`` ``(G, nt)`` of the phase-weighted stacks of the aligned traces
     ``(G, M, nt)`` over their valid traces ``mask (G, M)`` (module docstring, item 6), normalised
     to a maximum of 1 (zeros for a group without traces)."""
-    from seisjax.symae.baselines import phase_weighted_stack
-    from seisjax.data.stft import hilbert_envelope
-
     aligned = np.where(mask[..., None], np.nan_to_num(np.asarray(aligned, np.float64)), 0.0)
     stack = phase_weighted_stack(aligned, nu=nu, mask=mask)
     envelope = hilbert_envelope(stack)
@@ -655,8 +567,6 @@ def write_extraction_hdf5(path, groups: GroupArrays, result: Extraction, *, chec
     ``checkpoint_step`` (-1: unknown) and the whole config as JSON. Only valid traces and codes are
     written (``shifts`` in seconds, ``shifts_samples`` in samples, row ``i`` of ``aligned`` is
     trace ``trace_ids[i]``)."""
-    import h5py
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cfg = result.config
@@ -708,8 +618,6 @@ def write_extraction_hdf5(path, groups: GroupArrays, result: Extraction, *, chec
 def read_extraction_hdf5(path) -> dict:
     """``{"attrs": {...}, "events": {source_id: {"attrs", "loss_history", ..., "pixels": {pixel: {name:
     array}}}}}`` from a file of :func:`write_extraction_hdf5`."""
-    import h5py
-
     out = {"attrs": {}, "events": {}}
     with h5py.File(path, "r") as f:
         out["attrs"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
@@ -722,91 +630,3 @@ def read_extraction_hdf5(path) -> dict:
                     event[key] = item[()]
             out["events"][str(ev.attrs.get("source_id", name))] = event
     return out
-
-
-# ============================================================================ checkpoints and preparation
-def restore_for_inference(workdir, *, step: int | str | None = None, data_path=None):
-    """``(model, params, config, step, task)`` of a trained SymAE run, through the engine's
-    :func:`seisjax.train.loop.restore_trained` (``data_path``: prepare that dataset instead of the
-    run's own). The caller closes ``task``."""
-    from seisjax.symae.task import SymAETask  # TODO(layout): run_stf moves above the task
-    from seisjax.train.loop import restore_trained
-
-    config, task, state, step = restore_trained(SymAETask, workdir, step=step, data_path=data_path)
-    model = task.model
-    if not hasattr(model, "encode_coherent"):
-        task.close()
-        raise InputError(f"{workdir}: the run's model {config.model.name!r} is not a SymAE (no coherent encoder)")
-    return model, jax.device_get(state.params), config, step, task
-
-
-def _integrates(dataset_path, input_kind: str) -> tuple[bool, str]:
-    """Whether the displacement envelope integrates the traces, and why."""
-    if input_kind in ("velocity", "displacement"):
-        return input_kind == "velocity", f"--input-kind {input_kind}"
-    unit = ""
-    if dataset_path is not None:
-        from seisjax.data.dataset import Dataset
-
-        with Dataset(dataset_path) as ds:
-            unit = str(ds.data_format.get("unit", "") or "")
-    if unit.strip().lower() in ("m", "nm", "um", "displacement"):
-        return False, f"data unit {unit!r}: displacement"
-    return True, f"data unit {unit or 'unknown'!r}: taken as velocity and integrated"
-
-
-def run_stf(workdir, out, *, data_path=None, step: int | None = None, config: ExtractionConfig | None = None,
-            figures: bool = True, max_figure_events: int = 6, input_kind: str = "auto",
-            log=print) -> dict:
-    """The ``stf`` command: restore the SymAE run in ``workdir`` (checkpoint ``step``, default the
-    latest), take the task's preparation of its data (or of ``data_path``), extract every event and
-    pixel at once, write the HDF5 ``out`` and figures in ``<out stem>_figures/`` beside it. Returns
-    ``{"hdf5", "figures", "events", "groups", "traces", "checkpoint_step", "compile_and_run_s"}``."""
-    import time
-
-    from seisjax.symae.plots import mean_displacement_envelope, write_figures
-
-    out = Path(out)
-    if input_kind not in ("auto", "velocity", "displacement"):
-        raise InputError(f"input_kind = {input_kind!r}: expected auto, velocity or displacement")
-    model, params, run_config, ckpt_step, task = restore_for_inference(workdir, step=step, data_path=data_path)
-    try:
-        prepared = getattr(task, "prepared", None)
-        if prepared is None:
-            raise InputError(f"{workdir}: the task {run_config.task.name!r} has no SymAE preparation")
-        groups = arrays_from_prepared(prepared)
-        dataset_path = getattr(task, "dataset_path", data_path)
-    finally:
-        task.close()
-    base = config or ExtractionConfig()
-    config = dataclasses.replace(base, sampling_rate=groups.sampling_rate)
-    log(f"stf: checkpoint step {ckpt_step} of {workdir}; {groups.n_events} events, {len(groups.pixels)} "
-        f"(event, pixel) groups, {int(groups.mask.sum())} traces of {groups.traces.shape[-1]} samples at "
-        f"{groups.sampling_rate:g} Hz; N = {config.n_best}, {config.steps} steps (lr {config.lr}, alpha {config.alpha})")
-    start = time.perf_counter()
-    result = extract_coherent(model, params, groups, config)
-    elapsed = time.perf_counter() - start
-    log(f"stf: extraction of all events and pixels at once (compile + run) took {elapsed:.1f} s")
-    integrate, why = _integrates(dataset_path, input_kind)
-    envelope = mean_displacement_envelope(groups.traces, groups.mask, groups.sampling_rate, integrate=integrate)
-    write_extraction_hdf5(out, groups, result, checkpoint_step=ckpt_step, displacement_envelope=envelope,
-                          extra_attrs={"workdir": str(workdir), "displacement_envelope": why})
-    paths = []
-    if figures:
-        paths = write_figures(out.parent / f"{out.stem}_figures", groups, result, max_events=max_figure_events,
-                              displacement_envelope=envelope)
-    return {"hdf5": out, "figures": paths, "events": groups.n_events, "groups": len(groups.pixels),
-            "traces": int(groups.mask.sum()), "checkpoint_step": ckpt_step, "compile_and_run_s": elapsed,
-            "final_loss": np.nanmean(result.loss_history[:, -1]), "initial_loss": np.nanmean(result.loss_history[:, 0])}
-
-
-def arrays_from_prepared(prepared: dict) -> GroupArrays:
-    """:class:`GroupArrays` from :func:`seisjax.symae.data.prepare_symae_groups`'s output."""
-    required = ("traces", "mask", "group_event", "source_ids", "pixels", "trace_ids")
-    missing = [k for k in required if k not in prepared]
-    if missing:
-        raise InputError(f"prepared SymAE groups lack {missing} (have: {sorted(prepared)})")
-    return GroupArrays(prepared["traces"], prepared["mask"], prepared["group_event"], prepared["source_ids"],
-                       prepared["pixels"], prepared["trace_ids"], prepared.get("n_stations"),
-                       prepared.get("stations"), float(prepared.get("time_start", 0.0)),
-                       float(prepared.get("sampling_rate", 1.0)))

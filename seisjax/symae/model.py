@@ -1,6 +1,6 @@
 """SymAE: a symmetric variational autoencoder with differentiable Fourier time shifts.
 
-The architecture of the Earthquake-SymAE reference (issue 4), in Flax Linen. A datapoint is a group
+The architecture of the Earthquake-SymAE reference, in Flax Linen. A datapoint is a group
 of ``ntau`` traces of ``nt`` samples (one earthquake, one HEALPix pixel of station directions):
 ``x (B, ntau, nt)`` with an optional ``mask (B, ntau)`` of valid traces, so that groups with fewer
 traces are padded rather than dropped.

@@ -1,4 +1,4 @@
-"""Figures of a SymAE extraction (matplotlib, Agg): per-pixel STFs beside the mean displacement
+"""Figures of a SymAE extraction: per-pixel STFs beside the mean displacement
 envelope of the input traces, reconstructions against inputs, and the optimisation's loss history."""
 
 from __future__ import annotations
@@ -8,9 +8,12 @@ from pathlib import Path
 import numpy as np
 import scipy.integrate
 import scipy.signal
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 
-from seisjax.symae.extraction import Extraction, GroupArrays
 from seisjax.data.stft import hilbert_envelope
+from seisjax.symae.data import GroupArrays
+from seisjax.symae.extraction import Extraction
 
 __all__ = ["mean_displacement_envelope", "plot_event_stfs", "plot_reconstructions", "plot_loss_history",
            "write_figures"]
@@ -43,21 +46,11 @@ def _time_axis(groups: GroupArrays) -> np.ndarray:
     return groups.time_start + np.arange(groups.traces.shape[-1]) / groups.sampling_rate
 
 
-def _agg():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_event_stfs(path, groups: GroupArrays, result: Extraction, event: int,
                     displacement_envelope: np.ndarray | None = None, *, integrate: bool = True) -> Path:
     """STFs of every pixel of ``event`` stacked and coloured by pixel (envelope filled, the
     sign-keeping estimate as a line), beside the mean displacement envelope of each pixel's input
     traces in the same colours. The target pixel is marked with a star."""
-    plt = _agg()
     rows = np.flatnonzero(groups.group_event == event)
     rows = rows[np.argsort(groups.pixels[rows])]
     if displacement_envelope is None:
@@ -66,9 +59,9 @@ def plot_event_stfs(path, groups: GroupArrays, result: Extraction, event: int,
     else:
         displacement_envelope = displacement_envelope[rows]
     t = _time_axis(groups)
-    colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, max(len(rows), 1)))
-    fig, (ax_stf, ax_env) = plt.subplots(1, 2, figsize=(11, 1.2 + 0.9 * max(len(rows), 2)), sharex=True,
-                                         sharey=True)
+    colours = colormaps["viridis"](np.linspace(0.0, 0.9, max(len(rows), 1)))
+    fig = Figure(figsize=(11, 1.2 + 0.9 * max(len(rows), 2)))
+    ax_stf, ax_env = fig.subplots(1, 2, sharex=True, sharey=True)
     for k, (g, colour) in enumerate(zip(rows, colours)):
         label = f"pixel {groups.pixels[g]} ({int(groups.mask[g].sum())} tr)"
         if result.target_group[event] == g:
@@ -86,19 +79,17 @@ def plot_event_stfs(path, groups: GroupArrays, result: Extraction, event: int,
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def plot_reconstructions(path, groups: GroupArrays, result: Extraction, event: int, *, n_traces: int = 6) -> Path:
     """Inputs against the model's reconstructions for a few traces of the event's target pixel,
     with the traces aligned by the refined shifts beside them."""
-    plt = _agg()
     g = int(result.target_group[event])
     valid = np.flatnonzero(groups.mask[g])[:n_traces]
     t = _time_axis(groups)
-    fig, axes = plt.subplots(max(len(valid), 1), 2, figsize=(11, 0.4 + 1.1 * max(len(valid), 1)), sharex=True,
-                             squeeze=False)
+    fig = Figure(figsize=(11, 0.4 + 1.1 * max(len(valid), 1)))
+    axes = fig.subplots(max(len(valid), 1), 2, sharex=True, squeeze=False)
     for row, j in enumerate(valid):
         ax, ax_al = axes[row]
         ax.plot(t, groups.traces[g, j], color="0.3", lw=0.8, label="input")
@@ -117,14 +108,13 @@ def plot_reconstructions(path, groups: GroupArrays, result: Extraction, event: i
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def plot_loss_history(path, groups: GroupArrays, result: Extraction, *, max_events: int = 20) -> Path:
     """The extraction objective (mean over each event's codes) against the step, with its two terms."""
-    plt = _agg()
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    fig = Figure(figsize=(12, 3.4))
+    axes = fig.subplots(1, 3)
     steps = np.arange(result.loss_history.shape[1])
     for e in range(min(groups.n_events, max_events)):
         label = str(groups.source_ids[e]) if groups.n_events <= 8 else None
@@ -140,7 +130,6 @@ def plot_loss_history(path, groups: GroupArrays, result: Extraction, *, max_even
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

@@ -54,9 +54,18 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import h5py
 import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
+from seisjax.data.synthetic import read_truth
 from seisjax.errors import InputError
+from seisjax.symae.baselines import BASELINE_METHODS, baseline_stf
+from seisjax.symae.data import padded_groups
+from seisjax.symae.extraction import read_extraction_hdf5
+from seisjax.symae.stf_scores import (SNR_EDGES, format_table, score_stf, snr_table, stf_duration, time_shift_rms,
+                                      truth_subevent_times)
 
 __all__ = ["SYMAE_METHODS", "evaluate_stfs", "goal_by_snr", "goal_comparisons", "goal_rows", "symae_per_group",
            "truth_for_groups", "write_scores", "plot_scores"]
@@ -77,15 +86,11 @@ def symae_per_group(extraction, prepared: Mapping) -> dict:
     ``sampling_rate``. ``extraction``: an ``Extraction`` (made from these groups, in their order),
     an extraction HDF5 path, or its ``read_extraction_hdf5`` dict (matched by source id and pixel,
     traces by dataset row)."""
-    from seisjax.symae.data import padded_groups
-
     pad = padded_groups(prepared, "all")
     mask, trace_ids = pad["mask"], pad["trace_ids"]
     n_groups, width = mask.shape
     rate = float(prepared["sampling_rate"])
     if isinstance(extraction, (str, Path)):
-        from seisjax.symae.extraction import read_extraction_hdf5
-
         extraction = read_extraction_hdf5(extraction)
     if isinstance(extraction, Mapping):
         attrs = extraction.get("attrs", {})
@@ -133,12 +138,6 @@ def truth_for_groups(truth, prepared: Mapping) -> dict:
     (G,)``), true sub-event peak times, the per-trace ``time_error_s`` and ``snr`` on the padded
     layout ``(G, M)``; ``stf (E, T)``, ``stf_rate`` and ``stf_time_start`` (interval centres).
     ``truth``: a ``read_truth`` dict, or a dataset folder / truth.h5 path."""
-    import h5py
-
-    from seisjax.symae.stf_scores import truth_subevent_times
-    from seisjax.symae.data import padded_groups
-    from seisjax.data.synthetic import read_truth
-
     stf_time_start = 0.0
     if isinstance(truth, (str, Path)):
         path = Path(truth) / "truth.h5" if Path(truth).is_dir() else Path(truth)
@@ -209,12 +208,6 @@ def evaluate_stfs(extraction, prepared: Mapping, truth, *, methods: Sequence[str
     best baseline of its kind, envelope or signed, with the paired per-group difference; the
     headline keys compare SymAE's envelope with the best baseline envelope); and the Markdown
     tables ``summary_md``, ``table_md`` and ``shift_md``."""
-    import pandas as pd
-
-    from seisjax.symae.baselines import BASELINE_METHODS, baseline_stf
-    from seisjax.symae.stf_scores import SNR_EDGES, format_table, score_stf, snr_table, time_shift_rms
-    from seisjax.symae.data import padded_groups
-
     methods = tuple(BASELINE_METHODS if methods is None else methods)
     unknown = [m for m in methods if m not in BASELINE_METHODS]
     if unknown:
@@ -248,8 +241,6 @@ def evaluate_stfs(extraction, prepared: Mapping, truth, *, methods: Sequence[str
         truth_stf = true["stf"][true["stf_index"][g]]
         key = int(true["stf_index"][g])
         if key not in duration_true:
-            from seisjax.symae.stf_scores import stf_duration
-
             duration_true[key] = float(stf_duration(truth_stf, true["stf_rate"])[0] / 0.9)   # 5-95 % -> full
         base = {"group": g, "source_id": str(prepared["group_source_id"][g]), "pixel": int(prepared["group_pixel"][g]),
                 "snr": float(group_snr[g]), "n_traces": int(mask[g].sum())}
@@ -431,8 +422,6 @@ def write_scores(scores: Mapping, out_dir, *, figure: bool = True) -> dict:
              "difference, mean ± standard error clustered by event, and the fraction of groups where "
              "SymAE scores higher)", ""]
     rows = goal_rows(goal)
-    from seisjax.symae.stf_scores import format_table
-
     lines.append(format_table(rows) if rows else "(no groups)")
     paths["markdown"].write_text("\n".join(lines) + "\n")
     if figure:
@@ -447,12 +436,8 @@ def _fmt(value, spec: str = ".3f") -> str:
 def plot_scores(scores: Mapping, path) -> Path:
     """Correlation with the true STF per group against the group's SNR, one colour per method
     (envelopes: dots; signed estimates: crosses)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
     methods = [row["method"] for row in scores["summary"] if row.get("correlation") is not None]
     for i, method in enumerate(methods):
         rows = [r for r in scores["groups"] if r["method"] == method and r.get("correlation") is not None]
@@ -466,5 +451,4 @@ def plot_scores(scores: Mapping, path) -> Path:
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

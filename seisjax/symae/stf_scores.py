@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 
 import numpy as np
+import pandas as pd
 import scipy.optimize
 import scipy.signal
 
@@ -307,8 +308,6 @@ def snr_table(records, *, snr_key: str = "snr", metrics: Sequence[str] | None = 
     metric, its mean over the finite values as ``<metric>`` plus ``<metric>_<stat>`` for the other
     ``statistics`` (``median``, ``std``, ``min``, ``max``, ``count``: finite values).
     """
-    import pandas as pd
-
     frame = records if isinstance(records, pd.DataFrame) else pd.DataFrame(
         records if isinstance(records, Mapping) else list(records))
     edges = [float(e) for e in edges]

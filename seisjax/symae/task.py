@@ -6,9 +6,7 @@ Config (``config.data``; the preparation keys are those of
     source = "synthetic"          # "synthetic": teleseismic-p data made in <workdir>/data (or data.path)
                                   #   when absent; "dataset": a dataset at data.path
     path = ""
-    synthetic_events = 100        # size, seed and config overrides of generated data
-    synthetic_seed = 0
-    synthetic_overrides = ()      # e.g. ("stations.n_arrays=12", ...)
+    synthetic                     # the generator's scenario config (seisjax.data.synthetic.scenario_config)
     pick_column, component, sampling_rate, window, pre_p, trim_start, taper_alpha, group_by, nside,
     min_stations, test_fraction, split_seed, polarity_max_lag, snr_column, events_split
     ntau = 20                     # traces per datapoint
@@ -18,21 +16,11 @@ Config (``config.data``; the preparation keys are those of
 ``config.task``: ``gamma`` (100), ``beta_nuisance``, ``beta_coherent``, ``shift_penalty`` (see
 :func:`seisjax.symae.model.symae_loss`). ``config.model.nt`` must equal ``window - trim_start``.
 
-Batches. A training datapoint is one group with ``ntau`` traces drawn without replacement from its
-train stations; a group with fewer train traces than ``ntau`` gives all of them, in random order,
-and the rest of the datapoint is padding with mask 0 (the model's pooling and the loss ignore masked
-traces exactly, so no trace counts twice). An epoch visits every group ``draws_per_group`` times in
-the order of an :class:`~seisjax.data.batches.ArrayBatchIterator` over group indices (shuffled per
-epoch, sharded over processes, checkpointable); the traces of batch ``k`` of epoch ``e`` are drawn
-from ``numpy.random.default_rng([seed, 0x5E15, e, k])`` over the global batch, so a resumed run, or
-one on more processes, draws the same traces. Batches: ``{"x": (B, ntau, nt) float32, "mask": (B,
-ntau) float32, "group": (B,) int32}``.
-
-Evaluation runs on the test stations: each group's test traces, in chunks of at most ``ntau`` per
-datapoint (padded with mask 0), so every test trace is scored once. Metrics (means over traces;
-(sum, count) pairs): ``loss`` (the negative ELBO per trace: nll + kl_nuisance + kl_coherent, without
-the shift penalty, whose "norm" form depends on the batch), its three terms, ``mse`` per sample,
-``correlation`` (Pearson, trace against reconstruction), ``shift_mean_square`` (samples^2).
+Batches: training datapoints drawn from each group's train stations, evaluation datapoints holding
+every test trace once (:mod:`seisjax.symae.data`). Metrics (means over traces; (sum, count) pairs):
+``loss`` (the negative ELBO per trace: nll + kl_nuisance + kl_coherent, without the shift penalty,
+whose "norm" form depends on the batch), its three terms, ``mse`` per sample, ``correlation``
+(Pearson, trace against reconstruction), ``shift_mean_square`` (samples^2).
 
 The preparation's report (counts of traces, groups, and of rejected traces per reason) is printed
 and, for the run's own data, written to ``<workdir>/symae_data.json``, the rejected traces to
@@ -48,108 +36,19 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from matplotlib.figure import Figure
 
+from seisjax.data.batches import ArrayBatchIterator
+from seisjax.data.dataset import Dataset
 from seisjax.data.resolve import resolve_dataset
 from seisjax.errors import InputError
-from seisjax.symae.model import MODELS
+from seisjax.symae.data import GroupDrawIterator, arrays_from_prepared, eval_datapoints, prepare_symae_groups
+from seisjax.symae.extraction import ExtractionConfig, extract_coherent
+from seisjax.symae.model import MODELS, symae_loss, symae_per_datapoint
+from seisjax.symae.stf_eval import evaluate_stfs, write_scores
 from seisjax.train.task import Task
 
-__all__ = ["GroupDrawIterator", "SymAETask", "draw_datapoints", "eval_datapoints"]
-
-_DRAW_STREAM = 0x5E15
-
-
-# ============================================================================ host-side batches
-def draw_datapoints(prepared: dict, groups: np.ndarray, uniforms: np.ndarray, ntau: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Traces of datapoints: for each group in ``groups (B,)``, the train traces ranked by
-    ``uniforms (B, >= max train count)`` (smallest first), the first ``ntau`` of them. Returns
-    ``(x (B, ntau, nt) float32, mask (B, ntau) float32)``; vectorised over the batch."""
-    n_train = np.asarray(prepared["group_n_train"])[groups]
-    starts = np.asarray(prepared["group_start"])[groups]
-    width = uniforms.shape[1]
-    keys = np.where(np.arange(width)[None, :] < n_train[:, None], uniforms, np.inf)
-    order = np.argsort(keys, axis=1, kind="stable")[:, :ntau]
-    if order.shape[1] < ntau:   # fewer candidates than ntau in the whole batch
-        order = np.pad(order, ((0, 0), (0, ntau - order.shape[1])))
-    valid = np.arange(ntau)[None, :] < np.minimum(n_train, ntau)[:, None]
-    index = np.where(valid, starts[:, None] + order, 0)
-    x = np.asarray(prepared["trace_x"])[index] * valid[..., None]
-    return x.astype(np.float32), valid.astype(np.float32)
-
-
-class GroupDrawIterator:
-    """Training batches of drawn datapoints; position, sharding and resume of an inner
-    :class:`~seisjax.data.batches.ArrayBatchIterator` over group indices (see the module docstring)."""
-
-    def __init__(self, prepared: dict, *, ntau: int, global_batch_size: int, seed: int,
-                 draws_per_group: int = 1, process_index: int = 0, process_count: int = 1,
-                 prefetch: int = 2):
-        from seisjax.data.batches import ArrayBatchIterator
-
-        self._prepared = prepared
-        self._ntau = int(ntau)
-        self._seed = int(seed)
-        self._global_batch = int(global_batch_size)
-        self._process_index = int(process_index)
-        groups = np.flatnonzero(np.asarray(prepared["group_n_train"]) > 0)
-        examples = np.tile(groups, max(int(draws_per_group), 1)).astype(np.int32)
-        if len(examples) < self._global_batch:
-            raise InputError(f"symae: {len(groups)} group(s) x data.draws_per_group = {draws_per_group} give "
-                             f"{len(examples)} datapoints per epoch, fewer than batch_size = {global_batch_size}; "
-                             "raise data.draws_per_group or lower batch_size")
-        self._width = int(np.asarray(prepared["group_n_train"]).max())
-        self._inner = ArrayBatchIterator({"group": examples}, global_batch_size=global_batch_size, seed=seed,
-                                         shuffle=True, drop_remainder=True, process_index=process_index,
-                                         process_count=process_count, prefetch=prefetch)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict:
-        position = self._inner.state()
-        batch = next(self._inner)
-        rng = np.random.default_rng([self._seed, _DRAW_STREAM, position["epoch"], position["index"]])
-        uniforms = rng.random((self._global_batch, self._width))   # the global batch's draws
-        local = len(batch["group"])
-        rows = uniforms[self._process_index * local:(self._process_index + 1) * local]
-        x, mask = draw_datapoints(self._prepared, batch["group"], rows, self._ntau)
-        return {"x": x, "mask": mask, "group": batch["group"]}
-
-    def state(self) -> dict:
-        return self._inner.state()
-
-    def restore(self, state) -> None:
-        self._inner.restore(state)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self._inner.steps_per_epoch
-
-    @property
-    def epoch(self) -> int:
-        return self._inner.epoch
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-def eval_datapoints(prepared: dict, ntau: int) -> dict:
-    """Every group's test traces in datapoints of at most ``ntau`` (in the prepared order), as
-    ``{"x": (D, ntau, nt), "mask": (D, ntau), "group": (D,)}``; a deterministic evaluation set."""
-    n_train = np.asarray(prepared["group_n_train"])
-    n_test = np.asarray(prepared["group_n_test"])
-    chunks = np.where(n_test > 0, -(-n_test // ntau), 0)
-    group = np.repeat(np.arange(len(n_test)), chunks)
-    first_chunk = np.concatenate([[0], np.cumsum(chunks)[:-1]])
-    chunk_in_group = np.arange(len(group)) - np.repeat(first_chunk, chunks)
-    offset = chunk_in_group * ntau
-    count = np.minimum(n_test[group] - offset, ntau)
-    start = np.asarray(prepared["group_start"])[group] + n_train[group] + offset
-    valid = np.arange(ntau)[None, :] < count[:, None]
-    index = np.where(valid, start[:, None] + np.arange(ntau)[None, :], 0)
-    x = np.asarray(prepared["trace_x"])[index] * valid[..., None]
-    return {"x": x.astype(np.float32), "mask": valid.astype(np.float32), "group": group.astype(np.int32)}
+__all__ = ["SymAETask"]
 
 
 # ============================================================================ the task
@@ -174,9 +73,6 @@ class SymAETask(Task):
         self.source = "dataset" if data_path is not None else str(data.source)
         if self.source not in ("synthetic", "dataset"):
             raise InputError(f"data.source = {self.source!r}: expected 'synthetic' or 'dataset'")
-        from seisjax.data.dataset import Dataset
-        from seisjax.symae.data import prepare_symae_groups
-
         self.dataset_path = resolve_dataset(data, workdir=workdir, data_path=data_path, scenario="teleseismic-p")
         with Dataset(self.dataset_path) as dataset:
             self.prepared = prepare_symae_groups(dataset, data, cache_dir=self.workdir,
@@ -210,8 +106,6 @@ class SymAETask(Task):
                                  prefetch=int(self.config.data.prefetch))
 
     def eval_batches(self, *, process_index, process_count):
-        from seisjax.data.batches import ArrayBatchIterator
-
         if len(self._eval["group"]) == 0:
             raise InputError("symae: no test stations to evaluate on (data.test_fraction is 0?)")
         return ArrayBatchIterator(self._eval, global_batch_size=int(self.config.eval.batch_size), seed=0,
@@ -243,16 +137,12 @@ class SymAETask(Task):
 
     # ------------------------------------------------------------------ pure functions
     def loss(self, params, model_state, batch, rng, *, train):
-        from seisjax.symae.model import symae_loss
-
         outputs = self.model.apply({"params": params, **model_state}, batch["x"], batch["mask"], train=train,
                                    rngs=self.rngs(rng))
         loss, terms = symae_loss(outputs, batch["x"], batch["mask"], **self._loss_options())
         return loss, (terms, model_state)
 
     def eval_metrics(self, params, model_state, batch, rng):
-        from seisjax.symae.model import symae_per_datapoint
-
         x = batch["x"]
         mask = batch["mask"] * batch["_valid"][:, None]
         outputs = self.model.apply({"params": params, **model_state}, x, mask, train=False)
@@ -283,9 +173,6 @@ class SymAETask(Task):
         truth = Path(self.dataset_path) / "truth.h5"
         if not truth.exists() or not bool(self.config.eval.get("stf_scores", True)):
             return None
-        from seisjax.symae.extraction import ExtractionConfig, arrays_from_prepared, extract_coherent
-        from seisjax.symae.stf_eval import evaluate_stfs, write_scores
-
         groups = arrays_from_prepared(self.prepared)
         steps = self.config.eval.get("stf_steps", None)
         config = ExtractionConfig(sampling_rate=groups.sampling_rate,
@@ -306,11 +193,6 @@ class SymAETask(Task):
         return np.concatenate(out) if out else np.zeros(0)
 
     def eval_figures(self, params, model_state, batch, out_dir):
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         out_dir = Path(out_dir)
         paths = []
         rate = float(self.prepared["sampling_rate"])
@@ -322,7 +204,8 @@ class SymAETask(Task):
             recon, shifts = np.asarray(outputs["reconstruction"]), np.asarray(outputs["shifts"])
             panels = [(d, t) for d in range(len(valid_rows)) for t in np.flatnonzero(mask[d] > 0)[:2]]
             t_axis = self.prepared["time_start"] + np.arange(x.shape[-1]) / rate
-            fig, axes = plt.subplots(len(panels), 1, figsize=(8, 1.6 * len(panels)), sharex=True, squeeze=False)
+            fig = Figure(figsize=(8, 1.6 * len(panels)))
+            axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)
             groups = np.asarray(batch["group"])[valid_rows]
             for ax, (d, t) in zip(axes[:, 0], panels):
                 g = int(groups[d])
@@ -335,9 +218,9 @@ class SymAETask(Task):
             fig.tight_layout()
             paths.append(out_dir / "reconstructions.png")
             fig.savefig(paths[-1], dpi=100)
-            plt.close(fig)
         shifts = self.predict_shifts(params, model_state, np.asarray(self.prepared["trace_x"]))
-        fig, ax = plt.subplots(figsize=(6, 3.5))
+        fig = Figure(figsize=(6, 3.5))
+        ax = fig.subplots()
         ax.hist(shifts / rate, bins=50, color="C0")
         ax.set_xlabel("learned shift (s; positive = the trace is late)")
         ax.set_ylabel("traces")
@@ -345,5 +228,4 @@ class SymAETask(Task):
         fig.tight_layout()
         paths.append(out_dir / "shifts_histogram.png")
         fig.savefig(paths[-1], dpi=100)
-        plt.close(fig)
         return paths

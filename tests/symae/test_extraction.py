@@ -14,21 +14,15 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from seisjax.symae.extraction import (
-    ExtractionConfig,
-    GroupArrays,
-    analytic_envelope,
-    extract_coherent,
-    kl_gaussians,
-    read_extraction_hdf5,
-    refine_shifts,
-    target_groups,
-    write_extraction_hdf5,
-)
-from seisjax.symae.plots import mean_displacement_envelope, write_figures
 from seisjax.errors import InputError
-from seisjax.symae.model import SymAE
 from seisjax.ops.fourier import fourier_shift
+from seisjax.symae.baselines import phase_weighted_stack
+from seisjax.symae.data import GroupArrays
+from seisjax.symae.extraction import (ExtractionConfig, _masked_mean, _phase_coherence, analytic_envelope,
+                                      extract_coherent, kl_gaussians, read_extraction_hdf5, refine_shifts,
+                                      target_groups, write_extraction_hdf5)
+from seisjax.symae.model import SymAE
+from seisjax.symae.plots import mean_displacement_envelope, write_figures
 
 NT, P, Q, M = 64, 8, 6, 7
 CONFIG = ExtractionConfig(n_best=4, steps=15, lr=0.1, alpha=0.1, shift_steps=8)
@@ -160,9 +154,6 @@ def test_analytic_envelope_matches_scipy():
 
 
 def test_phase_coherence_weights_as_the_baselines_phase_weighted_stack():
-    from seisjax.symae.baselines import phase_weighted_stack
-    from seisjax.symae.extraction import _masked_mean, _phase_coherence
-
     rng = np.random.default_rng(5)
     pulse = np.exp(-0.5 * ((np.arange(NT) - 60.0) / 3.0) ** 2)
     traces = pulse + 0.5 * rng.normal(size=(6, NT))
@@ -193,7 +184,6 @@ def test_stf_normalisation_and_signed_estimate(extracted):
         cc = np.fft.irfft(np.fft.rfft(res.stf_signed[g] - res.stf_signed[g].mean()) * np.conj(np.fft.rfft(mean)), NT)
         assert cc[np.argmax(np.abs(cc))] > 0
     # the data stacked on SymAE's clock: a phase-weighted stack of the traces advanced by the refined shifts
-    from seisjax.symae.baselines import phase_weighted_stack
     for g in range(len(groups.pixels)):
         m = groups.mask[g]
         advanced = np.asarray(fourier_shift(jnp.asarray(groups.traces[g][m]), -jnp.asarray(res.shifts[g][m])))

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from seisjax.symae.extraction import ExtractionConfig, refine_shifts
 from seisjax.errors import InputError
+from seisjax.symae.extraction import ExtractionConfig, refine_shifts
 
 NT = 192
 TIME = np.arange(NT, dtype=np.float64)
@@ -90,21 +90,3 @@ def test_prior_pulls_towards_its_centre_by_the_expected_amount():
 def test_shift_prior_must_be_non_negative():
     with pytest.raises(InputError, match="shift_prior"):
         ExtractionConfig(shift_prior=-1.0)
-
-
-def test_extraction_sweep_settings_are_typed_and_checked():
-    import importlib.util
-    from pathlib import Path
-
-    from seisjax.errors import InputError
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "symae_extraction_sweep.py"
-    spec = importlib.util.spec_from_file_location("symae_extraction_sweep", path)
-    sweep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sweep)
-    name, kwargs = sweep.parse_setting("mix:steps=300,alpha=1.0,optimizer=adam,shift_prior=0")
-    assert name == "mix" and kwargs == {"steps": 300, "alpha": 1.0, "optimizer": "adam", "shift_prior": 0.0}
-    assert isinstance(kwargs["steps"], int) and isinstance(kwargs["shift_prior"], float)
-    assert sweep.parse_setting("default:") == ("default", {})
-    with pytest.raises(InputError, match="unknown key 'step'"):
-        sweep.parse_setting("typo:step=3")

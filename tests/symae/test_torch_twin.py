@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seisjax.symae.model import SymAE, count_params, symae_loss
+from seisjax.bench import TWINS_FILE
 from seisjax.ops.fourier import fourier_shift
+from seisjax.symae.model import SymAE, count_params, symae_loss
 
 torch = pytest.importorskip("torch")
 
@@ -23,8 +24,6 @@ FAST_COMPILE = True  # see conftest.py
 
 @pytest.fixture(scope="module")
 def twins():
-    from seisjax.bench import TWINS_FILE
-
     spec = importlib.util.spec_from_file_location("torch_twins_symae", TWINS_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

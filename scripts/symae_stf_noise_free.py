@@ -8,7 +8,7 @@ JSON line per method: mean correlation overall, below and above (group) SNR 5, o
 the noise-free records, and SymAE's rows of the run's extraction (``--stf``) on the noisy records.
 After the main job (``python3 -m seisjax demo``):
 
-    python3 scripts/stf_noise_free.py --run runs/demo/symae --data runs/demo/data/teleseismic-p \\
+    python3 scripts/symae_stf_noise_free.py --run runs/demo/symae --data runs/demo/data/teleseismic-p \\
         --stf runs/demo/stf/stf.h5
 """
 
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from seisjax.symae.extraction import restore_for_inference
-from seisjax.symae.stf_eval import evaluate_stfs
 from seisjax.data.synthetic import flatten_config, scenario_config, synthesize
 from seisjax.errors import InputError
+from seisjax.symae.stf import restore_for_inference
+from seisjax.symae.stf_eval import evaluate_stfs
 
 
 def noise_free_overrides(stored: dict) -> dict:

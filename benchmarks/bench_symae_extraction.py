@@ -12,13 +12,13 @@ machine; all runs are in the JSON):
 - ``loop``: what a Python loop over events would cost, estimated as events x (one event with all its
   pixels in one call): the alternative that the vectorised call replaces.
 
-The issue's target is ``all <= 3 x one pixel``. The work of ``all`` is events x the work of one
+The target is ``all <= 3 x one pixel``. The work of ``all`` is events x the work of one
 event (the code optimisation, the bulk of it, is per event), so on an accelerator that runs one
 pixel far below its capacity the target is about latency; on a CPU, which is busy already with one
 event's codes, the time grows with the work, and the ratio to read there is ``loop / all``.
 
-    python benchmarks/bench_extraction.py                       # 32 events x 10 pixels x 24 traces
-    python benchmarks/bench_extraction.py --events 4 --pixels 3 --steps 20 --repeats 1   # quick check
+    python benchmarks/bench_symae_extraction.py                 # 32 events x 10 pixels x 24 traces
+    python benchmarks/bench_symae_extraction.py --events 4 --pixels 3 --steps 20 --repeats 1   # quick check
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seisjax.symae.extraction import ExtractionConfig, GroupArrays, make_extractor, target_groups
 from seisjax.bench import cpu_model
+from seisjax.symae.data import GroupArrays
+from seisjax.symae.extraction import ExtractionConfig, make_extractor, target_groups
 from seisjax.symae.model import SymAE
 
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seisjax.symae import stf_scores as sm
 from seisjax.errors import InputError
+from seisjax.symae import stf_scores as sm
 
 
 def triangle(t, apex, half_width, height=1.0):

@@ -7,7 +7,7 @@ difference with its standard error clustered by event (``seisjax.symae.stf_eval.
 pooled, the runs' events are counted apart, so runs on other draws of events add evidence). The
 low-SNR rows of the README:
 
-    python3 scripts/stf_goal_table.py runs/lowsnr/stf_long runs/lowsnr_seed{1,2,3}/stf_long
+    python3 scripts/symae_stf_goal_table.py runs/lowsnr/stf_long runs/lowsnr_seed{1,2,3}/stf_long
 """
 
 import argparse
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from seisjax.errors import InputError
 from seisjax.symae.baselines import BASELINE_METHODS
 from seisjax.symae.stf_eval import goal_by_snr, goal_rows
 from seisjax.symae.stf_scores import format_table
-from seisjax.errors import InputError
 
 
 def load_groups(path: Path, tag: str) -> pd.DataFrame:

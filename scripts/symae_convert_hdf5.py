@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Convert an Earthquake-SymAE HDF5 file (/<event>/<pixel>/<station>) into a seisjax dataset.
 
-    python scripts/convert_symae_hdf5.py deep_EQs_dataP.hdf5 --sampling-rate 1 --out runs/symae_data
+    python scripts/symae_convert_hdf5.py deep_EQs_dataP.hdf5 --sampling-rate 1 --out runs/symae_data
 
 Each leaf becomes one single-component ("Z") trace with source_id, healpix_pixel and station_code
 columns (see seisjax/data/grouping.py: read_symae_hdf5); leaves that are not usable traces are listed
@@ -11,6 +11,7 @@ in rejected.csv.
 import argparse
 import sys
 
+from seisjax.data.grouping import read_symae_hdf5
 from seisjax.errors import InputError
 
 
@@ -23,14 +24,11 @@ def main(argv=None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-
-    from seisjax.data.grouping import read_symae_hdf5
-
     try:
         summary = read_symae_hdf5(args.source, args.out, sampling_rate=args.sampling_rate,
                                   overwrite=args.overwrite, progress=not args.quiet)
     except (InputError, FileNotFoundError) as err:
-        print(f"convert_symae_hdf5: error: {err}", file=sys.stderr)
+        print(f"symae_convert_hdf5: error: {err}", file=sys.stderr)
         return 2
     print(summary)
     return 0

@@ -6,14 +6,18 @@ errors, and SymAE outputs given in the extraction-file layout (or as an Extracti
 read back from HDF5)."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from seisjax.symae.stf_eval import evaluate_stfs, symae_per_group, truth_for_groups, write_scores
 from seisjax.errors import InputError
+from seisjax.ops.fourier import fourier_shift
+from seisjax.symae.data import arrays_from_prepared, padded_groups
+from seisjax.symae.extraction import Extraction, ExtractionConfig, aligned_stack, write_extraction_hdf5
+from seisjax.symae.stf_eval import (_clustered_standard_error, evaluate_stfs, symae_per_group, truth_for_groups,
+                                    write_scores)
+from tests.symae.conftest import load_script
 
 RATE, TRUTH_RATE, NT, M = 1.0, 10.0, 96, 8
 TIME_START = -30.0          # window sample 0 is 30 s before the pick
@@ -151,9 +155,6 @@ def test_noise_lowers_baseline_scores(case):
 
 
 def test_extraction_object_and_its_hdf5_file_score_identically(case, tmp_path):
-    from seisjax.symae.extraction import Extraction, ExtractionConfig, arrays_from_prepared, write_extraction_hdf5
-    from seisjax.symae.data import padded_groups
-
     prepared, truth, _, exact, _ = case
     full = {**prepared, **padded_groups(prepared, "all"), "pixels": prepared["group_pixel"],
             "source_ids": prepared["group_source_id"], "group_event": np.arange(2)}
@@ -203,9 +204,6 @@ def test_data_stacked_on_the_right_shifts_recover_the_stf():
     """symae_stack: the phase-weighted stack of traces aligned by SymAE's shifts. Noisy traces aligned
     by their true delays stack to the STF; the same traces aligned by wrong delays do not, and the
     evaluation scores the stack it is given (older files without one give NaN, not an error)."""
-    from seisjax.symae.extraction import aligned_stack
-    from seisjax.ops.fourier import fourier_shift
-
     prepared, truth, t = make_case(seed=3, noise=0.3)
     traces = prepared["trace_x"].reshape(2, M, NT).astype(np.float64)
     delays = truth["traces"]["time_error_s"].to_numpy().reshape(2, M) * RATE
@@ -231,8 +229,6 @@ def test_data_stacked_on_the_right_shifts_recover_the_stf():
 
 
 def test_goal_standard_error_counts_events_not_groups():
-    from seisjax.symae.stf_eval import _clustered_standard_error
-
     rng = np.random.default_rng(0)
     independent = rng.normal(size=200)
     # one group per event: the ordinary standard error of the mean
@@ -247,8 +243,6 @@ def test_goal_standard_error_counts_events_not_groups():
 
 
 def test_goal_table_pools_runs_as_separate_events(case, tmp_path, capsys):
-    import importlib.util
-
     prepared, truth, t, exact, file = case
     wrong = np.stack([triangle(t, 3 * d) for d in DURATIONS.values()])
     runs = []
@@ -256,10 +250,7 @@ def test_goal_table_pools_runs_as_separate_events(case, tmp_path, capsys):
         scores = evaluate_stfs(extraction_file_dict(prepared, estimate, np.zeros((2, M))), prepared, truth,
                                methods=("mccc_linear",))
         runs.append(write_scores(scores, tmp_path / name, figure=False)["json"])
-    path = Path(__file__).resolve().parents[1] / "scripts" / "stf_goal_table.py"
-    spec = importlib.util.spec_from_file_location("stf_goal_table", path)
-    table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(table)
+    table = load_script("symae_stf_goal_table")
     frames = [table.load_groups(p, f"run{i}") for i, p in enumerate(runs)]
     pooled = pd.concat(frames, ignore_index=True)
     assert pooled["source_id"].nunique() == 2 * frames[0]["source_id"].nunique()   # the same ids, other runs

@@ -1,10 +1,7 @@
-"""SymAE data preparation, batches and training task: windows, groups, polarity, split and rejections
-on a tiny synthetic teleseismic-p set with known truth, datapoint draws and their resume, a short
-run of the real config through the engine, and the preparation of the real Alaska SAC records."""
+"""SymAE data: windows, groups, polarity, split and rejections on a tiny synthetic teleseismic-p set
+with known truth (the ``tele`` fixture, conftest.py), datapoint draws and their resume, and the
+preparation of the real Alaska SAC records."""
 
-import json
-
-import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,36 +9,15 @@ import pytest
 from seisjax.config import load_config
 from seisjax.data.dataset import Dataset, DatasetWriter
 from seisjax.data.grouping import group_traces
-from seisjax.symae.data import (
-    PREP_DEFAULTS,
-    cache_path,
-    prepare_symae_groups,
-    window_traces,
-)
-from seisjax.data.synthetic import read_truth, scenario_config, synthesize
-from seisjax.errors import InputError
-from seisjax.symae.task import GroupDrawIterator, SymAETask, eval_datapoints
+from seisjax.data.ingest import BuildConfig, build_dataset
+from seisjax.data.synthetic import read_truth
+from seisjax.symae.data import (PREP_DEFAULTS, GroupDrawIterator, cache_path, eval_datapoints, prepare_symae_groups,
+                                window_traces)
 from tests.conftest import REPO
+from tests.symae.conftest import SETTINGS
 
 CONFIG = str(REPO / "experiments" / "symae.py")
-# Dense arrays of 28 stations within 2 degrees, so that (event, pixel) groups of more than 20 exist
-# in 3 events; records just long enough for the 200 s window at 1 Hz with its margins.
-TINY = ["stations.n_scattered=0", "stations.n_arrays=10", "stations.array_size=28",
-        "stations.array_radius_deg=2.0", "source.depth_km=(100.0, 200.0)", "window.pre_p_s=80.0",
-        "window.post_p_s=180.0"]
-SETTINGS = {"pick_column": "trace_p_predicted_sample"}
-
-
 FAST_COMPILE = True  # see conftest.py
-
-
-@pytest.fixture(scope="module")
-def tele(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tele") / "data"
-    synthesize(scenario_config("teleseismic-p", TINY, events=3), path, figure=False, progress=False)
-    dataset = Dataset(path)
-    yield dataset, prepare_symae_groups(dataset, SETTINGS)
-    dataset.close()
 
 
 def _copy_with(dataset, out, edits):
@@ -222,44 +198,8 @@ def test_draws_are_train_traces_of_the_group_and_resume_exactly(tele):
     assert got == list(np.flatnonzero(prep["trace_is_test"]))
 
 
-# ============================================================================ training
-def test_quick_config_trains_through_the_engine(tele, tmp_path):
-    from seisjax.train.checkpoint import Checkpointer
-    from seisjax.train.logging import read_metrics
-    from seisjax.families import restore_trained, train_and_evaluate
-
-    dataset, _ = tele
-    overrides = ["data.source=dataset", f"data.path={dataset.path}", "batch_size=4", "data.ntau=6",
-                 "eval.batch_size=8", "optim.stages=((100, 1e-2, 1.0),)", "train.num_steps=4",
-                 "train.log_every_steps=1", "train.eval_every_epochs=None", "train.checkpoint_every_epochs=None",
-                 "train.async_checkpointing=false"]
-    config = load_config(f"{CONFIG}:quick", overrides)
-    with pytest.raises(InputError, match="model.nt"):
-        SymAETask(load_config(f"{CONFIG}:quick", overrides + ["model.nt=176"]), workdir=tmp_path / "bad")
-    result = train_and_evaluate(config, tmp_path / "run")
-    losses = [r["train/loss"] for r in read_metrics(tmp_path / "run")]
-    assert result["step"] == 4 and len(losses) == 4 and np.isfinite(losses).all()
-    ckpt = Checkpointer(tmp_path / "run" / "checkpoints")
-    try:
-        assert ckpt.latest_step() == 4
-    finally:
-        ckpt.close()
-    # The loss on the fixed test datapoints (code means, no sampling): the restored checkpoint against
-    # the initial parameters (the engine's: the first half of the seed's key).
-    saved, task, state, step = restore_trained(tmp_path / "run")
-    batch = {k: jax.numpy.asarray(v) for k, v in eval_datapoints(task.prepared, 6).items()}
-    initial = task.init_variables(jax.random.split(jax.random.PRNGKey(saved.seed))[0], batch)
-    loss = jax.jit(lambda params: task.loss(params, {}, batch, jax.random.PRNGKey(0), train=False)[0])
-    before, after = float(loss(initial["params"])), float(loss(state.params))
-    assert step == 4 and after < before - 1.0
-    report = json.loads((tmp_path / "run" / "symae_data.json").read_text())
-    assert report["n_groups"] >= 3 and report["rejected"]["small_group"] > 0
-
-
 # ============================================================================ real data
 def test_alaska_preparation_on_real_sac_records(shared_data, tmp_path):
-    from seisjax.data.ingest import BuildConfig, build_dataset
-
     folder = shared_data / "mtuq_alaska" / "20090407201255351"
     build_dataset([str(folder / "*.BH.?")], tmp_path / "ak", picks=str(folder / "picks.dat"),
                   config=BuildConfig(components="ZRT", progress=False))
@@ -280,36 +220,3 @@ def test_alaska_preparation_on_real_sac_records(shared_data, tmp_path):
     before = np.square(prep["trace_x"][:, 10:40]).mean(axis=1)
     after = np.square(prep["trace_x"][:, 42:72]).mean(axis=1)
     assert np.median(after / before) > 3
-
-
-def test_demo_variants_differ_only_in_the_training_length(tmp_path):
-    from seisjax.symae.demo import DEMO_VARIANTS, symae_config
-
-    configs = {v: symae_config(tmp_path, variant=v) for v in DEMO_VARIANTS}
-    steps = {v: sum(epochs for epochs, _, _ in c.optim.stages) for v, c in configs.items()}
-    assert steps["quick"] < steps["medium"] < steps["long"] < steps["xlong"]
-    for variant, config in configs.items():
-        assert config.data.path == str(tmp_path) and config.data.source == "synthetic"
-        assert config.data.to_dict() == configs["quick"].data.to_dict(), variant
-        assert config.model.to_dict() == configs["quick"].model.to_dict(), variant
-    with pytest.raises(InputError, match="variant = 'huge'.*quick, medium, long, xlong"):
-        symae_config(tmp_path, variant="huge")
-
-
-def test_demo_set_changes_the_data_and_refuses_data_made_otherwise(tmp_path):
-    import sys
-
-    from seisjax.symae.demo import run as run_demo, symae_config
-
-    noisy = symae_config(tmp_path / "data" / "teleseismic-p",
-                         overrides=["data.synthetic.events=1", "data.synthetic.noise.snr=(0.2, 2.0)"])
-    synthesize(noisy.data.synthetic, noisy.data.path, figure=False, progress=False)
-    one = "data.synthetic.events=1"
-    # other noise than the data in the workdir: refused before any training, naming the key
-    with pytest.raises(InputError, match=r"another config \(noise.snr differ.*--overwrite"):
-        run_demo(tmp_path, overrides=[one, "data.synthetic.noise.snr=(1.0, 3.0)"])
-    with pytest.raises(InputError, match=r"another config \(noise.snr differ"):
-        run_demo(tmp_path, overrides=[one])
-    with pytest.raises(InputError, match="noise.snrr"):
-        run_demo(tmp_path, overrides=[one, "data.synthetic.noise.snrr=(1.0, 3.0)"])
-    assert not (tmp_path / "symae").exists()

@@ -5,13 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seisjax.symae import stf_scores as sm
-from seisjax.ops.fourier import delay_padded
-from seisjax.symae.baselines import (BASELINE_METHODS, baseline_stf, iccs, linear_stack, mccc,
-                                        phase_weighted_stack)
 from seisjax.data.dataset import Dataset
 from seisjax.data.synthetic import read_truth, scenario_config, synthesize
 from seisjax.errors import InputError
+from seisjax.symae import stf_scores as sm
+from seisjax.symae.baselines import BASELINE_METHODS, baseline_stf, iccs, linear_stack, mccc, phase_weighted_stack
 
 T = 200  # samples per trace
 
@@ -27,19 +25,6 @@ def delayed_pulses(delays, noise=0.0, seed=0, length=T):
     delays = np.asarray(delays, dtype=float)
     clean = pulse(t, length / 2 + delays[..., None])
     return clean + noise * np.random.default_rng(seed).standard_normal(clean.shape)
-
-
-# --------------------------------------------------------------------------------- Fourier shift
-def test_fourier_shift_matches_the_analytic_delay_and_an_integer_roll():
-    t = np.arange(T)
-    x = pulse(t, 80.0)
-    shifted = delay_padded(x, 3.37)
-    np.testing.assert_allclose(shifted, pulse(t, 83.37), atol=1e-6)
-    # Integer shifts are exact rolls; padding keeps what leaves the end from wrapping to the start.
-    np.testing.assert_allclose(delay_padded(x, -5.0), np.r_[x[5:], 0, 0, 0, 0, 0], atol=1e-12)
-    # Vectorised: one shift per trace.
-    batch = delay_padded(np.stack([x, x]), np.array([1.0, -2.0]))
-    np.testing.assert_allclose(batch, np.stack([np.r_[0, x[:-1]], np.r_[x[2:], 0, 0]]), atol=1e-12)
 
 
 # ------------------------------------------------------------------------------------------ MCCC
