@@ -1,4 +1,4 @@
-"""The spectral models' weight-gradient products in XLA's CPU runtime: the form they take, and the
+"""The spectrogram models' weight-gradient products in XLA's CPU runtime: the form they take, and the
 same product with its operands laid out the canonical way.
 
 In a train step of seisjax/ops/conv.py's GEMM convolutions, the weight gradient is ``patches^T @

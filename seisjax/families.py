@@ -14,7 +14,7 @@ from seisjax.conv_ae.task import AutoencoderTask
 from seisjax.dec.task import DECTask
 from seisjax.errors import InputError
 from seisjax.lstm_ae.task import LSTMAETask
-from seisjax.spectrogram.task import SpectralVAETask
+from seisjax.spectrogram.task import SpectrogramTask
 from seisjax.symae.task import SymAETask
 from seisjax.train import loop
 from seisjax.train.task import Task
@@ -23,7 +23,7 @@ __all__ = ["TASKS", "task_class", "train_and_evaluate", "evaluate", "restore_tra
 
 #: ``config.task.name`` -> task class
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (
-    SymAETask, SpectralVAETask, LSTMAETask, DECTask, AutoencoderTask)}
+    SymAETask, SpectrogramTask, LSTMAETask, DECTask, AutoencoderTask)}
 
 
 def task_class(name: str) -> type[Task]:

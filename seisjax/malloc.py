@@ -4,7 +4,7 @@ XLA's CPU runtime allocates each step's temporary buffers afresh (an AE train st
 spectrogram study: about 260 MiB). glibc serves allocations that large with a new ``mmap`` and
 returns them with ``munmap`` on free, so every step page-faults all of that memory in again and the
 kernel zeroes it: 66,000 minor page faults per step, and a step 20-40% slower on one core
-(``benchmarks/bench_spectral.py --what step`` prints the faults; benchmarks/README.md). :func:`retain_freed_memory` tells glibc to serve large blocks from its one
+(``benchmarks/bench_spectrogram.py --what step`` prints the faults; benchmarks/README.md). :func:`retain_freed_memory` tells glibc to serve large blocks from its one
 main heap and to keep what is freed there, so the next step reuses the same, already mapped pages.
 PyTorch's CPU tensors come from the same ``malloc`` and gain too.
 

@@ -57,7 +57,7 @@ def test_which_commands_keep_freed_memory(monkeypatch, tmp_path):
     from seisjax.malloc import RETAIN_FOR_TASKS, wants_retained_memory
     from tests.conftest import REPO
 
-    spectral = build_parser().parse_args(["bench", "--config", str(REPO / "experiments" / "spectral_vae.py:quick_ae")])
+    spectral = build_parser().parse_args(["bench", "--config", str(REPO / "experiments" / "spectrogram.py:quick,ae")])
     assert _task_name(spectral) == "spectral_vae" and "spectral_vae" in RETAIN_FOR_TASKS
     save_config(load_config(str(REPO / "experiments" / "symae.py:quick")), tmp_path / "run")
     symae = build_parser().parse_args(["eval", "--workdir", str(tmp_path / "run")])

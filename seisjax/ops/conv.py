@@ -1,12 +1,14 @@
-"""Convolutions and batch norm as GEMMs, for XLA's CPU backend (spectrogram autoencoders).
+"""Convolutions and batch norm as GEMMs with hand-written backward passes, for XLA's CPU backend.
 
-XLA's CPU convolution is fast forward but its weight gradient (backward-filter convolution) and the
-batch-norm fusions of a train step run well below PyTorch (benchmarks/README.md). Here the same
-functions are written as one matrix product each, which XLA hands to its GEMM:
+Why: on the CPU, XLA runs a convolution's forward pass fast, but its weight gradient (a
+backward-filter convolution) and the batch-norm fusions of a train step well below PyTorch, and it
+lowers a strided transposed convolution (``nn.ConvTranspose``) to a dilated convolution many times
+slower than PyTorch's ``ConvTranspose2d`` (timings: benchmarks/README.md). Here the same functions
+are one matrix product each, which XLA hands to its GEMM:
 
 - :func:`conv2d_gemm`: an ``n x n`` convolution (any stride, XLA's "SAME" alignment) as im2col
-  patches ``(B*Ho*Wo, kh*kw*Cin) @ (kh*kw*Cin, Cout)``; ``jax.grad`` of it is the weight gradient as
-  one GEMM ``patches^T @ dy`` and the input gradient as ``dy @ W^T`` folded back (col2im).
+  patches ``(B*Ho*Wo, kh*kw*Cin) @ (kh*kw*Cin, Cout)``; its backward is the weight gradient as one
+  GEMM ``patches^T @ dy`` and the input gradient as ``dy @ W^T`` folded back (col2im).
 - :func:`conv2d_one_output`: a stride-1 convolution to a single channel as a sum of shifted planes
   (one ``(kh*kw, C)`` contraction, then ``kh*kw`` shifted adds): XLA's convolution and its
   gradients, and the GEMM (``N = 1``), are slowest for such a thin output.
@@ -15,10 +17,18 @@ functions are written as one matrix product each, which XLA hands to its GEMM:
 - :func:`batch_norm_relu`: training-mode batch norm (one pass: sum and sum of squares in float32)
   fused with the ReLU, with a hand-written backward of two reductions.
 
-The modules :class:`Conv` and :class:`BatchNormReLU` here, and
-:class:`seisjax.ops.upsample.ConvTranspose3x3S2`, hold the variables of ``flax.linen.Conv``,
-``flax.linen.BatchNorm`` and ``flax.linen.ConvTranspose`` under the same names and shapes, so
-checkpoints and the PyTorch twins' weight copy are unchanged. Activations are NHWC float32.
+The modules :class:`Conv`, :class:`ConvTranspose3x3S2` and :class:`BatchNormReLU` hold the variables
+of ``flax.linen.Conv``, ``flax.linen.ConvTranspose`` and ``flax.linen.BatchNorm`` under the same
+names and shapes, so checkpoints and the PyTorch twins' weight copy do not depend on the form. A
+model picks the form with a config value, ``impl`` (:data:`CONV_IMPLS`): ``"gemm"``,
+``"one_output"``, ``"xla"`` (XLA's own convolution), or ``"auto"`` (:func:`resolve_conv_impl`: the
+forms above on the CPU backend, XLA's convolution on accelerators, where it is cuDNN's and the GEMM
+form only adds the im2col traffic). Activations are NHWC float32.
+
+The GEMM forms are ``jax.custom_vjp`` functions: reverse mode (``jax.grad``, ``jax.vjp``) works,
+forward mode (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``) raises. ``impl="xla"`` avoids them;
+training-mode :func:`batch_norm_relu` is a custom VJP too, so forward mode through a model works in
+evaluation mode (running averages) with ``"xla"`` convolutions.
 """
 
 from __future__ import annotations
@@ -31,15 +41,19 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from seisjax.errors import InputError
+
 __all__ = [
     "CONV_IMPLS",
     "BatchNormReLU",
     "Conv",
+    "ConvTranspose3x3S2",
     "batch_norm_relu",
     "col2im",
     "conv2d_gemm",
     "conv2d_one_output",
     "conv_transpose3x3s2_gemm",
+    "depth_to_space",
     "im2col",
     "resolve_conv_impl",
     "same_padding",
@@ -329,7 +343,7 @@ def resolve_conv_impl(impl: str, features: int = 0, strides: Sequence[int] = (1,
     """``"auto"`` -> on the CPU backend ``"one_output"`` for a stride-1 convolution to ``features == 1``
     channel, else ``"gemm"``; ``"xla"`` elsewhere. Other choices unchanged."""
     if impl not in CONV_IMPLS:
-        raise ValueError(f"impl = {impl!r}: expected one of {CONV_IMPLS}")
+        raise InputError(f"impl = {impl!r}: expected one of {', '.join(CONV_IMPLS)}")
     if impl != "auto":
         return impl
     if jax.default_backend() != "cpu":
@@ -341,9 +355,7 @@ class Conv(nn.Module):
     """``flax.linen.Conv`` (NHWC, "SAME" or explicit padding, no dilation or groups) with the same
     parameters (``kernel (kh, kw, in, features)`` lecun-normal, ``bias`` zeros) and function, computed
     by :func:`conv2d_gemm` (``impl="gemm"``), :func:`conv2d_one_output` (``"one_output"``: stride 1,
-    one feature) or by XLA's convolution (``impl="xla"``); ``"auto"``: on CPU the one-output form
-    where it applies and the GEMM otherwise, XLA's convolution on accelerators (where it is cuDNN's,
-    and the GEMM form only adds the im2col traffic)."""
+    one feature), XLA's convolution (``"xla"``) or as :func:`resolve_conv_impl` chooses (``"auto"``)."""
 
     features: int
     kernel_size: Sequence[int] = (3, 3)
@@ -356,7 +368,7 @@ class Conv(nn.Module):
     def __call__(self, x):
         impl = resolve_conv_impl(self.impl, self.features, self.strides)   # a bad choice fails first
         if impl == "one_output" and (self.features != 1 or any(int(s) != 1 for s in self.strides)):
-            raise ValueError(f"impl = 'one_output' needs features = 1 and stride 1, not {self.features} "
+            raise InputError(f"impl = 'one_output' needs features = 1 and stride 1, not {self.features} "
                              f"and {tuple(self.strides)}")
         kernel = self.param("kernel", nn.initializers.lecun_normal(),
                             (*self.kernel_size, x.shape[-1], self.features), jnp.float32)
@@ -369,6 +381,40 @@ class Conv(nn.Module):
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
         return y
+
+
+class ConvTranspose3x3S2(nn.Module):
+    """``flax.linen.ConvTranspose(features, (3, 3), strides=(2, 2), padding="SAME")`` with the same
+    parameters (``kernel (3, 3, in, features)`` lecun-normal, ``bias`` zeros) and function, computed by
+    :func:`conv_transpose3x3s2_gemm` (``impl="gemm"``), XLA's ``conv_transpose`` (``"xla"``) or as
+    :func:`resolve_conv_impl` chooses (``"auto"``)."""
+
+    features: int
+    use_bias: bool = True
+    impl: str = "gemm"
+
+    @nn.compact
+    def __call__(self, x):
+        impl = resolve_conv_impl(self.impl)
+        if impl not in ("gemm", "xla"):
+            raise InputError(f"impl = {self.impl!r}: a transposed convolution runs as 'gemm' or 'xla' (or 'auto')")
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, x.shape[-1], self.features))
+        if impl == "gemm":
+            y = conv_transpose3x3s2_gemm(x, kernel)
+        else:
+            y = lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=_DIMS)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        return y
+
+
+def depth_to_space(x: jax.Array, block: int) -> jax.Array:
+    """``(B, H, W, block*block*C)`` -> ``(B, block*H, block*W, C)``; channel ``(i*block + j)*C + c``
+    goes to pixel ``(block*h + i, block*w + j)`` (the sub-pixel upsampling's shuffle)."""
+    b, h, w, c = x.shape
+    out = c // (block * block)
+    x = x.reshape(b, h, w, block, block, out).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, h * block, w * block, out)
 
 
 class BatchNormReLU(nn.Module):

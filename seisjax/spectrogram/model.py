@@ -8,25 +8,24 @@ batch normalisation and ReLU after all but the last, and a sigmoid at the end: t
 min-max scaled to [0, 1], and an output in [0, 1] un-scales to magnitudes >= 0. ``upsample`` picks
 how a stage doubles the size:
 
-- ``"subpixel"`` (default): a 2x2 convolution to 4x the channels at the low resolution (a GEMM on
-  the CPU unless the output is thinner than the input: :func:`subpixel_conv_impl`), then
+- ``"subpixel"`` (default): a 2x2 convolution to 4x the channels at the low resolution, then
   depth-to-space. Each output pixel sees a 2x2 low-resolution neighbourhood, which holds every tap
   of a 3x3 stride-2 transposed convolution, so this stage can express exactly what ``"transpose"``
   does, with 16 against 9 weights per channel pair;
 - ``"resize"``: nearest-neighbour 2x, then a 3x3 convolution (as many weights as ``"transpose"``);
 - ``"transpose"``: the seed's layer, a 3x3 stride-2 transposed convolution with
-  ``nn.ConvTranspose``'s parameters, computed as one GEMM to the nine taps and an overlap-add
-  (:mod:`seisjax.ops.upsample`, :mod:`seisjax.ops.conv`), because XLA's own CPU lowering of it is
-  20-50x slower than PyTorch.
+  ``nn.ConvTranspose``'s parameters.
 
-``"transpose"`` trains fastest on the CPU (AE step about 0.8x the time of ``"subpixel"``, and
-``"resize"`` about 2x), but ``"subpixel"`` made the better models in the quick runs, so it stays the
-default (benchmarks/README.md, "The default decoder").
+Which is faster and which made the better models: the family's page (README.md in this folder).
 
-The encoder's convolutions and every batch norm + ReLU hold ``nn.Conv``'s and ``nn.BatchNorm``'s
-variables but run as GEMMs and a fused one-pass batch norm with hand-written backward passes
-(:mod:`seisjax.ops.conv`; ``ENCODER_CONV_IMPL``, ``DECODER_TRANSPOSE_IMPL``,
-``SUBPIXEL_CONV_IMPL``).
+How the layers compute (same variables and function either way): the encoder's convolutions and
+every batch norm + ReLU hold ``nn.Conv``'s and ``nn.BatchNorm``'s variables but run as GEMMs and a
+fused one-pass batch norm with hand-written backward passes (:mod:`seisjax.ops.conv`, which says
+why). ``encoder_conv_impl`` and ``decoder_conv_impl`` (``"auto"`` | ``"gemm"`` | ``"xla"``) choose
+the form of the encoder's and the decoder's (sub-pixel or transposed) convolutions; ``"auto"`` is
+the GEMM form on the CPU, except XLA's convolution for the last sub-pixel stage, whose output is
+thin (:func:`subpixel_conv_impl`), and XLA's convolution on accelerators. ``"xla"`` for both is what
+forward-mode differentiation (``jax.jvp``) needs.
 
 Latents: the AE keeps the spatial map ``(F/16, T/16, features[-1])``; the VAE and CVAE flatten it
 to mean and log-variance heads of ``latent`` dimensions and sample ``z = mean + exp(logvar/2) eps``
@@ -45,10 +44,10 @@ C)``), so that a spectrogram generated for new conditions can be un-scaled to am
 
 Learned conditional prior (``learned_prior=True``; the CVAE of Sohn, Lee & Yan 2015): a prior
 network from the same condition vector (a hidden ReLU layer ``cond_dim`` wide, then mean and
-log-variance heads) gives p(z | c) = N(prior_mean, exp(prior_logvar)) (method :meth:`SpectralCVAE.prior`,
+log-variance heads) gives p(z | c) = N(prior_mean, exp(prior_logvar)) (method :meth:`SpectrogramCVAE.prior`,
 outputs ``"prior_mean"``, ``"prior_logvar"``), and the task's KL is then KL(q(z | x, c) || p(z | c))
-(:func:`kl_divergence` with both Gaussians). Without it the CVAE has exactly the variables it had
-before the option existed, so older checkpoints restore as they are.
+(:func:`kl_divergence` with both Gaussians). Without it the CVAE creates no prior variables, so runs
+trained without it restore as they are.
 """
 
 from __future__ import annotations
@@ -60,34 +59,26 @@ import jax
 import jax.numpy as jnp
 
 from seisjax.errors import InputError
-from seisjax.ops.conv import BatchNormReLU, Conv, resolve_conv_impl
-from seisjax.ops.upsample import ConvTranspose3x3S2, depth_to_space
+from seisjax.ops.conv import BatchNormReLU, Conv, ConvTranspose3x3S2, depth_to_space, resolve_conv_impl
 
 __all__ = [
     "UPSAMPLE_MODES",
-    "SpectralAE",
-    "SpectralCVAE",
-    "SpectralDecoder",
-    "SpectralEncoder",
-    "SpectralVAE",
-    "depth_to_space",
+    "SpectrogramAE",
+    "SpectrogramCVAE",
+    "SpectrogramDecoder",
+    "SpectrogramEncoder",
+    "SpectrogramVAE",
     "kl_divergence",
     "subpixel_conv_impl",
 ]
 
 UPSAMPLE_MODES = ("subpixel", "resize", "transpose")
-# how the layers compute (same variables and function either way; timed by
-# `benchmarks/bench_spectral.py --what layers`)
-ENCODER_CONV_IMPL = "auto"   # the GEMM form on CPU, XLA's (cuDNN) convolution on GPUs
-DECODER_TRANSPOSE_IMPL = "gemm"
-SUBPIXEL_CONV_IMPL = "auto"   # the GEMM form on CPU, but XLA's for a stage with a thin output
 
 
 def kl_divergence(mean: jax.Array, logvar: jax.Array, prior_mean: jax.Array | None = None,
                   prior_logvar: jax.Array | None = None) -> jax.Array:
     """``KL(N(mean, exp(logvar)) || N(prior_mean, exp(prior_logvar)))`` of diagonal Gaussians, summed
-    over the latent dimensions: ``(B, L)`` -> ``(B,)``. Without a prior it is against N(0, I), computed
-    as it always was (so the standard CVAE's loss stays the same bit for bit)."""
+    over the latent dimensions: ``(B, L)`` -> ``(B,)``; without a prior, against N(0, I)."""
     if prior_mean is None and prior_logvar is None:
         return 0.5 * jnp.sum(jnp.exp(logvar) + jnp.square(mean) - 1.0 - logvar, axis=-1)
     if prior_mean is None or prior_logvar is None:
@@ -99,7 +90,7 @@ def kl_divergence(mean: jax.Array, logvar: jax.Array, prior_mean: jax.Array | No
 
 def _check_input(x, *, levels: int, input_shape=None):
     if x.ndim != 4:
-        raise InputError(f"spectral models take (batch, frequencies, frames, channels), got shape {x.shape}")
+        raise InputError(f"spectrogram models take (batch, frequencies, frames, channels), got shape {x.shape}")
     if x.shape[1] % 2 ** levels or x.shape[2] % 2 ** levels:
         raise InputError(f"spectrogram of {x.shape[1]} x {x.shape[2]}: both must be multiples of {2 ** levels} "
                          f"for {levels} stride-2 levels (pad or crop the input)")
@@ -108,85 +99,93 @@ def _check_input(x, *, levels: int, input_shape=None):
                          f"input_shape={tuple(input_shape)}")
 
 
-class SpectralEncoder(nn.Module):
+class SpectrogramEncoder(nn.Module):
     """Stride-2 3x3 convolutions + batch norm + ReLU: ``(B, F, T, C)`` -> ``(B, F/16, T/16, features[-1])``."""
 
     features: Sequence[int] = (32, 64, 128, 256)
     bn_momentum: float = 0.9
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, *, train: bool):
         for i, width in enumerate(self.features):
-            # nn.Conv's and nn.BatchNorm's variables, computed as GEMMs with hand-written backwards
-            # (seisjax/ops/conv.py: XLA's CPU weight gradients and batch-norm fusions are slow)
-            x = Conv(width, (3, 3), strides=(2, 2), use_bias=False, impl=ENCODER_CONV_IMPL, name=f"conv{i}")(x)
+            x = Conv(width, (3, 3), strides=(2, 2), use_bias=False, impl=self.conv_impl, name=f"conv{i}")(x)
             x = BatchNormReLU(use_running_average=not train, momentum=self.bn_momentum, name=f"bn{i}")(x)
         return x
 
 
-def subpixel_conv_impl(in_channels: int, width: int) -> str:
+def subpixel_conv_impl(in_channels: int, width: int, impl: str = "auto") -> str:
     """How a sub-pixel stage from ``in_channels`` to ``width`` computes its 2x2 convolution to
-    ``4 * width`` channels: :data:`SUBPIXEL_CONV_IMPL` resolved (the GEMM on CPU), except XLA's
-    convolution for a thin output (the last stage, 32 -> 4 x 3), where building the patch matrix
-    costs more than the product (``bench_spectral.py --what layers``)."""
-    if SUBPIXEL_CONV_IMPL == "auto" and 4 * width < in_channels:
+    ``4 * width`` channels: ``impl`` resolved (:func:`seisjax.ops.conv.resolve_conv_impl`), except
+    that ``"auto"`` takes XLA's convolution for a thin output (the last stage, 32 -> 4 x 3), where
+    building the patch matrix costs more than the product."""
+    if impl == "auto" and 4 * width < in_channels:
         return "xla"
-    return resolve_conv_impl(SUBPIXEL_CONV_IMPL)
+    return resolve_conv_impl(impl)
 
 
 class _Upsample(nn.Module):
     width: int
     mode: str
     use_bias: bool
+    conv_impl: str
 
     @nn.compact
     def __call__(self, x):
         if self.mode == "subpixel":
-            impl = subpixel_conv_impl(x.shape[-1], self.width)
+            impl = subpixel_conv_impl(x.shape[-1], self.width, self.conv_impl)
             x = Conv(4 * self.width, (2, 2), use_bias=self.use_bias, impl=impl, name="conv")(x)
             return depth_to_space(x, 2)
         if self.mode == "resize":
+            # XLA's convolution whatever conv_impl says: its GEMM form was slower here
             x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
             return nn.Conv(self.width, (3, 3), padding="SAME", use_bias=self.use_bias, name="conv")(x)
         if self.mode == "transpose":
-            # nn.ConvTranspose's parameters and function without XLA's slow CPU lowering (ops/upsample.py)
-            return ConvTranspose3x3S2(self.width, use_bias=self.use_bias, impl=DECODER_TRANSPOSE_IMPL, name="conv")(x)
+            return ConvTranspose3x3S2(self.width, use_bias=self.use_bias, impl=self.conv_impl, name="conv")(x)
         raise InputError(f"upsample = {self.mode!r}: expected one of {', '.join(UPSAMPLE_MODES)}")
 
 
-class SpectralDecoder(nn.Module):
-    """Mirror of :class:`SpectralEncoder`: ``(B, F/16, T/16, features[-1])`` -> ``(B, F, T, out_channels)``
+class SpectrogramDecoder(nn.Module):
+    """Mirror of :class:`SpectrogramEncoder`: ``(B, F/16, T/16, features[-1])`` -> ``(B, F, T, out_channels)``
     in [0, 1]."""
 
     features: Sequence[int] = (32, 64, 128, 256)
     out_channels: int = 3
     upsample: str = "subpixel"
     bn_momentum: float = 0.9
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, h, *, train: bool):
         widths = list(self.features[-2::-1]) + [self.out_channels]
         for i, width in enumerate(widths):
             last = i == len(widths) - 1
-            h = _Upsample(width, self.upsample, use_bias=last, name=f"up{i}")(h)
+            h = _Upsample(width, self.upsample, use_bias=last, conv_impl=self.conv_impl, name=f"up{i}")(h)
             if not last:
                 h = BatchNormReLU(use_running_average=not train, momentum=self.bn_momentum, name=f"bn{i}")(h)
         return nn.sigmoid(h)
 
 
-class SpectralAE(nn.Module):
+def _check_upsample(upsample: str):
+    if upsample not in UPSAMPLE_MODES:
+        raise InputError(f"upsample = {upsample!r}: expected one of {', '.join(UPSAMPLE_MODES)}")
+
+
+class SpectrogramAE(nn.Module):
     """Convolutional autoencoder with a spatial latent; see the module docstring."""
 
     features: Sequence[int] = (32, 64, 128, 256)
     out_channels: int = 3
     upsample: str = "subpixel"
     bn_momentum: float = 0.9
+    encoder_conv_impl: str = "auto"
+    decoder_conv_impl: str = "auto"
 
     def setup(self):
-        if self.upsample not in UPSAMPLE_MODES:
-            raise InputError(f"upsample = {self.upsample!r}: expected one of {', '.join(UPSAMPLE_MODES)}")
-        self.encoder = SpectralEncoder(tuple(self.features), self.bn_momentum)
-        self.decoder = SpectralDecoder(tuple(self.features), self.out_channels, self.upsample, self.bn_momentum)
+        _check_upsample(self.upsample)
+        self.encoder = SpectrogramEncoder(tuple(self.features), self.bn_momentum, self.encoder_conv_impl)
+        self.decoder = SpectrogramDecoder(tuple(self.features), self.out_channels, self.upsample, self.bn_momentum,
+                                          self.decoder_conv_impl)
 
     def encode(self, x, *, train: bool = False):
         _check_input(x, levels=len(self.features))
@@ -220,17 +219,19 @@ class _Variational(nn.Module):
     upsample: str = "subpixel"
     input_shape: Sequence[int] = (128, 112)
     bn_momentum: float = 0.9
+    encoder_conv_impl: str = "auto"
+    decoder_conv_impl: str = "auto"
 
     def _setup_common(self):
-        if self.upsample not in UPSAMPLE_MODES:
-            raise InputError(f"upsample = {self.upsample!r}: expected one of {', '.join(UPSAMPLE_MODES)}")
+        _check_upsample(self.upsample)
         levels = len(self.features)
         f, t = (int(v) for v in self.input_shape)
         if f % 2 ** levels or t % 2 ** levels:
             raise InputError(f"input_shape = {tuple(self.input_shape)}: both must be multiples of {2 ** levels}")
         self.bottom = (f // 2 ** levels, t // 2 ** levels, int(self.features[-1]))
-        self.encoder = SpectralEncoder(tuple(self.features), self.bn_momentum)
-        self.decoder = SpectralDecoder(tuple(self.features), self.out_channels, self.upsample, self.bn_momentum)
+        self.encoder = SpectrogramEncoder(tuple(self.features), self.bn_momentum, self.encoder_conv_impl)
+        self.decoder = SpectrogramDecoder(tuple(self.features), self.out_channels, self.upsample, self.bn_momentum,
+                                          self.decoder_conv_impl)
         self.to_mean = _DenseVariables(self.latent)
         self.to_logvar = _DenseVariables(self.latent)
         self.from_latent = nn.Dense(self.bottom[0] * self.bottom[1] * self.bottom[2])
@@ -241,7 +242,7 @@ class _Variational(nn.Module):
         return h.reshape(h.shape[0], -1)
 
     def _heads(self, h):
-        # one GEMM for both heads: about 2% of a CPU train step (benchmarks/README.md)
+        # one GEMM for both heads: faster on the CPU than two (benchmarks/README.md)
         (k_mean, b_mean), (k_logvar, b_logvar) = self.to_mean(h.shape[-1]), self.to_logvar(h.shape[-1])
         moments = h @ jnp.concatenate([k_mean, k_logvar], axis=1) + jnp.concatenate([b_mean, b_logvar])
         return moments[:, :self.latent], moments[:, self.latent:]
@@ -257,7 +258,7 @@ class _Variational(nn.Module):
         return mean + jnp.exp(0.5 * logvar) * eps
 
 
-class SpectralVAE(_Variational):
+class SpectrogramVAE(_Variational):
     """beta-VAE with a ``latent``-dimensional Gaussian code; see the module docstring."""
 
     def setup(self):
@@ -277,7 +278,7 @@ class SpectralVAE(_Variational):
         return {"recon": self.decode(z, train=train), "mean": mean, "logvar": logvar}
 
 
-class SpectralCVAE(_Variational):
+class SpectrogramCVAE(_Variational):
     """Conditional VAE; ``n_stations`` known stations (embedding rows 1..n, row 0 = unknown); with
     ``learned_prior`` a prior network p(z | c) (module docstring)."""
 
@@ -354,4 +355,4 @@ class SpectralCVAE(_Variational):
 
 
 #: ``config.model.name`` -> module class
-MODELS = {"spectral_ae": SpectralAE, "spectral_vae": SpectralVAE, "spectral_cvae": SpectralCVAE}
+MODELS = {"spectral_ae": SpectrogramAE, "spectral_vae": SpectrogramVAE, "spectral_cvae": SpectrogramCVAE}

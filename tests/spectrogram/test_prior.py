@@ -9,17 +9,17 @@ import optax
 import pytest
 from scipy import stats
 
-from seisjax.spectrogram.generation import centroid_stage_trends, generate_from_checkpoint
 from seisjax.config import load_config
 from seisjax.data.dataset import Dataset
-from seisjax.spectrogram.data import renormalise
 from seisjax.errors import InputError
-from seisjax.spectrogram.model import kl_divergence
-from seisjax.families import task_class
 from seisjax.families import train_and_evaluate
+from seisjax.spectrogram.data import renormalise
+from seisjax.spectrogram.generation import centroid_stage_trends, generate_from_checkpoint
+from seisjax.spectrogram.model import kl_divergence
+from seisjax.spectrogram.task import SpectrogramTask
 
 FAST_COMPILE = True
-CONFIG = "experiments/spectral_vae.py"
+CONFIG = "experiments/spectrogram.py"
 TOY = {"data.toy_records": 16}
 
 
@@ -30,12 +30,12 @@ def workdir(tmp_path_factory):
 
 
 def _task(workdir, **overrides):
-    return task_class("spectral_vae")(load_config(f"{CONFIG}:toy_cvae", {**TOY, **overrides}), workdir=workdir)
+    return SpectrogramTask(load_config(f"{CONFIG}:toy,cvae", {**TOY, **overrides}), workdir=workdir)
 
 
 def _batch(task, n=8):
-    arrays = task._train
-    return task._add_mask({"x": arrays["x"][:n], "log_scale": arrays["log_scale"][:n], "cond": arrays["cond"][:n],
+    arrays = task.data.train
+    return task.data.add_mask({"x": arrays["x"][:n], "log_scale": arrays["log_scale"][:n], "cond": arrays["cond"][:n],
                            "station": arrays["station_index"][:n]})
 
 
@@ -66,10 +66,10 @@ def test_kl_of_diagonal_gaussians_against_the_textbook_formula_and_monte_carlo()
 
 def test_without_the_learned_prior_parameters_and_loss_are_todays(workdir):
     standard, learned = _task(workdir), _task(workdir, **{"task.prior": "learned"})
-    old = load_config(f"{CONFIG}:toy_cvae", TOY)
+    old = load_config(f"{CONFIG}:toy,cvae", TOY)
     with old.unlocked():
         del old.task["prior"]  # a config saved before task.prior existed
-    before = task_class("spectral_vae")(old, workdir=workdir)
+    before = SpectrogramTask(old, workdir=workdir)
     batch = {k: jnp.asarray(v) for k, v in _batch(standard).items()}
     rng = jax.random.PRNGKey(0)
     v_std, v_old, v_learned = (t.init_variables(rng, batch) for t in (standard, before, learned))
@@ -148,7 +148,7 @@ def test_learned_prior_fits_the_conditions_and_generation_draws_from_it(workdir)
                                   griffin_lim_iters=1)
     z = task.learned_prior_sample(params, state, np.asarray(cond)[:3], np.asarray(station)[:3], seed=5)
     decoded = model.apply({"params": params, **state}, jnp.asarray(z), cond[:3], station[:3], method="decode")
-    np.testing.assert_allclose(x, renormalise(np.asarray(decoded), task.mask), atol=1e-6)
+    np.testing.assert_allclose(x, renormalise(np.asarray(decoded), task.data.mask), atol=1e-6)
     assert waves.shape[0] == 3 and np.isfinite(waves).all()
 
 
@@ -157,14 +157,14 @@ def test_bad_prior_key_combinations_are_named(workdir):
         _task(workdir, **{"task.prior": "gaussian"})
     with pytest.raises(InputError, match=r"task.generation_prior = 'learned' but task.prior = 'standard'"):
         _task(workdir, **{"task.generation_prior": "learned"})
-    config = load_config(f"{CONFIG}:toy_cvae", TOY)
+    config = load_config(f"{CONFIG}:toy,cvae", TOY)
     with config.unlocked():
         config.model.learned_prior = True  # set by hand rather than through task.prior
     with pytest.raises(InputError, match="model.learned_prior = True but task.prior = 'standard'"):
-        task_class("spectral_vae")(config, workdir=workdir)
-    config = load_config(f"{CONFIG}:toy_ae", {**TOY, "task.prior": "learned"})
+        SpectrogramTask(config, workdir=workdir)
+    config = load_config(f"{CONFIG}:toy,ae", {**TOY, "task.prior": "learned"})
     with pytest.raises(InputError, match="task.prior = 'learned' with model.name = 'spectral_ae'"):
-        task_class("spectral_vae")(config, workdir=workdir)
+        SpectrogramTask(config, workdir=workdir)
     task = _task(workdir)
     with pytest.raises(InputError, match="task.generation_prior = 'uniform'"):
         task.set_generation_prior("uniform")
@@ -174,7 +174,7 @@ def test_bad_prior_key_combinations_are_named(workdir):
 
 def test_a_learned_prior_run_generates_from_it_through_the_commands(tmp_path):
     workdir = tmp_path / "run"
-    config = load_config(f"{CONFIG}:toy_cvae", {"data.toy_records": 24, "train.num_steps": 2, "batch_size": 8,
+    config = load_config(f"{CONFIG}:toy,cvae", {"data.toy_records": 24, "train.num_steps": 2, "batch_size": 8,
                                                  "train.eval_every_steps": 2, "train.checkpoint_every_steps": 2,
                                                  "train.eval_every_epochs": None,
                                                  "train.checkpoint_every_epochs": None,

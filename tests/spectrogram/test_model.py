@@ -1,4 +1,9 @@
-"""Spectrogram AE / VAE / CVAE: shapes, parameter counts by hand, upsampling modes, sampling, KL."""
+"""Spectrogram AE / VAE / CVAE: shapes, parameter counts by hand, upsampling modes, sampling, KL, the
+convolutions' forms (same function; forward mode with "xla"), and the weight-gradient products that
+benchmarks/bench_gemm_forms.py times."""
+
+import importlib.util
+from pathlib import Path
 
 import flax.linen as nn
 import jax
@@ -8,15 +13,15 @@ import pytest
 
 from seisjax.errors import InputError
 from seisjax.spectrogram.model import (
+    MODELS,
     UPSAMPLE_MODES,
-    SpectralAE,
-    SpectralCVAE,
-    SpectralEncoder,
-    SpectralVAE,
-    depth_to_space,
+    SpectrogramAE,
+    SpectrogramCVAE,
+    SpectrogramEncoder,
+    SpectrogramVAE,
     kl_divergence,
+    subpixel_conv_impl,
 )
-from seisjax.spectrogram.model import MODELS
 
 FAST_COMPILE = True
 FEATURES = (8, 16, 32, 64)
@@ -42,7 +47,7 @@ def _conv_stack_by_hand(features, channels, upsample):
 
 @pytest.mark.parametrize("upsample", UPSAMPLE_MODES)
 def test_ae_shapes_and_parameter_count(upsample):
-    model = SpectralAE(features=FEATURES, out_channels=C, upsample=upsample)
+    model = SpectrogramAE(features=FEATURES, out_channels=C, upsample=upsample)
     x = jnp.ones((2, 32, 48, C))
     variables = model.init(jax.random.PRNGKey(0), x, train=False)
     out = model.apply(variables, x, train=False)
@@ -60,11 +65,11 @@ def test_vae_and_cvae_parameter_counts(upsample):
     shape, latent, n_stations, sd, cd = (32, 48), 12, 5, 4, 10
     d = (shape[0] // 16) * (shape[1] // 16) * FEATURES[-1]           # flattened bottom map
     x = jnp.ones((2, *shape, C))
-    vae = SpectralVAE(features=FEATURES, latent=latent, out_channels=C, upsample=upsample, input_shape=shape)
+    vae = SpectrogramVAE(features=FEATURES, latent=latent, out_channels=C, upsample=upsample, input_shape=shape)
     v = vae.init(jax.random.PRNGKey(0), x, train=False)
     heads = 2 * (d * latent + latent) + (latent * d + d)
     assert _count(v["params"]) == _conv_stack_by_hand(FEATURES, C, upsample) + heads
-    cvae = SpectralCVAE(features=FEATURES, latent=latent, out_channels=C, upsample=upsample, input_shape=shape,
+    cvae = SpectrogramCVAE(features=FEATURES, latent=latent, out_channels=C, upsample=upsample, input_shape=shape,
                         n_stations=n_stations, station_dim=sd, cond_dim=cd)
     cond, station = jnp.zeros((2, 4)), jnp.array([0, 3], jnp.int32)
     cv = cvae.init(jax.random.PRNGKey(0), x, cond, station, train=False)
@@ -80,37 +85,26 @@ def test_upsample_modes_give_the_same_size_and_bad_sizes_are_named():
     x = jnp.ones((1, 16, 32, C))
     shapes = set()
     for mode in UPSAMPLE_MODES:
-        model = SpectralAE(features=FEATURES, upsample=mode)
+        model = SpectrogramAE(features=FEATURES, upsample=mode)
         shapes.add(model.apply(model.init(jax.random.PRNGKey(1), x), x)["recon"].shape)
     assert shapes == {x.shape}
     with pytest.raises(InputError, match="multiples of 16"):
-        SpectralAE(features=FEATURES).init(jax.random.PRNGKey(0), jnp.ones((1, 20, 32, C)))
+        SpectrogramAE(features=FEATURES).init(jax.random.PRNGKey(0), jnp.ones((1, 20, 32, C)))
     with pytest.raises(InputError, match="input_shape"):
-        vae = SpectralVAE(features=FEATURES, latent=4, input_shape=(16, 32))
+        vae = SpectrogramVAE(features=FEATURES, latent=4, input_shape=(16, 32))
         vae.init(jax.random.PRNGKey(0), jnp.ones((1, 32, 32, C)))
     with pytest.raises(InputError, match="upsample"):
-        SpectralAE(features=FEATURES, upsample="bicubic").init(jax.random.PRNGKey(0), x)
+        SpectrogramAE(features=FEATURES, upsample="bicubic").init(jax.random.PRNGKey(0), x)
 
 
 def test_registry_names():
-    assert MODELS["spectral_ae"] is SpectralAE
-    assert MODELS["spectral_vae"] is SpectralVAE
-    assert MODELS["spectral_cvae"] is SpectralCVAE
-
-
-def test_depth_to_space_places_channel_groups_by_hand():
-    # channel k of 4 goes to pixel (k // 2, k % 2) of each 2x2 block
-    x = jnp.arange(2 * 3 * 4, dtype=jnp.float32).reshape(1, 2, 3, 4)
-    y = np.asarray(depth_to_space(x, 2))[0, :, :, 0]
-    assert y.shape == (4, 6)
-    for h in range(2):
-        for w in range(3):
-            block = y[2 * h:2 * h + 2, 2 * w:2 * w + 2].ravel()
-            np.testing.assert_array_equal(block, np.asarray(x[0, h, w]))
+    assert MODELS["spectral_ae"] is SpectrogramAE
+    assert MODELS["spectral_vae"] is SpectrogramVAE
+    assert MODELS["spectral_cvae"] is SpectrogramCVAE
 
 
 def test_vae_samples_in_training_and_uses_the_mean_otherwise():
-    vae = SpectralVAE(features=FEATURES, latent=6, input_shape=(16, 16))
+    vae = SpectrogramVAE(features=FEATURES, latent=6, input_shape=(16, 16))
     x = jax.random.uniform(jax.random.PRNGKey(0), (2, 16, 16, C))
     v = vae.init(jax.random.PRNGKey(1), x, train=False)
     run = lambda key: vae.apply(v, x, train=True, rngs={"sample": key}, mutable=["batch_stats"])[0]["recon"]
@@ -124,7 +118,7 @@ def test_vae_samples_in_training_and_uses_the_mean_otherwise():
 def test_heads_hold_dense_variables_and_compute_two_dense_layers():
     """The mean and log-variance heads run as one GEMM but keep ``nn.Dense``'s variables (so that
     checkpoints from before restore) and its function."""
-    vae = SpectralVAE(features=FEATURES, latent=6, input_shape=(16, 16))
+    vae = SpectrogramVAE(features=FEATURES, latent=6, input_shape=(16, 16))
     x = jax.random.uniform(jax.random.PRNGKey(0), (2, 16, 16, C))
     variables = vae.init(jax.random.PRNGKey(1), x, train=False)
     params = variables["params"]
@@ -165,7 +159,7 @@ def test_encoder_layers_keep_flax_variables_function_and_gradients():
     # the GEMM convolutions and fused batch norm are a drop-in: same variable tree (checkpoints load),
     # same outputs, running averages and parameter gradients as nn.Conv + nn.BatchNorm + relu
     x = jax.random.uniform(jax.random.PRNGKey(0), (3, 32, 48, C))
-    ours, ref = SpectralEncoder(FEATURES), _FlaxLayersEncoder(FEATURES)
+    ours, ref = SpectrogramEncoder(FEATURES), _FlaxLayersEncoder(FEATURES)
     variables = jax.jit(lambda x: ref.init(jax.random.PRNGKey(1), x, train=False))(x)
     shapes = jax.eval_shape(lambda x: ours.init(jax.random.PRNGKey(1), x, train=False), x)
     assert jax.tree.map(np.shape, shapes) == jax.tree.map(np.shape, variables)
@@ -188,10 +182,61 @@ def test_encoder_layers_keep_flax_variables_function_and_gradients():
 
 
 def test_subpixel_stages_use_the_gemm_except_for_a_thin_output():
-    import jax
-
-    from seisjax.spectrogram.model import subpixel_conv_impl
-
     wide = "gemm" if jax.default_backend() == "cpu" else "xla"
     assert [subpixel_conv_impl(cin, w) for cin, w in ((256, 128), (128, 64), (64, 32))] == [wide] * 3
     assert subpixel_conv_impl(32, 3) == "xla"      # 32 -> 4 x 3 channels: the patch matrix is the cost
+    assert subpixel_conv_impl(32, 3, "gemm") == "gemm" and subpixel_conv_impl(256, 128, "xla") == "xla"
+
+
+@pytest.mark.parametrize("upsample", ["subpixel", "transpose"])
+def test_conv_impls_compute_the_same_model_and_xla_allows_forward_mode(upsample):
+    """model.encoder_conv_impl / decoder_conv_impl change how the convolutions run, not the model: the
+    same variables give the same outputs; with "xla" for both, jax.jvp works in evaluation mode."""
+    x = jax.random.uniform(jax.random.PRNGKey(0), (2, 16, 32, C))
+    default = SpectrogramAE(features=FEATURES, upsample=upsample)
+    xla = SpectrogramAE(features=FEATURES, upsample=upsample, encoder_conv_impl="xla", decoder_conv_impl="xla")
+    variables = default.init(jax.random.PRNGKey(1), x)
+    np.testing.assert_allclose(xla.apply(variables, x)["recon"], default.apply(variables, x)["recon"],
+                               rtol=1e-5, atol=1e-6)
+    _, tangent = jax.jvp(lambda x: xla.apply(variables, x)["recon"], (x,), (jnp.ones_like(x),))
+    assert tangent.shape == x.shape and np.isfinite(np.asarray(tangent)).all()
+    if jax.default_backend() == "cpu":   # "auto" is the GEMM form there, a custom VJP
+        with pytest.raises(TypeError, match="custom_vjp"):
+            jax.jvp(lambda x: default.apply(variables, x)["recon"], (x,), (jnp.ones_like(x),))
+
+
+def _dot_operand_shapes(jaxpr) -> set:
+    """``(lhs shape, rhs shape)`` of every ``dot_general`` in a jaxpr and the jaxprs nested in it."""
+    found = set()
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            found.add(tuple(tuple(v.aval.shape) for v in eqn.invars))
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (list, tuple)) else [param]:
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    found |= _dot_operand_shapes(inner)
+    return found
+
+
+def test_bench_gemm_forms_lists_the_ae_weight_gradient_products():
+    """benchmarks/bench_gemm_forms.py times the products the AE's train step computes: each listed
+    ``(K, M, N)`` is a weight gradient ``patches^T (M, K) @ dy (K, N)`` in the gradient's jaxpr."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gemm_forms.py"
+    spec = importlib.util.spec_from_file_location("bench_gemm_forms", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    batch, shape = 2, (32, 16)
+    products = bench.layer_products(batch=batch, shape=shape)
+    x = jnp.zeros((batch, *shape, 3), jnp.float32)
+    model = SpectrogramAE()
+    variables = model.init(jax.random.key(0), x)
+
+    def loss(params):
+        out, _ = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+        return jnp.mean(out["recon"] ** 2)
+
+    dots = _dot_operand_shapes(jax.make_jaxpr(jax.grad(loss))(variables["params"]).jaxpr)
+    assert len(products) == 7
+    for name, k, m, n in products:
+        assert ((m, k), (k, n)) in dots, name

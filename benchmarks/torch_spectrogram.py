@@ -1,8 +1,8 @@
 """PyTorch twins of the spectrogram autoencoders (``seisjax.spectrogram.model``), for throughput ratios.
 
 Same layers, widths, kernel sizes and parameter counts as the Flax models, in PyTorch's NCHW layout
-(``N, C, F, T``), eager as PyTorch users run them. tests/test_torch_spectral.py checks the counts and
-that, with the Flax weights copied in (``load_flax_spectral``), the twins compute what the Flax models
+(``N, C, F, T``), eager as PyTorch users run them. tests/spectrogram/test_torch_twins.py checks the counts and
+that, with the Flax weights copied in (``load_flax_spectrogram``), the twins compute what the Flax models
 compute.
 
 ``exact`` chooses how "SAME" padding is written:
@@ -38,8 +38,8 @@ def _pad_after(x):
     return F.pad(x, (0, 1, 0, 1))
 
 
-class SpectralEncoderTorch(nn.Module):
-    """Twin of ``SpectralEncoder``: ``(N, C, F, T)`` -> ``(N, features[-1], F/16, T/16)``."""
+class SpectrogramEncoderTorch(nn.Module):
+    """Twin of ``SpectrogramEncoder``: ``(N, C, F, T)`` -> ``(N, features[-1], F/16, T/16)``."""
 
     def __init__(self, in_channels=3, features=(32, 64, 128, 256), bn_momentum=0.9, exact=False):
         super().__init__()
@@ -80,8 +80,8 @@ class _UpsampleTorch(nn.Module):
         return y[..., : 2 * h, : 2 * w] if self.exact else y
 
 
-class SpectralDecoderTorch(nn.Module):
-    """Twin of ``SpectralDecoder``: ``(N, features[-1], F/16, T/16)`` -> ``(N, out_channels, F, T)`` in
+class SpectrogramDecoderTorch(nn.Module):
+    """Twin of ``SpectrogramDecoder``: ``(N, features[-1], F/16, T/16)`` -> ``(N, out_channels, F, T)`` in
     [0, 1]."""
 
     def __init__(self, features=(32, 64, 128, 256), out_channels=3, upsample="subpixel", bn_momentum=0.9,
@@ -102,21 +102,21 @@ class SpectralDecoderTorch(nn.Module):
         return torch.sigmoid(h)
 
 
-class SpectralAETorch(nn.Module):
-    """Twin of ``SpectralAE``; ``forward(x)`` -> ``{"recon"}`` (NCHW)."""
+class SpectrogramAETorch(nn.Module):
+    """Twin of ``SpectrogramAE``; ``forward(x)`` -> ``{"recon"}`` (NCHW)."""
 
     def __init__(self, features=(32, 64, 128, 256), out_channels=3, upsample="subpixel", bn_momentum=0.9,
                  exact=False, **_unused):
         super().__init__()
-        self.encoder = SpectralEncoderTorch(out_channels, tuple(features), bn_momentum, exact)
-        self.decoder = SpectralDecoderTorch(tuple(features), out_channels, upsample, bn_momentum, exact)
+        self.encoder = SpectrogramEncoderTorch(out_channels, tuple(features), bn_momentum, exact)
+        self.decoder = SpectrogramDecoderTorch(tuple(features), out_channels, upsample, bn_momentum, exact)
 
     def forward(self, x):
         return {"recon": self.decoder(self.encoder(x))}
 
 
-class SpectralVAETorch(nn.Module):
-    """Twin of ``SpectralVAE`` (and, with ``cond_dim > 0``, the latent part of ``SpectralCVAE``).
+class SpectrogramVAETorch(nn.Module):
+    """Twin of ``SpectrogramVAE`` (and, with ``cond_dim > 0``, the latent part of ``SpectrogramCVAE``).
 
     Flattens the encoder's map in PyTorch's (C, F, T) order; the loader permutes the Flax dense kernels
     from Flax's (F, T, C) order."""
@@ -127,8 +127,8 @@ class SpectralVAETorch(nn.Module):
         levels = len(features)
         self.bottom = (int(features[-1]), input_shape[0] // 2 ** levels, input_shape[1] // 2 ** levels)
         flat = int(np.prod(self.bottom))
-        self.encoder = SpectralEncoderTorch(out_channels, tuple(features), bn_momentum, exact)
-        self.decoder = SpectralDecoderTorch(tuple(features), out_channels, upsample, bn_momentum, exact)
+        self.encoder = SpectrogramEncoderTorch(out_channels, tuple(features), bn_momentum, exact)
+        self.decoder = SpectrogramDecoderTorch(tuple(features), out_channels, upsample, bn_momentum, exact)
         self.to_mean = nn.Linear(flat + cond_dim, latent)
         self.to_logvar = nn.Linear(flat + cond_dim, latent)
         self.from_latent = nn.Linear(latent + cond_dim, flat)
@@ -152,8 +152,8 @@ class SpectralVAETorch(nn.Module):
         return {"recon": self._project(z), "mean": mean, "logvar": logvar}
 
 
-class SpectralCVAETorch(SpectralVAETorch):
-    """Twin of ``SpectralCVAE``: ``forward(x, cond, station)``; station 0 is the unknown station."""
+class SpectrogramCVAETorch(SpectrogramVAETorch):
+    """Twin of ``SpectrogramCVAE``: ``forward(x, cond, station)``; station 0 is the unknown station."""
 
     def __init__(self, features=(32, 64, 128, 256), latent=128, out_channels=3, upsample="subpixel",
                  input_shape=(128, 112), bn_momentum=0.9, exact=False, n_stations=1, station_dim=16,
@@ -178,11 +178,11 @@ class SpectralCVAETorch(SpectralVAETorch):
                 "log_scale": self.to_log_scale(c).view(x.shape[0], 2, self.out_channels)}
 
 
-MODELS = {"spectral_ae": SpectralAETorch, "spectral_vae": SpectralVAETorch, "spectral_cvae": SpectralCVAETorch}
+MODELS = {"spectral_ae": SpectrogramAETorch, "spectral_vae": SpectrogramVAETorch, "spectral_cvae": SpectrogramCVAETorch}
 
 
-def spectral_loss_torch(name: str, out: dict, x, log_scale=None, beta: float = 1e-3):
-    """The benchmark's loss (as ``bench_spectral.spectral_loss``): MSE of the reconstruction, plus
+def spectrogram_loss_torch(name: str, out: dict, x, log_scale=None, beta: float = 1e-3):
+    """The benchmark's loss (as ``bench_spectrogram.spectrogram_loss``): MSE of the reconstruction, plus
     ``beta`` times the batch-mean KL for the VAEs, plus the MSE of the CVAE's predicted log scale."""
     loss = torch.mean((out["recon"] - x) ** 2)
     if name != "spectral_ae":
@@ -217,7 +217,7 @@ def _subpixel_bias(bias) -> np.ndarray:
     return bias.reshape(4, -1).T.reshape(-1)
 
 
-def flax_spectral_to_torch(name: str, module: nn.Module, variables: dict) -> dict:
+def flax_spectrogram_to_torch(name: str, module: nn.Module, variables: dict) -> dict:
     """The Flax model's ``{"params", "batch_stats"}`` as the twin's state dict (every entry)."""
     params, stats = variables["params"], variables.get("batch_stats", {})
     out = {}
@@ -272,7 +272,7 @@ def flax_spectral_to_torch(name: str, module: nn.Module, variables: dict) -> dic
     return out
 
 
-def load_flax_spectral(name: str, module: nn.Module, variables: dict) -> nn.Module:
-    """Copy a Flax spectral model's parameters and batch statistics into its twin (strictly)."""
-    module.load_state_dict(flax_spectral_to_torch(name, module, variables), strict=True)
+def load_flax_spectrogram(name: str, module: nn.Module, variables: dict) -> nn.Module:
+    """Copy a Flax spectrogram model's parameters and batch statistics into its twin (strictly)."""
+    module.load_state_dict(flax_spectrogram_to_torch(name, module, variables), strict=True)
     return module

@@ -8,21 +8,30 @@ import matplotlib.image as plt_image
 import numpy as np
 import pytest
 
-from seisjax.spectrogram.generation import generate_from_checkpoint, interpolate_latent, latent_path, record_index
 from seisjax.cli import main as cli_main
 from seisjax.config import load_config
 from seisjax.data.dataset import Dataset
 from seisjax.errors import InputError
 from seisjax.families import evaluate, restore_trained, train_and_evaluate
+from seisjax.metrics.spectral import spectral_centroid
+from seisjax.spectrogram.data import to_magnitudes
+from seisjax.spectrogram.generation import (
+    CENTROID_STAGES,
+    centroid_stage_trends,
+    generate_from_checkpoint,
+    interpolate_latent,
+    record_index,
+)
+from seisjax.spectrogram.latent import latent_path
 
 FAST_COMPILE = True
-CONFIG = "experiments/spectral_vae.py"
+CONFIG = "experiments/spectrogram.py"
 
 
 @pytest.fixture(scope="module")
 def cvae_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("cvae")
-    config = load_config(f"{CONFIG}:toy_cvae", {"data.toy_records": 24, "train.num_steps": 3,
+    config = load_config(f"{CONFIG}:toy,cvae", {"data.toy_records": 24, "train.num_steps": 3,
                                                  "train.eval_every_steps": 3, "train.checkpoint_every_steps": 3,
                                                  "train.eval_every_epochs": None,
                                                  "train.checkpoint_every_epochs": None, "batch_size": 8})
@@ -129,10 +138,10 @@ def test_latent_path_runs_from_one_reconstruction_to_the_other(cvae_run, tmp_pat
     _, task, state, _ = restore_trained(cvae_run)
     try:
         params, model_state = jax.device_get(state.params), jax.device_get(state.model_state)
-        pick = {k: task._eval[k][[0, 2]] for k in ("x", "cond", "station_index")}
-        weights, decoded = latent_path(task, params, model_state, pick, 5)
+        pick = {k: task.data.eval[k][[0, 2]] for k in ("x", "cond", "station_index")}
+        weights, decoded = latent_path(task.model, {"params": params, **model_state}, pick, 5)
         recon = task.reconstruct(params, model_state, pick)
-        magnitudes, names = task._eval["magnitude"], task._eval["trace_name"]
+        magnitudes, names = task.data.eval["magnitude"], task.data.eval["trace_name"]
     finally:
         task.close()
     np.testing.assert_allclose(weights, [0, 0.25, 0.5, 0.75, 1])
@@ -166,20 +175,16 @@ def test_generated_peak_is_the_predicted_log_scale(cvae_run):
     """The decoded spectrogram is renormalised to [0, 1] like every input, so the loudest generated bin
     is exactly expm1 of the CVAE's predicted log1p maximum: amplitudes follow magnitude and distance
     as far as the scale head does (a raw blurred decode peaks near 0.5 and would halve the trend)."""
-    import jax
-
-    from seisjax.families import restore_trained
-
     _, task, state, _ = restore_trained(cvae_run)
     params, model_state = jax.device_get(state.params), jax.device_get(state.model_state)
     mags, lats = np.array([1.5, 3.5]), np.array([38.1, 37.8])
-    cond = task.condition_vector(mags, lats, lats * 0 + 23.1, np.array([5.0, 12.0]), ["T01", "T02"])
-    station = task.station_indices(["T01", "T02"])
+    cond = task.data.condition_vector(mags, lats, lats * 0 + 23.1, np.array([5.0, 12.0]), ["T01", "T02"])
+    station = task.data.station_indices(["T01", "T02"])
     x, mag, _ = task.generate(params, model_state, cond, station, seed=2, griffin_lim_iters=1)
     log_scale = np.asarray(task.model.apply({"params": params, **model_state}, cond, station, method="log_scale"))
-    real = task.mask[..., 0] > 0
+    real = task.data.mask[..., 0] > 0
     assert np.allclose(x[:, real].max(axis=1), 1.0) and np.allclose(x[:, real].min(axis=1), 0.0)
-    floor = np.median(task._train["log_scale"][:, 0], axis=0)   # task.generation_floor = "train_median"
+    floor = np.median(task.data.train["log_scale"][:, 0], axis=0)   # task.generation_floor = "train_median"
     np.testing.assert_allclose(np.log1p(mag.max(axis=(2, 3))), np.maximum(log_scale[:, 1], floor),
                                rtol=1e-5, atol=1e-6)
 
@@ -187,16 +192,11 @@ def test_generated_peak_is_the_predicted_log_scale(cvae_run):
 def test_centroid_stage_trends_measure_each_step_of_generation(cvae_run):
     """The held-out stage is the centroid of the records' own magnitudes, fitted jointly on magnitude
     and log10 distance; toy records are one per event, so no within-event slope exists (NaN)."""
-    from seisjax.spectrogram.generation import CENTROID_STAGES, centroid_stage_trends
-    from seisjax.metrics.spectral import spectral_centroid
-    from seisjax.spectrogram.data import to_magnitudes
-    from seisjax.families import restore_trained
-
     result = centroid_stage_trends(cvae_run, split="train", generation_prior="standard")
     assert list(result["stages"]) == list(CENTROID_STAGES)
     _, task, _, _ = restore_trained(cvae_run)
-    data = task._train
-    centroid = spectral_centroid(to_magnitudes(data["x"], data["log_scale"], task.spec), task.spec.axes()[0])
+    data, spec = task.data.train, task.data.spec
+    centroid = spectral_centroid(to_magnitudes(data["x"], data["log_scale"], spec), spec.axes()[0])
     design = np.column_stack([np.ones(len(centroid)), data["magnitude"], np.log10(data["distance_km"])])
     coef = np.linalg.lstsq(design, centroid, rcond=None)[0]
     held = result["stages"]["held_out"]
@@ -205,7 +205,7 @@ def test_centroid_stage_trends_measure_each_step_of_generation(cvae_run):
     assert result["records"] == result["events"] == len(centroid)
     assert np.isnan(held["within_event_log10_distance"])
     for stage in CENTROID_STAGES:
-        assert 0 < result["stages"][stage]["mean_hz"] < task.spec.sampling_rate / 2
+        assert 0 < result["stages"][stage]["mean_hz"] < spec.sampling_rate / 2
     with pytest.raises(InputError, match="split"):
         centroid_stage_trends(cvae_run, split="dev")
     with pytest.raises(InputError, match="generation_prior"):

@@ -1,5 +1,5 @@
-"""The PyTorch twins of the spectrogram autoencoders (benchmarks/torch_spectral.py, timed by
-benchmarks/bench_spectral.py) are the same networks as seisjax.spectrogram.model: equal parameter counts
+"""The PyTorch twins of the spectrogram autoencoders (benchmarks/torch_spectrogram.py, timed by
+benchmarks/bench_spectrogram.py) are the same networks as seisjax.spectrogram.model: equal parameter counts
 for every model and upsampling mode, and, with the Flax weights copied in, the same outputs."""
 
 import importlib.util
@@ -11,23 +11,23 @@ import numpy as np
 import pytest
 
 from seisjax.spectrogram.model import (
-    SpectralAE,
-    SpectralCVAE,
-    SpectralVAE,
+    SpectrogramAE,
+    SpectrogramCVAE,
+    SpectrogramVAE,
 )
 
 torch = pytest.importorskip("torch")
 
 FAST_COMPILE = True  # see conftest.py
 
-TWINS_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_spectral.py"
+TWINS_FILE = Path(__file__).resolve().parents[2] / "benchmarks" / "torch_spectrogram.py"
 SMALL = {"features": (4, 6, 8, 10)}   # narrow widths: the layers are the same, the test is fast
 SHAPE = (32, 48)                       # (F, T), multiples of 16, F != T so transposed axes would show
 
 
 @pytest.fixture(scope="module")
 def twins():
-    spec = importlib.util.spec_from_file_location("torch_spectral_twins", TWINS_FILE)
+    spec = importlib.util.spec_from_file_location("torch_spectrogram_twins", TWINS_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -36,12 +36,12 @@ def twins():
 def _flax(name, upsample, **overrides):
     kwargs = dict(SMALL, upsample=upsample, **overrides)
     if name == "spectral_ae":
-        return SpectralAE(**kwargs), kwargs
+        return SpectrogramAE(**kwargs), kwargs
     kwargs.update(latent=7, input_shape=SHAPE)
     if name == "spectral_vae":
-        return SpectralVAE(**kwargs), kwargs
+        return SpectrogramVAE(**kwargs), kwargs
     kwargs.update(n_stations=5, station_dim=3, cond_dim=6)
-    return SpectralCVAE(**kwargs), kwargs
+    return SpectrogramCVAE(**kwargs), kwargs
 
 
 def _inputs(batch=3, seed=0):
@@ -96,7 +96,7 @@ def test_forward_matches_flax(twins, name, upsample):
     model, kwargs = _flax(name, upsample)
     x, cond, station = _inputs()
     variables = _init(model, name, x, cond, station)
-    twin = twins.load_flax_spectral(name, twins.MODELS[name](exact=True, **kwargs), variables)
+    twin = twins.load_flax_spectrogram(name, twins.MODELS[name](exact=True, **kwargs), variables)
     targs = (_nchw(x),) if name != "spectral_cvae" else (_nchw(x), torch.from_numpy(cond), torch.from_numpy(station))
     extra = {} if name == "spectral_ae" else {"sample": False}
 
@@ -139,12 +139,12 @@ def test_gradients_match_flax(twins, upsample):
         return jnp.mean(jnp.square(out["recon"] - x))
 
     value, grads = jax.jit(jax.value_and_grad(loss))(variables["params"])
-    twin = twins.load_flax_spectral("spectral_ae", twins.MODELS["spectral_ae"](exact=True, **kwargs), variables)
+    twin = twins.load_flax_spectrogram("spectral_ae", twins.MODELS["spectral_ae"](exact=True, **kwargs), variables)
     twin.train()
-    tloss = twins.spectral_loss_torch("spectral_ae", twin(_nchw(x)), _nchw(x))
+    tloss = twins.spectrogram_loss_torch("spectral_ae", twin(_nchw(x)), _nchw(x))
     tloss.backward()
     np.testing.assert_allclose(float(tloss.detach()), float(value), rtol=1e-5)
-    as_torch = twins.flax_spectral_to_torch("spectral_ae", twin, {"params": jax.tree_util.tree_map(np.asarray, grads)})
+    as_torch = twins.flax_spectrogram_to_torch("spectral_ae", twin, {"params": jax.tree_util.tree_map(np.asarray, grads)})
     for pname, p in twin.named_parameters():
         np.testing.assert_allclose(p.grad.numpy(), as_torch[pname].numpy(), atol=1e-6, rtol=1e-3, err_msg=pname)
 

@@ -1,6 +1,7 @@
-"""The GEMM and one-output convolutions and batch norm of seisjax/ops/conv.py compute what XLA's convolutions and
-flax's BatchNorm compute, values and gradients (their custom VJPs against jax.grad of the plain
-operations), with the same variables as flax's modules."""
+"""The GEMM and one-output convolutions, the transposed convolution and batch norm of seisjax/ops/conv.py
+compute what XLA's convolutions and flax's ConvTranspose and BatchNorm compute, values and gradients
+(their custom VJPs against jax.grad of the plain operations), with the same variables as flax's
+modules; depth-to-space by hand."""
 
 import flax.linen as nn
 import jax
@@ -8,14 +9,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from seisjax.errors import InputError
 from seisjax.ops.conv import (
     BatchNormReLU,
     Conv,
+    ConvTranspose3x3S2,
     batch_norm_relu,
     col2im,
     conv2d_gemm,
     conv2d_one_output,
     conv_transpose3x3s2_gemm,
+    depth_to_space,
     im2col,
     resolve_conv_impl,
     same_padding,
@@ -215,47 +219,65 @@ def test_conv_module_loads_nn_conv_variables(impl):
     ours = Conv(5, (3, 3), strides=(2, 2), impl=impl)
     assert jax.tree.map(np.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(np.shape, variables)
     _close(ours.apply(variables, x), ref.apply(variables, x))
-    with pytest.raises(ValueError, match="impl"):
+    with pytest.raises(InputError, match="impl"):
         Conv(5, impl="fft").init(jax.random.key(1), x)
 
 
-def _dot_operand_shapes(jaxpr) -> set:
-    """``(lhs shape, rhs shape)`` of every ``dot_general`` in a jaxpr and the jaxprs nested in it."""
-    found = set()
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "dot_general":
-            found.add(tuple(tuple(v.aval.shape) for v in eqn.invars))
-        for param in eqn.params.values():
-            for sub in param if isinstance(param, (list, tuple)) else [param]:
-                inner = getattr(sub, "jaxpr", sub)
-                if hasattr(inner, "eqns"):
-                    found |= _dot_operand_shapes(inner)
-    return found
+@pytest.mark.parametrize("impl", ["gemm", "xla", "auto"])
+@pytest.mark.parametrize("features", [3, 24])
+def test_conv_transpose_module_loads_nn_conv_transpose_variables(features, impl):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 4, 6, 8)).astype(np.float32)
+    reference = nn.ConvTranspose(features, (3, 3), strides=(2, 2), padding="SAME")
+    variables = reference.init(jax.random.key(1), x)
+    variables = jax.tree.map(lambda v: v + 0.1, variables)   # a non-zero bias too
+    ours = ConvTranspose3x3S2(features, impl=impl)
+    assert jax.tree.map(np.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(np.shape, variables)
+    out = ours.apply(variables, x)
+    assert out.shape == (2, 8, 12, features)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(reference.apply(variables, x)), atol=1e-5)
 
 
-def test_bench_gemm_forms_lists_the_ae_weight_gradient_products():
-    """benchmarks/bench_gemm_forms.py times the products the AE's train step computes: each listed
-    ``(K, M, N)`` is a weight gradient ``patches^T (M, K) @ dy (K, N)`` in the gradient's jaxpr."""
-    import importlib.util
-    from pathlib import Path
+def test_conv_transpose_module_rejects_an_unknown_form():
+    x = np.ones((1, 2, 2, 3), np.float32)
+    with pytest.raises(InputError, match="impl"):
+        ConvTranspose3x3S2(4, impl="dilated").init(jax.random.key(0), x)
+    with pytest.raises(InputError, match="'gemm' or 'xla'"):
+        ConvTranspose3x3S2(4, impl="one_output").init(jax.random.key(0), x)
 
-    from seisjax.spectrogram.model import SpectralAE
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gemm_forms.py"
-    spec = importlib.util.spec_from_file_location("bench_gemm_forms", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    batch, shape = 2, (32, 16)
-    products = bench.layer_products(batch=batch, shape=shape)
-    x = jnp.zeros((batch, *shape, 3), jnp.float32)
-    model = SpectralAE()
-    variables = model.init(jax.random.key(0), x)
+def test_depth_to_space_by_hand():
+    # input pixel (h, w) channel (i*2 + j) -> output pixel (2h + i, 2w + j)
+    x = np.arange(2 * 2 * 4, dtype=np.float32).reshape(1, 2, 2, 4)   # one channel out, block 2
+    out = np.asarray(depth_to_space(x, 2))[0, :, :, 0]
+    expected = np.empty((4, 4), np.float32)
+    for h in range(2):
+        for w in range(2):
+            for i in range(2):
+                for j in range(2):
+                    expected[2 * h + i, 2 * w + j] = x[0, h, w, 2 * i + j]
+    np.testing.assert_array_equal(out, expected)
+    # a wider input: channel k of 4 goes to pixel (k // 2, k % 2) of each 2x2 block
+    x = jnp.arange(2 * 3 * 4, dtype=jnp.float32).reshape(1, 2, 3, 4)
+    y = np.asarray(depth_to_space(x, 2))[0, :, :, 0]
+    assert y.shape == (4, 6)
+    for h in range(2):
+        for w in range(3):
+            block = y[2 * h:2 * h + 2, 2 * w:2 * w + 2].ravel()
+            np.testing.assert_array_equal(block, np.asarray(x[0, h, w]))
 
-    def loss(params):
-        out, _ = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
-        return jnp.mean(out["recon"] ** 2)
 
-    dots = _dot_operand_shapes(jax.make_jaxpr(jax.grad(loss))(variables["params"]).jaxpr)
-    assert len(products) == 7
-    for name, k, m, n in products:
-        assert ((m, k), (k, n)) in dots, name
+def test_forward_mode_works_with_the_xla_form_only():
+    """The GEMM forms are custom VJPs: jax.jvp through them raises, through impl="xla" it works
+    (the reason the model's conv impls are config values)."""
+    x = np.random.default_rng(4).normal(size=(1, 6, 6, 2)).astype(np.float32)
+    for impl, works in (("xla", True), ("gemm", False)):
+        module = Conv(3, (3, 3), strides=(2, 2), impl=impl)
+        variables = module.init(jax.random.key(0), x)
+        run = lambda x, m=module, v=variables: m.apply(v, x)
+        if works:
+            _, tangent = jax.jvp(run, (x,), (np.ones_like(x),))
+            assert tangent.shape == (1, 3, 3, 3)
+        else:
+            with pytest.raises(TypeError, match="custom_vjp"):
+                jax.jvp(run, (x,), (np.ones_like(x),))

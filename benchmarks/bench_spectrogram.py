@@ -1,12 +1,12 @@
 """Spectrogram autoencoders (AE, beta-VAE, CVAE): JAX vs their PyTorch twins on the CPU.
 
-Two measurements, both on random inputs of the study's size (batch 32, 3 x 128 x 112 spectrograms:
+Three measurements, all on random inputs of the study's size (batch 32, 3 x 128 x 112 spectrograms:
 129 STFT bins cropped to 128, 111 frames of a 70 s record at 100 Hz padded to 112):
 
-1. ``--what decoder``, the upsampling probe: the decoder alone (``SpectralDecoder``, from the
+1. ``--what decoder``, the upsampling probe: the decoder alone (``SpectrogramDecoder``, from the
    ``(F/16, T/16, 256)`` latent map to the spectrogram), forward and backward (gradients of an MSE
    for the parameters and the input, batch norm in training mode), for each ``upsample`` mode in JAX
-   and in PyTorch (``benchmarks/torch_spectral.py``); ``"transpose"`` is ``nn.ConvTranspose`` /
+   and in PyTorch (``benchmarks/torch_spectrogram.py``); ``"transpose"`` is ``nn.ConvTranspose`` /
    ``ConvTranspose2d``, the seed study's layer, which XLA runs slowly on CPU (DESIGN.md);
    JAX computes it as one GEMM and an overlap-add (seisjax.ops.conv; XLA's own lowering of the
    strided transposed convolution is the slow one; ``--what layers`` times both).
@@ -15,7 +15,7 @@ Two measurements, both on random inputs of the study's size (batch 32, 3 x 128 x
    PyTorch: eager, the same loss (MSE + beta KL + the CVAE's log-scale MSE) and Adam.
 3. ``--what layers`` (not in ``all``): each layer of the AE alone, forward + backward, in every JAX
    form (XLA's convolution or the GEMM forms of seisjax/ops/conv.py; flax's BatchNorm + ReLU or the
-   fused one; phases / masked / GEMM transposed convolution, ``--xla-transpose`` adds XLA's own),
+   fused one; the GEMM transposed convolution, ``--xla-transpose`` adds XLA's own),
    the model's choice marked ``*``, to find where JAX loses time.
 
 Timing: one fixed batch; ``--rounds`` interleaved blocks of ``--steps`` steps per side and case after
@@ -27,11 +27,11 @@ Eigen, ``torch.set_num_threads(1)``, and the process pinned to one core, since X
 independent kernels side by side on the others); ``--threads 0`` leaves both at their defaults;
 ``--threads both`` (default) runs the two settings in separate processes (XLA reads its flags once).
 
-    python benchmarks/bench_spectral.py                    # decoder probe and train steps, 1 and all threads
-    python benchmarks/bench_spectral.py --quick            # a short check: batch 8, 64 x 48, one thread
-    python benchmarks/bench_spectral.py --what decoder --threads 1 --json probe.json
-    python benchmarks/bench_spectral.py --what step --upsample transpose --threads 1  # the seed's layer
-    python benchmarks/bench_spectral.py --what layers --threads 1 --steps 2
+    python benchmarks/bench_spectrogram.py                    # decoder probe and train steps, 1 and all threads
+    python benchmarks/bench_spectrogram.py --quick            # a short check: batch 8, 64 x 48, one thread
+    python benchmarks/bench_spectrogram.py --what decoder --threads 1 --json probe.json
+    python benchmarks/bench_spectrogram.py --what step --upsample transpose --threads 1  # the seed's layer
+    python benchmarks/bench_spectrogram.py --what layers --threads 1 --steps 2
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ import numpy as np
 from seisjax.bench import cpu_model, limit_cpu_threads
 from seisjax.malloc import retain_freed_memory
 
-TWINS_FILE = Path(__file__).resolve().parent / "torch_spectral.py"
+TWINS_FILE = Path(__file__).resolve().parent / "torch_spectrogram.py"
 MODEL_NAMES = {"ae": "spectral_ae", "vae": "spectral_vae", "cvae": "spectral_cvae"}
 MODES = ("subpixel", "resize", "transpose")
 BETA = 1e-3
@@ -59,7 +59,7 @@ N_STATIONS = 20
 
 
 def _load_twins():
-    spec = importlib.util.spec_from_file_location("seisjax_torch_spectral", TWINS_FILE)
+    spec = importlib.util.spec_from_file_location("seisjax_torch_spectrogram", TWINS_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -105,7 +105,7 @@ def _model_kwargs(name: str, upsample: str, shape) -> dict:
 
 
 # ----------------------------------------------------------------------------- JAX side
-def spectral_loss(name: str, out: dict, x, log_scale=None, beta: float = BETA):
+def spectrogram_loss(name: str, out: dict, x, log_scale=None, beta: float = BETA):
     """MSE of the reconstruction + ``beta`` x batch-mean KL (VAEs) + MSE of the CVAE's log scale."""
     import jax.numpy as jnp
 
@@ -120,17 +120,15 @@ def spectral_loss(name: str, out: dict, x, log_scale=None, beta: float = BETA):
 
 
 class JaxTrainStep:
-    """One jitted train step of a spectral model (state donated), compiled ahead of time."""
+    """One jitted train step of a spectrogram model (state donated), compiled ahead of time."""
 
     def __init__(self, name: str, kwargs: dict, batch: dict, seed: int = 0):
         import jax
         import optax
 
-        from seisjax.spectrogram import model as spectral
+        from seisjax.spectrogram.model import MODELS
 
-        cls = {"spectral_ae": spectral.SpectralAE, "spectral_vae": spectral.SpectralVAE,
-               "spectral_cvae": spectral.SpectralCVAE}[name]
-        model = cls(**kwargs)
+        model = MODELS[name](**kwargs)
         self.jax = jax
         args = (batch["x"],) if name != "spectral_cvae" else (batch["x"], batch["cond"], batch["station"])
         variables = jax.jit(lambda *a: model.init({"params": jax.random.key(seed), "sample": jax.random.key(seed)},
@@ -144,7 +142,7 @@ class JaxTrainStep:
             def loss_fn(params):
                 out, new = model.apply({"params": params, "batch_stats": stats}, *inputs, train=True,
                                        rngs={"sample": rng}, mutable=["batch_stats"])
-                return spectral_loss(name, out, batch["x"], batch.get("log_scale")), new["batch_stats"]
+                return spectrogram_loss(name, out, batch["x"], batch.get("log_scale")), new["batch_stats"]
 
             (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
             updates, opt_state = tx.update(grads, opt_state, params)
@@ -191,7 +189,7 @@ class TorchTrainStep:
         for _ in range(steps):
             self.opt.zero_grad(set_to_none=True)
             out = self.module(self.x, *self.extra)
-            loss = self.twins.spectral_loss_torch(self.name, out, self.x, self.log_scale, BETA)
+            loss = self.twins.spectrogram_loss_torch(self.name, out, self.x, self.log_scale, BETA)
             loss.backward()
             self.opt.step()
         self.loss = float(loss.detach())
@@ -253,7 +251,7 @@ def bench_decoder(args, twins) -> list[dict]:
     import jax.numpy as jnp
     import torch
 
-    from seisjax.spectrogram.model import SpectralDecoder
+    from seisjax.spectrogram.model import SpectrogramDecoder
 
     features = (32, 64, 128, 256)
     f, t = args.shape
@@ -264,7 +262,7 @@ def bench_decoder(args, twins) -> list[dict]:
     target_t = torch.from_numpy(np.ascontiguousarray(target.transpose(0, 3, 1, 2)))
     runners, info = {}, {}
     for mode in args.modes:
-        decoder = SpectralDecoder(features, 3, mode)
+        decoder = SpectrogramDecoder(features, 3, mode)
         variables = jax.jit(lambda x, d=decoder: d.init(jax.random.key(0), x, train=False))(h)
 
         def fwd_bwd(params, stats, x, y, d=decoder):
@@ -285,7 +283,7 @@ def bench_decoder(args, twins) -> list[dict]:
                 out = c(v["params"], v["batch_stats"], hd, yd)
             jax.block_until_ready(out)
 
-        module = twins.SpectralDecoderTorch(features, 3, mode, exact=False)
+        module = twins.SpectrogramDecoderTorch(features, 3, mode, exact=False)
         module.train()
         x_t = h_t.clone().requires_grad_(True)
 
@@ -328,26 +326,22 @@ def bench_layers(args, twins) -> list[dict]:
     PyTorch call: the encoder's 3x3 stride-2 convolutions (XLA's convolution, ``gemm`` of
     :mod:`seisjax.ops.conv`), batch norm + ReLU in training mode (flax's ``nn.BatchNorm`` then ReLU,
     :func:`seisjax.ops.conv.batch_norm_relu`), and the decoder's upsampling in each ``--modes``
-    (``transpose``: the phase, masked and GEMM forms of :mod:`seisjax.ops.upsample`, and with
-    ``--xla-transpose`` XLA's own ``conv_transpose``, 20-50x slower). The model's choice is marked."""
+    (``transpose``: the GEMM form of :mod:`seisjax.ops.conv`, and with ``--xla-transpose`` XLA's own
+    ``conv_transpose``, many times slower). The model's choice (``model.*_conv_impl = "auto"``) is marked."""
     import flax.linen as nn
     import jax
     import jax.numpy as jnp
     import torch
     import torch.nn.functional as F
 
-    from seisjax.spectrogram import model as spectral
     from seisjax.ops.conv import (
         batch_norm_relu,
         conv2d_gemm,
         conv_transpose3x3s2_gemm,
+        depth_to_space,
         resolve_conv_impl,
     )
-    from seisjax.ops.upsample import (
-        conv_transpose_masked,
-        conv_transpose_phases,
-        depth_to_space,
-    )
+    from seisjax.spectrogram.model import subpixel_conv_impl
 
     features = (32, 64, 128, 256)
     f, t = args.shape
@@ -375,7 +369,7 @@ def bench_layers(args, twins) -> list[dict]:
                       {"xla": lambda x, w: jax.lax.conv_general_dilated(x, w, (2, 2), "SAME", dimension_numbers=dn),
                        "gemm": lambda x, w: conv2d_gemm(x, w, (2, 2))},
                       lambda x, w: F.conv2d(x, w, stride=2, padding=1), size, (3, 3, cin, cout), i > 0,
-                      resolve_conv_impl(spectral.ENCODER_CONV_IMPL)))
+                      resolve_conv_impl("auto")))
         cases.append((f"enc{i} bn+relu {cout}", bn_impls, bn_relu_torch,
                       (args.batch, f >> (i + 1), t >> (i + 1), cout), (2, cout), True, "ours"))
     widths = list(features[-2::-1]) + [3]
@@ -390,19 +384,18 @@ def bench_layers(args, twins) -> list[dict]:
                          "gemm+d2s": lambda x, w: depth_to_space(conv2d_gemm(x, w, (1, 1), "SAME"), 2)}
                 tf = lambda x, w: F.pixel_shuffle(F.conv2d(F.pad(x, (0, 1, 0, 1)), w), 2)
                 wshape = (2, 2, cin, 4 * cout)
-                chosen = f"{spectral.subpixel_conv_impl(cin, cout)}+d2s"
+                chosen = f"{subpixel_conv_impl(cin, cout)}+d2s"
             elif mode == "resize":
                 impls = {"repeat+conv": lambda x, w: jax.lax.conv_general_dilated(
                     jnp.repeat(jnp.repeat(x, 2, 1), 2, 2), w, (1, 1), "SAME", dimension_numbers=dn)}
                 tf = lambda x, w: F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), w, padding=1)
                 wshape, chosen = (3, 3, cin, cout), "repeat+conv"
             else:
-                impls = {"phases": conv_transpose_phases, "masked": conv_transpose_masked,
-                         "gemm": conv_transpose3x3s2_gemm}
+                impls = {"gemm": conv_transpose3x3s2_gemm}
                 if args.xla_transpose:
                     impls["xla"] = lambda x, w: jax.lax.conv_transpose(x, w, (2, 2), "SAME", dimension_numbers=dn)
                 tf = lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1)
-                wshape, chosen = (3, 3, cin, cout), spectral.DECODER_TRANSPOSE_IMPL
+                wshape, chosen = (3, 3, cin, cout), resolve_conv_impl("auto")
             cases.append((f"dec{i} {mode} {cin}->{cout}", impls, tf, size, wshape, True, chosen))
         if i < len(widths) - 1:
             cases.append((f"dec{i} bn+relu {cout}", bn_impls, bn_relu_torch,
@@ -495,7 +488,7 @@ def _parse(argv):
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--xla-transpose", action="store_true",
-                    help="layers: also time XLA's own conv_transpose (20-50x slower than the others)")
+                    help="layers: also time XLA's own conv_transpose (many times slower than the others)")
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
     args = ap.parse_args(argv)
     if args.quick:   # shrinks everything not set explicitly on the command line
