@@ -2,7 +2,7 @@
 
 ``embed_dataset(workdir, data, out)`` restores the run (``lstm_ae`` task), prepares every row of
 the dataset at ``data`` as the run's task prepares its own records (components, resampling, cut
-around P, differencing, scaling; :meth:`seisjax.lstm_ae.task.LSTMAETask.prepare`), normalises them
+around P, differencing, scaling; :meth:`seisjax.lstm_ae.data.RecordData.prepare`), normalises them
 with the run's stored statistics (``<workdir>/normalisation.json``), embeds them in length-sorted
 batches and writes HDF5:
 
@@ -10,7 +10,8 @@ batches and writes HDF5:
   run's rate), ``problem`` (str, "" when embedded), ``missing_components`` (str: zero-filled
   components under ``data.missing_components = "zeros"``), and the label columns
   ``path_distance_class`` / ``source_magnitude`` when the dataset has them;
-- attributes: ``mode`` ("bottleneck" or "reference"), ``embedding_layout`` ("[h_1, c_1, ...]"),
+- attributes: ``mode`` ("bottleneck" or "reference"), ``embedding_layout`` ("[h_1, c_1, ...]", or
+  "[h_1, ...]" for a model that embeds the hidden states alone),
   ``workdir``, ``data``, ``checkpoint_step``, ``sampling_rate``.
 
 A row that cannot be embedded (non-finite samples, too short, unreadable, missing component, no
@@ -28,7 +29,8 @@ import numpy as np
 from seisjax import config as config_lib
 from seisjax.data.dataset import Dataset
 from seisjax.errors import InputError, log_problems
-from seisjax.lstm_ae.task import NORMALISATION_FILE, LSTMAETask
+from seisjax.lstm_ae.data import NORMALISATION_FILE
+from seisjax.lstm_ae.task import LSTMAETask
 from seisjax.train.loop import restore_trained
 
 __all__ = ["embed_dataset"]
@@ -52,7 +54,7 @@ def embed_dataset(workdir, data, out, *, step: int | None = None, batch_size: in
     _, task, state, ckpt_step = restore_trained(LSTMAETask, workdir, step=step)
     dataset = Dataset(data)
     try:
-        recs = task.prepare(dataset)
+        recs = task.data.prepare(dataset)
         host = jax.device_get(state)
         z = task.embed_records(host.params, host.model_state, recs, batch_size=batch_size, progress=True)
     finally:
@@ -72,7 +74,8 @@ def embed_dataset(workdir, data, out, *, step: int | None = None, batch_size: in
                 f.create_dataset(name, data=values)
             else:
                 f.create_dataset(name, data=values.astype(str).astype(object), dtype=strings)
-        f.attrs.update({"mode": str(task.model.mode), "embedding_layout": "[h_1, c_1, h_2, c_2, ...]",
+        layout = "[h_1, c_1, h_2, c_2, ...]" if task.model.embed_cell else "[h_1, h_2, ...]"
+        f.attrs.update({"mode": str(task.model.mode), "embedding_layout": layout,
                         "workdir": str(workdir), "data": str(data), "checkpoint_step": int(ckpt_step),
                         "sampling_rate": float(config.data.sampling_rate)})
     bad = recs.problems != ""

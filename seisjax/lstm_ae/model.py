@@ -25,26 +25,35 @@ so its final state is at the record's first step, where the decoder starts: as i
 models that reverse their input, the decoder's first outputs then depend on the most recent encoder
 steps, which is what lets the bottleneck learn on records of 16 and more pooled steps.
 
-Embedding: the final ``(h, c)`` of every encoder LSTM layer, concatenated as
-``[h_1, c_1, h_2, c_2, ...]``: ``2 * hidden * lstm_layers`` numbers per record.
+Embedding (``embed_cell``): the final ``(h, c)`` of every encoder LSTM layer, concatenated as
+``[h_1, c_1, h_2, c_2, ...]`` (``2 * hidden * lstm_layers`` numbers per record), or with
+``embed_cell=False`` the hidden states alone, ``[h_1, h_2, ...]``, as signal_autoencoder's.
 
 Decoder (``mode``):
 
-- ``"reference"`` (as the PyTorch signal_autoencoder): decoder LSTM layer ``l`` starts from encoder
-  layer ``l``'s final ``(h, c)`` and reads the encoder's top-layer output sequence. Its input holds
-  the whole encoded sequence, so the reconstruction does not have to pass through the embedding:
-  the embedding is a summary the decoder may use, not a bottleneck.
+- ``"reference"`` (signal_autoencoder's): decoder LSTM layer ``l`` starts from encoder layer ``l``'s
+  final ``(h, c)`` and reads the encoder's top-layer output sequence. Its input holds the whole
+  encoded sequence, so the reconstruction does not have to pass through the embedding: the
+  embedding is a summary the decoder may use, not a bottleneck.
 - ``"bottleneck"``: decoder LSTM layer ``l`` starts from encoder layer ``l``'s final ``(h, c)``, and
-  its input at every step is the whole embedding, the same vector repeated at every pooled step,
-  plus (``decoder_time``, default on) two clock channels, the step index over ``time_scale`` and
-  the fraction of the record's pooled length (:func:`decoder_clock`). Apart from the record's
-  length (how many steps it runs), the decoder sees only the embedding, so everything the
-  reconstruction needs must be in it.
+  its input at every step is the ``(h, c)`` of every layer, the same vector repeated at every pooled
+  step, plus (``decoder_time``, default on) two clock channels, the step index over ``time_scale``
+  and the fraction of the record's pooled length (:func:`decoder_clock`). Apart from the record's
+  length (how many steps it runs), the decoder sees only the encoder's final state, so everything
+  the reconstruction needs must be in it.
 
-Then ``Dense(channels[-1])`` per step and three blocks ``upsample (repeat, by pools[k]) - Conv(k3) - BN -
-ReLU - dropout - Conv(k3) - BN - ReLU`` with channels ``channels[1], channels[0], channels[0]``; in
-the last block the second convolution maps to ``out_channels`` with no BN or ReLU. The output has
-shape ``(B, T, out_channels)``; its values at padded steps are zero.
+Then ``Dense(channels[-1])`` per step and three blocks, each after an upsampling (repeat, by
+``pools[k]``), mapping ``channels[2] -> channels[1] -> channels[0] -> out_channels``
+(``decoder_blocks``):
+
+- ``"relu"``: ``Conv(k3) - BN - ReLU - dropout - Conv(k3) - BN - ReLU``, the last block
+  ``channels[0]`` wide inside and ending in a plain convolution to ``out_channels`` (no BN, no
+  ReLU): the output is the reconstruction in the normalised input's units;
+- ``"encoder"`` (signal_autoencoder's): the encoder's block ``Conv(k3) - BN - ReLU - dropout -
+  Conv(k3) - BN`` mapping each block's input width to its output width, so the last block is
+  ``out_channels`` wide inside and its output is batch-normalised.
+
+The output has shape ``(B, T, out_channels)``; its values at padded steps are zero.
 """
 
 from __future__ import annotations
@@ -117,7 +126,7 @@ class MaskedLSTM(nn.Module):
 
     ``impl``: "scan" (``nn.scan`` with a ``where`` on the carry each step) or "rnn" (``nn.RNN`` with
     ``seq_lengths``: it runs the padded steps too and picks each record's carry at its last valid
-    step from the stacked carries). Same parameters, same results; benchmarks/bench_lstm.py times
+    step from the stacked carries). Same parameters, same results; benchmarks/bench_lstm_ae.py times
     both. Returns ``((c, h), outputs)`` with zero outputs at padded steps."""
 
     hidden: int
@@ -154,7 +163,7 @@ def decoder_clock(lengths, steps: int, time_scale: float, pools: Sequence[int] =
     ``pools``), the fraction of the record's own pooled length.
     They carry nothing about the record beyond its length, which the decoder has anyway (it is how
     many steps it runs); they give it a clock to place the onset and the oscillations by, which a
-    constant input does not (without them the decoder more often settles on the all-zero output).
+    constant input does not (seisjax/lstm_ae/README.md has a run without them).
     Independent of the amount of padding (``steps``) at valid steps."""
     k = jnp.arange(steps, dtype=jnp.float32)[None, :]
     pooled = jnp.maximum(level_lengths(jnp.asarray(lengths), pools=pools)[-1], 1).astype(jnp.float32)[:, None]
@@ -181,11 +190,6 @@ def _max_pool(x, mask_in, mask_out, factor: int = 2):
     valid = mask_in.reshape(b, t // factor, factor)[..., None] > 0
     pooled = jnp.max(jnp.where(valid, group, group[:, :, :1]), axis=2)
     return jnp.where(mask_out[..., None] > 0, pooled, 0.0)
-
-
-def _max_pool2(x, mask_in, mask_out):
-    """2x :func:`_max_pool` (the name benchmarks/bench_lstm.py calls)."""
-    return _max_pool(x, mask_in, mask_out, 2)
 
 
 class _ConvBlock(nn.Module):
@@ -221,6 +225,8 @@ class LSTMAutoencoder(nn.Module):
     lstm_layers: int = 1
     dropout: float = 0.1
     mode: str = "bottleneck"
+    decoder_blocks: str = "relu"
+    embed_cell: bool = True
     lstm_impl: str = "scan"
     decoder_time: bool = True
     time_scale: float = 64.0
@@ -232,6 +238,10 @@ class LSTMAutoencoder(nn.Module):
         """Input steps per pooled (LSTM) step: the product of ``pools``; ``T`` must be a multiple."""
         return int(np.prod(self.pools))
 
+    @property
+    def embedding_dim(self) -> int:
+        return (2 if self.embed_cell else 1) * int(self.hidden) * int(self.lstm_layers)
+
     def setup(self):
         if len(self.channels) != LEVELS:
             raise ValueError(f"lstm_ae: channels {tuple(self.channels)} must have {LEVELS} entries")
@@ -241,14 +251,19 @@ class LSTMAutoencoder(nn.Module):
             raise ValueError(f"lstm_ae: pools {tuple(self.pools)} must be {LEVELS} factors >= 1")
         if self.mode not in ("bottleneck", "reference"):
             raise ValueError(f"lstm_ae: mode {self.mode!r}: expected 'bottleneck' or 'reference'")
+        if self.decoder_blocks not in ("relu", "encoder"):
+            raise ValueError(f"lstm_ae: decoder_blocks {self.decoder_blocks!r}: expected 'relu' or 'encoder'")
         c = tuple(self.channels)
         self.enc_blocks = [_ConvBlock(f, f, self.dropout) for f in c]
         self.enc_lstm = [MaskedLSTM(self.hidden, self.lstm_impl) for _ in range(self.lstm_layers)]
         self.dec_lstm = [MaskedLSTM(self.hidden, self.lstm_impl) for _ in range(self.lstm_layers)]
         self.dec_dense = nn.Dense(c[-1])
-        self.dec_blocks = [_ConvBlock(c[1], c[1], self.dropout, final_relu=True),
-                           _ConvBlock(c[0], c[0], self.dropout, final_relu=True),
-                           _ConvBlock(c[0], self.out_channels, self.dropout, final_norm=False)]
+        if self.decoder_blocks == "encoder":
+            self.dec_blocks = [_ConvBlock(f, f, self.dropout) for f in (c[1], c[0], self.out_channels)]
+        else:
+            self.dec_blocks = [_ConvBlock(c[1], c[1], self.dropout, final_relu=True),
+                               _ConvBlock(c[0], c[0], self.dropout, final_relu=True),
+                               _ConvBlock(c[0], self.out_channels, self.dropout, final_norm=False)]
 
     def _masks(self, x, lengths):
         steps = x.shape[1]
@@ -270,21 +285,29 @@ class LSTMAutoencoder(nn.Module):
             carries.append(carry)
         if self.reverse_encoder:
             h = reverse_valid(h, masks[-1])  # back in time order for the reference decoder
-        embedding = jnp.concatenate([part for c, h_ in carries for part in (h_, c)], axis=-1)
-        return embedding, carries, h
+        return carries, h
+
+    @staticmethod
+    def _concat(carries, *, cell: bool = True):
+        """The final states of the encoder's layers as one vector: ``[h_1, c_1, h_2, c_2, ...]``, or
+        ``[h_1, h_2, ...]`` without ``cell``."""
+        return jnp.concatenate([part for c, h in carries for part in ((h, c) if cell else (h,))], axis=-1)
 
     def encode(self, x, lengths, *, train: bool = False):
-        """``(B, T, C), (B,) -> (B, 2 * hidden * lstm_layers)``: ``[h_1, c_1, h_2, c_2, ...]``."""
-        return self._encode(x, self._masks(x, lengths), train)[0]
+        """``(B, T, C), (B,) -> (B, embedding_dim)``: ``[h_1, c_1, h_2, c_2, ...]`` (``[h_1, h_2, ...]``
+        without ``embed_cell``)."""
+        carries, _ = self._encode(x, self._masks(x, lengths), train)
+        return self._concat(carries, cell=self.embed_cell)
 
     def __call__(self, x, lengths, *, train: bool = False):
         masks = self._masks(x, lengths)
-        embedding, carries, sequence = self._encode(x, masks, train)
+        carries, sequence = self._encode(x, masks, train)
         m3 = masks[-1]
         if self.mode == "reference":
             h = sequence
         else:
-            h = jnp.broadcast_to(embedding[:, None, :], (x.shape[0], m3.shape[1], embedding.shape[-1]))
+            state = self._concat(carries)
+            h = jnp.broadcast_to(state[:, None, :], (x.shape[0], m3.shape[1], state.shape[-1]))
             if self.decoder_time:
                 clock = decoder_clock(lengths, m3.shape[1], self.time_scale, self.pools)
                 h = jnp.concatenate([h, clock], axis=-1)
@@ -295,7 +318,7 @@ class LSTMAutoencoder(nn.Module):
         for k, block in zip((2, 1, 0), self.dec_blocks):
             h = jnp.repeat(h, int(self.pools[k]), axis=1)
             h = block(h, masks[k], train=train)
-        return h, embedding
+        return h, self._concat(carries, cell=self.embed_cell)
 
 
 def count_params(params) -> int:

@@ -11,6 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
+from scipy.optimize import minimize
+from scipy.special import logsumexp
+
+from seisjax.errors import InputError
 
 __all__ = ["linear_probe", "linear_probe_predictions", "magnitude_bins", "nonlinear_2d", "pca_2d", "plot_embedding_map"]
 
@@ -42,13 +47,13 @@ def nonlinear_2d(z: np.ndarray, *, seed: int = 0) -> tuple[str, np.ndarray] | No
     if len(z) < 5:
         return None
     try:
-        import umap
+        import umap  # optional: seisjax does not require umap-learn
 
         return "UMAP", umap.UMAP(n_components=2, random_state=seed).fit_transform(z)
     except ImportError:
         pass
     try:
-        from sklearn.manifold import TSNE
+        from sklearn.manifold import TSNE  # optional: seisjax does not require scikit-learn
     except ImportError:
         return None
     perplexity = float(min(30.0, (len(z) - 1) / 3))
@@ -59,11 +64,7 @@ def _fit_logistic(x: np.ndarray, codes: np.ndarray, n_classes: int, *, l2: float
     """``(w, b)`` minimising the mean cross-entropy + ``l2 * |w|^2`` (bias free of the penalty), solved
     to convergence (L-BFGS in float64). The problem is strictly convex in ``w``, so its optimum, and
     the probe's accuracy, do not depend on the machine's rounding, which a fixed number of first-order
-    steps did: on heavy-tailed embeddings (standardised values up to 100) 500 Adam steps scored a
-    magnitude probe 0.66 on a CPU and 0.74 on a GPU for the same embeddings."""
-    from scipy.optimize import minimize
-    from scipy.special import logsumexp
-
+    steps did on heavy-tailed embeddings (seisjax/lstm_ae/README.md, "Probes")."""
     n, d = x.shape
     onehot = np.eye(n_classes)[codes]
 
@@ -115,18 +116,14 @@ def linear_probe(z_train, y_train, z_eval, y_eval, *, l2: float = 1e-3) -> dict:
 def plot_embedding_map(z: np.ndarray, colours: dict, path, *, title: str = "") -> Path:
     """2-D maps of ``z``, one panel per ``{name: labels}`` (a plain panel when there are none): a row
     for PCA, and a row for UMAP or t-SNE where installed (:func:`nonlinear_2d`)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     z = np.asarray(z, np.float64)
     maps = [("PC", pca_2d(z))]
     other = nonlinear_2d(z)
     if other is not None:
         maps.append(other)
     panels = list(colours.items()) or [("records", np.full(len(z), "all"))]
-    fig, axes = plt.subplots(len(maps), len(panels), figsize=(4.4 * len(panels), 4 * len(maps)), squeeze=False)
+    fig = Figure(figsize=(4.4 * len(panels), 4 * len(maps)))
+    axes = fig.subplots(len(maps), len(panels), squeeze=False)
     for row, (method, xy) in zip(axes, maps):
         for ax, (name, labels) in zip(row, panels):
             labels = np.asarray(labels).astype(str)
@@ -140,5 +137,4 @@ def plot_embedding_map(z: np.ndarray, colours: dict, path, *, title: str = "") -
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

@@ -1,5 +1,5 @@
 """PyTorch twin of ``seisjax.lstm_ae.model.LSTMAutoencoder`` for throughput ratios
-(benchmarks/bench_lstm.py; parameter counts checked by tests/test_torch_lstm.py).
+(benchmarks/bench_lstm_ae.py; parameter counts checked by tests/lstm_ae/test_torch_twin.py).
 
 Same layers, widths, kernels, masks and loss as the Flax model, written as a PyTorch user would:
 ``nn.Conv1d`` on (B, C, T), a masked batch norm (statistics over valid steps, a few lines as in
@@ -86,10 +86,11 @@ class LSTMAutoencoderTorch(nn.Module):
     """Twin of the Flax model (same kwargs). ``forward(x (B, T, C), lengths (B,)) -> (recon, embedding)``."""
 
     def __init__(self, out_channels=3, channels=(64, 128, 256), hidden=256, lstm_layers=1, dropout=0.1,
-                 mode="bottleneck", lstm_impl=None, decoder_time=True, time_scale=64.0):
+                 mode="bottleneck", decoder_blocks="relu", embed_cell=True, lstm_impl=None, decoder_time=True,
+                 time_scale=64.0):
         super().__init__()
         c1, c2, c3 = channels
-        self.mode, self.hidden, self.layers = mode, hidden, lstm_layers
+        self.mode, self.hidden, self.layers, self.embed_cell = mode, hidden, lstm_layers, embed_cell
         self.clock = decoder_time and mode != "reference"
         self.time_scale = float(time_scale)
         self.enc_blocks = nn.ModuleList([_ConvBlock(out_channels, c1, c1, dropout), _ConvBlock(c1, c2, c2, dropout),
@@ -98,9 +99,13 @@ class LSTMAutoencoderTorch(nn.Module):
         dec_in = hidden if mode == "reference" else 2 * hidden * lstm_layers + (2 if self.clock else 0)
         self.dec_lstm = _frozen_bias_hh(nn.LSTM(dec_in, hidden, lstm_layers, batch_first=True))
         self.dec_dense = nn.Linear(hidden, c3)
-        self.dec_blocks = nn.ModuleList([_ConvBlock(c3, c2, c2, dropout, final_relu=True),
-                                         _ConvBlock(c2, c1, c1, dropout, final_relu=True),
-                                         _ConvBlock(c1, c1, out_channels, dropout, final_norm=False)])
+        if decoder_blocks == "encoder":   # signal_autoencoder's: the encoder's block, out_channels wide at the end
+            self.dec_blocks = nn.ModuleList([_ConvBlock(c3, c2, c2, dropout), _ConvBlock(c2, c1, c1, dropout),
+                                             _ConvBlock(c1, out_channels, out_channels, dropout)])
+        else:
+            self.dec_blocks = nn.ModuleList([_ConvBlock(c3, c2, c2, dropout, final_relu=True),
+                                             _ConvBlock(c2, c1, c1, dropout, final_relu=True),
+                                             _ConvBlock(c1, c1, out_channels, dropout, final_norm=False)])
 
     def masks(self, lengths, steps):
         out, n = [], lengths
@@ -133,8 +138,9 @@ class LSTMAutoencoderTorch(nn.Module):
         n3 = masks[-1].sum(1).long()
         seq = self.conv_encoder(x, masks)
         out, (h, c) = self.run_lstm(self.enc_lstm, seq, n3)
-        embedding = torch.cat([part for layer in range(self.layers) for part in (h[layer], c[layer])], dim=1)
-        dec_in = out if self.mode == "reference" else embedding[:, None, :].expand(-1, seq.shape[1], -1)
+        state = torch.cat([part for layer in range(self.layers) for part in (h[layer], c[layer])], dim=1)
+        embedding = state if self.embed_cell else torch.cat(list(h), dim=1)
+        dec_in = out if self.mode == "reference" else state[:, None, :].expand(-1, seq.shape[1], -1)
         if self.clock:   # the Flax model's decoder_clock: step / time_scale and step / own pooled length
             k = torch.arange(seq.shape[1], dtype=dec_in.dtype, device=dec_in.device)[None, :]
             own = n3.clamp_min(1).to(dec_in.dtype)[:, None]

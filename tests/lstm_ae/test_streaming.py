@@ -1,16 +1,15 @@
 """LSTM autoencoder records streamed per batch (data.records_in_memory): the same batches, statistics,
 problems and embeddings as in memory, without holding the records."""
 
-import importlib.util
 import json
 import re
 import warnings
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
+from experiments import lstm_ae
 from seisjax.errors import InputError
 from seisjax.lstm_ae.task import LSTMAETask
 
@@ -20,11 +19,7 @@ NAN_ROW, SHORT_ROW, Z_ONLY_ROW = 3, 7, 9
 
 
 def _config(path, **data):
-    spec = importlib.util.spec_from_file_location(
-        "lstm_ae_config", Path(__file__).resolve().parents[1] / "experiments" / "lstm_ae.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("toy")
+    config = lstm_ae.get_config("toy")
     config.data.update(dict(source="dataset", path=str(path), sampling_rate=20.0, pre_p=10, end="s_coda",
                             s_coda_factor=1.0, min_length=16, max_length=64, bucket_lengths=(32, 64),
                             missing_components="zeros", length_schedule=((0, 24), (3, 64))))
@@ -84,12 +79,12 @@ def test_streamed_batches_and_statistics_equal_in_memory_ones_bit_for_bit(datase
     stream = _task(dataset, tmp_path / "stream", records_in_memory="false")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        norm_m, norm_s = memory.normalisation(), stream.normalisation()
+        norm_m, norm_s = memory.data.normalisation(), stream.data.normalisation()
     for key in ("mean", "std"):
         np.testing.assert_array_equal(norm_m[key], norm_s[key])
     assert (json.loads((tmp_path / "mem" / "normalisation.json").read_text())
             == json.loads((tmp_path / "stream" / "normalisation.json").read_text()))
-    recs_m, recs_s = memory.records("train"), stream.records("train")
+    recs_m, recs_s = memory.data.records("train"), stream.data.records("train")
     assert not recs_m.streamed and recs_s.streamed
     np.testing.assert_array_equal(recs_m.lengths, recs_s.lengths)
     assert len(np.unique(recs_s.lengths[recs_s.good()])) > 5  # several buckets and crops below
@@ -121,7 +116,7 @@ def test_streamed_batches_and_statistics_equal_in_memory_ones_bit_for_bit(datase
 
 def test_streamed_records_hold_no_samples(dataset, tmp_path):
     stream = _task(dataset, tmp_path / "stream", records_in_memory="false")
-    recs = stream.records("train")
+    recs = stream.data.records("train")
     assert recs.records is None and recs.streamed
     # what the Records object keeps is one value per row (length, problem, labels...): no samples
     arrays = {name: value for name, value in vars(recs).items() if isinstance(value, np.ndarray)}
@@ -132,7 +127,7 @@ def test_streamed_records_hold_no_samples(dataset, tmp_path):
     total, total_sq, count = recs.moments()
     assert total.shape == total_sq.shape == (3,) and count == recs.lengths.sum()
     # the in-memory mode keeps one float32 array per usable row, as long as its record
-    memory = _task(dataset, tmp_path / "mem", records_in_memory="true").records("train")
+    memory = _task(dataset, tmp_path / "mem", records_in_memory="true").data.records("train")
     assert [len(r) for r in memory.records if r is not None] == memory.lengths[memory.good()].tolist()
     # the arrays read per batch are the first pass's arrays
     rows = recs.good()[:5]
@@ -143,18 +138,19 @@ def test_streamed_records_hold_no_samples(dataset, tmp_path):
 
 def test_auto_streams_above_the_memory_limit(dataset, tmp_path):
     task = _task(dataset, tmp_path / "auto")  # default: auto with 2048 MiB
-    assert task.config.data.records_in_memory == "auto" and task.memory_limit_mb == 2048
-    assert not task.records("train").streamed
+    assert task.config.data.records_in_memory == "auto" and task.data.memory_limit_mb == 2048
+    assert not task.data.records("train").streamed
     tiny = _task(dataset, tmp_path / "tiny", memory_limit_mb=1e-3)  # 22 rows x 64 x 3 x 4 B = 16.5 KiB
-    assert tiny.records("train").streamed and tiny.records("eval").streamed
+    assert tiny.data.records("train").streamed and tiny.data.records("eval").streamed
     # the rule: rows x max_length x channels x 4 bytes below the limit
     exactly_22 = 22 * 64 * 3 * 4 / 2 ** 20
     edge = _task(dataset, tmp_path / "edge", memory_limit_mb=exactly_22)
-    assert not edge.keep_in_memory(22) and edge.keep_in_memory(21)
-    assert edge.records("train").streamed and not edge.records("eval").streamed  # 22 and 6 rows
+    assert not edge.data.keep_in_memory(22) and edge.data.keep_in_memory(21)
+    assert edge.data.records("train").streamed and not edge.data.records("eval").streamed  # 22 and 6 rows
     # forced modes ignore the limit
-    assert not _task(dataset, tmp_path / "f", records_in_memory="true", memory_limit_mb=1e-9).records("train").streamed
-    assert _task(dataset, tmp_path / "t", records_in_memory="False").records("train").streamed
+    forced = _task(dataset, tmp_path / "f", records_in_memory="true", memory_limit_mb=1e-9)
+    assert not forced.data.records("train").streamed
+    assert _task(dataset, tmp_path / "t", records_in_memory="False").data.records("train").streamed
     for key, value in (("records_in_memory", "sometimes"), ("memory_limit_mb", -1.0), ("memory_limit_mb", 0.0)):
         with pytest.raises(InputError, match=f"data.{key}"):
             _task(dataset, tmp_path / "bad", **{key: value})
@@ -165,7 +161,7 @@ def test_bad_rows_reported_the_same_way_in_both_modes(dataset, tmp_path):
     for mode in ("true", "false"):
         task = _task(dataset, tmp_path / mode, records_in_memory=mode)
         with pytest.warns(UserWarning, match="2 of 22 train record\\(s\\) left out") as caught:
-            recs = task.records("train")
+            recs = task.data.records("train")
         messages[mode] = [str(w.message) for w in caught]
         assert recs.problems[NAN_ROW] == "non-finite samples" and recs.names[NAN_ROW] in messages[mode][0]
         assert recs.problems[SHORT_ROW].startswith("too short")
@@ -178,12 +174,12 @@ def test_bad_rows_reported_the_same_way_in_both_modes(dataset, tmp_path):
 def test_streamed_batch_of_a_changed_dataset_names_the_trace(tmp_path):
     _write_dataset(tmp_path / "ds")
     task = _task(tmp_path / "ds", tmp_path / "run", records_in_memory="false")
-    recs = task.records("train")
+    recs = task.data.records("train")
     iterator = task.train_batches(process_index=0, process_count=1)
     good = recs.good()
     victim = good[iterator.epoch_batches(0)[0][0]]  # a row of the first batch
     name = recs.names[victim]
-    task._dataset.close()  # the dataset reopens its file on the next read
+    task.data.dataset.close()  # the dataset reopens its file on the next read
     bucket, rest = name.split("$")
     with h5py.File(tmp_path / "ds" / "waveforms.hdf5", "r+") as f:
         f[f"data/{bucket}"][int(rest.split(",")[0]), 0, 5] = np.nan  # the file changes under the job
@@ -199,10 +195,10 @@ def test_embed_streamed_gives_the_in_memory_embeddings(dataset, tmp_path):
     embeddings = {}
     for mode in ("true", "false"):
         task = _task(dataset, tmp_path / mode, records_in_memory=mode)
-        recs = task.prepare(task._dataset, progress=False)
+        recs = task.data.prepare(task.data.dataset, progress=False)
         assert recs.streamed == (mode == "false")
-        task.normalisation()
-        batch = task.make_batch(recs, recs.good()[:4])
+        task.data.normalisation()
+        batch = task.data.make_batch(recs, recs.good()[:4])
         variables = task.init_variables(jax.random.PRNGKey(0), batch)
         params = variables.pop("params")
         embeddings[mode] = task.embed_records(params, variables, recs, batch_size=8)

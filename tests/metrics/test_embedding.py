@@ -1,21 +1,12 @@
-"""Embeddings: the linear probe on known truth, and the embed command on a small dataset."""
+"""Measures of embeddings: the linear probe on known truth, magnitude bins, PCA and the non-linear map."""
 
 import importlib.util
-from pathlib import Path
 
-import h5py
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seisjax.lstm_ae.embeddings import embed_dataset
-from seisjax.metrics.embedding import linear_probe, magnitude_bins, nonlinear_2d, pca_2d
-
-FAST_COMPILE = True
-
-_spec = importlib.util.spec_from_file_location("_lstm_task_tests", Path(__file__).with_name("test_lstm_task.py"))
-_helpers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_helpers)
+from seisjax.metrics.embedding import (_fit_logistic, linear_probe, linear_probe_predictions, magnitude_bins,
+                                       nonlinear_2d, pca_2d)
 
 
 def test_probe_recovers_a_linear_label_and_not_a_shuffled_one():
@@ -39,8 +30,6 @@ def test_probe_recovers_a_linear_label_and_not_a_shuffled_one():
 def test_probe_is_solved_to_its_optimum_on_heavy_tailed_embeddings():
     """The probe's answer must not depend on rounding: at the returned weights the penalised loss is
     stationary, and perturbing the embeddings by 1e-4 (relative) changes no prediction."""
-    from seisjax.metrics.embedding import _fit_logistic, linear_probe_predictions
-
     rng = np.random.default_rng(1)
     z = rng.standard_t(1.5, size=(900, 40))        # heavy tails, as LSTM cell states have
     y = np.select([z[:, 0] + 0.1 * rng.normal(size=900) > 0.5, z[:, 1] > 0.0], ["a", "b"], "c")
@@ -66,60 +55,6 @@ def test_magnitude_bins_and_pca():
     xy = pca_2d(z)
     # the two leading axes of an axis-aligned cloud are the first two coordinates (up to sign)
     assert abs(np.corrcoef(xy[:, 0], z[:, 0])[0, 1]) > 0.99 and abs(np.corrcoef(xy[:, 1], z[:, 1])[0, 1]) > 0.99
-
-
-def test_embed_command_writes_every_row_and_the_models_embedding(tmp_path, capsys):
-    from seisjax.cli import main
-    from seisjax.families import restore_trained, train_and_evaluate
-
-    _helpers.write_records_dataset(tmp_path / "ds")
-    config = _helpers._config(source="dataset", path=str(tmp_path / "ds"), sampling_rate=20.0, pre_p=10,
-                              min_length=16, max_length=64, bucket_lengths=(64,), missing_components="zeros")
-    config.batch_size = 4
-    config.eval.batch_size = 4
-    config.optim.stages = ((1, 1e-3, 1.0),)
-    config.train.eval_every_epochs = None
-    train_and_evaluate(config, tmp_path / "run")
-    out = tmp_path / "emb.h5"
-    assert main(["embed", "--workdir", str(tmp_path / "run"), "--data", str(tmp_path / "ds"), "--out", str(out)]) == 0
-    assert "not embedded: 2" in capsys.readouterr().out
-    with h5py.File(out) as f:
-        names = f["trace_name"][()].astype(str)
-        z = f["embedding"][()]
-        problem = f["problem"][()].astype(str)
-        missing = f["missing_components"][()].astype(str)
-        assert f.attrs["mode"] == "bottleneck"
-    from seisjax.data.dataset import Dataset
-
-    with Dataset(tmp_path / "ds") as ds:
-        assert names.tolist() == ds.metadata["trace_name"].tolist()  # every row, in order
-    assert problem[3] == "non-finite samples" and problem[4].startswith("too short")
-    assert np.isnan(z[[3, 4]]).all() and np.isfinite(np.delete(z, [3, 4], axis=0)).all()
-    assert missing[5] == "NE" and missing[0] == ""
-    # the stored embedding is the model's embedding of that record, computed here directly
-    _, task, state, _ = restore_trained(tmp_path / "run")
-    with Dataset(tmp_path / "ds") as ds:
-        recs = task.prepare(ds, progress=False)
-    norm = task.normalisation()
-    for row in (0, 1, 5):
-        record = (recs.records[row] - norm["mean"]) / norm["std"]
-        record[:, [task.components.index(c) for c in recs.missing[row]]] = 0.0
-        steps = -(-len(record) // 8) * 8  # padded only to a multiple of 8, alone in its batch
-        x = np.zeros((1, steps, 3), np.float32)
-        x[0, :len(record)] = record
-        direct = task.model.apply({"params": state.params, **state.model_state}, jnp.asarray(x),
-                                  jnp.array([len(record)]), method="encode")
-        np.testing.assert_allclose(z[row], np.asarray(direct[0]), atol=1e-5)
-    task.close()
-
-
-def test_embed_refuses_other_runs(tmp_path):
-    from seisjax.errors import InputError
-
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "config.json").write_text('{"task": {"name": "dec"}}')
-    with pytest.raises(InputError, match="lstm_ae"):
-        embed_dataset(tmp_path / "run", tmp_path, tmp_path / "x.h5")
 
 
 def test_nonlinear_map_separates_two_clusters_where_installed():

@@ -1,7 +1,6 @@
 """The PyTorch twin of the LSTM autoencoder: same trainable parameter count, same masking."""
 
 import importlib.util
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -9,34 +8,36 @@ import numpy as np
 import pytest
 
 from seisjax.lstm_ae.model import LSTMAutoencoder, count_params
+from tests.conftest import REPO
 
 torch = pytest.importorskip("torch")
 
-_spec = importlib.util.spec_from_file_location(
-    "torch_lstm", Path(__file__).resolve().parents[1] / "benchmarks" / "torch_lstm.py")
-torch_lstm = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(torch_lstm)
+_spec = importlib.util.spec_from_file_location("torch_lstm_ae", REPO / "benchmarks" / "torch_lstm_ae.py")
+torch_lstm_ae = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(torch_lstm_ae)
 
 
-@pytest.mark.parametrize("mode,layers", [("bottleneck", 1), ("reference", 2), ("bottleneck", 2)])
-def test_parameter_counts_equal(mode, layers):
-    kwargs = dict(out_channels=3, channels=(8, 12, 16), hidden=10, lstm_layers=layers, mode=mode)
+@pytest.mark.parametrize("mode,layers,blocks", [("bottleneck", 1, "relu"), ("reference", 2, "relu"),
+                                                ("bottleneck", 2, "relu"), ("reference", 1, "encoder")])
+def test_parameter_counts_equal(mode, layers, blocks):
+    kwargs = dict(out_channels=3, channels=(8, 12, 16), hidden=10, lstm_layers=layers, mode=mode,
+                  decoder_blocks=blocks)
     flax_model = LSTMAutoencoder(**kwargs)
     variables = jax.eval_shape(lambda: flax_model.init({"params": jax.random.PRNGKey(0)}, jnp.zeros((1, 16, 3)),
                                                        jnp.array([16])))
-    twin = torch_lstm.LSTMAutoencoderTorch(**kwargs)
-    assert torch_lstm.trainable_parameters(twin) == count_params(variables["params"])
+    twin = torch_lstm_ae.LSTMAutoencoderTorch(**kwargs)
+    assert torch_lstm_ae.trainable_parameters(twin) == count_params(variables["params"])
     # at the default sizes too
     big = LSTMAutoencoder(out_channels=3)
     big_vars = jax.eval_shape(lambda: big.init({"params": jax.random.PRNGKey(0)}, jnp.zeros((1, 16, 3)),
                                                jnp.array([16])))
-    assert torch_lstm.trainable_parameters(torch_lstm.LSTMAutoencoderTorch(out_channels=3)) == count_params(
+    assert torch_lstm_ae.trainable_parameters(torch_lstm_ae.LSTMAutoencoderTorch(out_channels=3)) == count_params(
         big_vars["params"])
 
 
 def test_twin_embedding_ignores_padding_and_loss_matches_numpy():
     torch.manual_seed(0)
-    twin = torch_lstm.LSTMAutoencoderTorch(out_channels=3, channels=(8, 12, 16), hidden=10).eval()
+    twin = torch_lstm_ae.LSTMAutoencoderTorch(out_channels=3, channels=(8, 12, 16), hidden=10).eval()
     rng = np.random.default_rng(0)
     record = rng.normal(size=(37, 3)).astype(np.float32)
     embeddings = []
@@ -53,4 +54,4 @@ def test_twin_embedding_ignores_padding_and_loss_matches_numpy():
     r = torch.zeros_like(x)
     lengths = torch.tensor([8, 3])
     expected = np.mean([np.abs(x[0].numpy()).sum() / 8, np.abs(x[1, :3].numpy()).sum() / 3])
-    assert float(torch_lstm.masked_l1(r, x, lengths)) == pytest.approx(expected, rel=1e-6)
+    assert float(torch_lstm_ae.masked_l1(r, x, lengths)) == pytest.approx(expected, rel=1e-6)

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seisjax.lstm_ae.model import (LSTMAutoencoder, MaskedBatchNorm, count_params, decoder_clock, level_lengths,
-                                    length_mask)
+from seisjax.lstm_ae.model import (LSTMAutoencoder, MaskedBatchNorm, _max_pool, count_params, decoder_clock,
+                                    length_mask, level_lengths, reverse_valid)
 
 FAST_COMPILE = True  # correctness only: compiling dominates
 
@@ -26,15 +26,17 @@ def _pad(record, steps):
     return np.concatenate([record, np.zeros((steps - len(record), record.shape[1]), np.float32)])
 
 
-@pytest.mark.parametrize("mode,impl,layers,pools,reverse", [("bottleneck", "scan", 2, (2, 2, 2), False),
-                                                           ("reference", "rnn", 1, (2, 2, 2), False),
-                                                           ("bottleneck", "scan", 1, (4, 2, 2), True)])
-def test_padding_does_not_change_embedding_or_reconstruction(mode, impl, layers, pools, reverse):
+@pytest.mark.parametrize("mode,impl,layers,pools,reverse,blocks,cell", [
+    ("bottleneck", "scan", 2, (2, 2, 2), False, "relu", True),
+    ("reference", "rnn", 1, (2, 2, 2), False, "relu", True),
+    ("reference", "scan", 2, (2, 2, 2), False, "encoder", False),   # signal_autoencoder's layout
+    ("bottleneck", "scan", 1, (4, 2, 2), True, "relu", True)])
+def test_padding_does_not_change_embedding_or_reconstruction(mode, impl, layers, pools, reverse, blocks, cell):
     rng = np.random.default_rng(0)
     length = 37  # odd at every level: ceil(37/2)=19, 10, 5; with 4x first: 10, 5, 3
     record = rng.normal(size=(length, 3)).astype(np.float32)
     model = LSTMAutoencoder(**SMALL, lstm_layers=layers, mode=mode, lstm_impl=impl, pools=pools,
-                            reverse_encoder=reverse)
+                            reverse_encoder=reverse, decoder_blocks=blocks, embed_cell=cell)
     unit = model.reduction
     short, long_ = -(-40 // unit) * unit, -(-72 // unit) * unit
     variables = model.init({"params": jax.random.PRNGKey(0)}, jnp.zeros((1, short, 3)), jnp.array([short]))
@@ -48,7 +50,7 @@ def test_padding_does_not_change_embedding_or_reconstruction(mode, impl, layers,
         lengths = np.array([length, steps, steps - 3])
         recon, emb = apply(variables, jnp.asarray(x), jnp.asarray(lengths))
         results.append((np.asarray(recon[0, :length]), np.asarray(emb[0]), np.asarray(recon[0, length:])))
-    assert results[0][1].shape == (2 * 10 * layers,)
+    assert results[0][1].shape == ((2 if cell else 1) * 10 * layers,) == (model.embedding_dim,)
     for recon, emb, tail in results[1:]:
         np.testing.assert_allclose(emb, results[0][1], atol=1e-5, rtol=1e-5)
         np.testing.assert_allclose(recon, results[0][0], atol=1e-5, rtol=1e-5)
@@ -118,19 +120,24 @@ def _expected_param_count(c_in, channels, hidden, layers):
     return total, (c1, c2, c3)
 
 
-@pytest.mark.parametrize("mode,layers", [("bottleneck", 2), ("reference", 1)])
-def test_parameter_count_by_hand_and_output_shapes(mode, layers):
+@pytest.mark.parametrize("mode,layers,blocks,cell", [("bottleneck", 2, "relu", True), ("reference", 1, "relu", True),
+                                                     ("reference", 2, "encoder", False)])
+def test_parameter_count_by_hand_and_output_shapes(mode, layers, blocks, cell):
     c_in, channels, hidden = 3, (8, 12, 16), 10
     conv = lambda a, b: 3 * a * b + b  # noqa: E731
     lstm = lambda a, h: 4 * (a * h + h * h + h)  # noqa: E731
     encoder, (c1, c2, c3) = _expected_param_count(c_in, channels, hidden, layers)
-    embed_dim = 2 * hidden * layers
-    dec_in = hidden if mode == "reference" else embed_dim + 2  # + the two clock channels
+    embed_dim = (2 if cell else 1) * hidden * layers
+    dec_in = hidden if mode == "reference" else 2 * hidden * layers + 2  # (h, c) + the two clock channels
     decoder = lstm(dec_in, hidden) + (layers - 1) * lstm(hidden, hidden) + (hidden * c3 + c3)
     decoder += conv(c3, c2) + 2 * c2 + conv(c2, c2) + 2 * c2  # up -> c2
     decoder += conv(c2, c1) + 2 * c1 + conv(c1, c1) + 2 * c1  # up -> c1
-    decoder += conv(c1, c1) + 2 * c1 + conv(c1, c_in)  # up -> input channels, linear output
-    model = LSTMAutoencoder(out_channels=c_in, channels=channels, hidden=hidden, lstm_layers=layers, mode=mode)
+    if blocks == "relu":
+        decoder += conv(c1, c1) + 2 * c1 + conv(c1, c_in)  # up -> input channels, linear output
+    else:
+        decoder += conv(c1, c_in) + 2 * c_in + conv(c_in, c_in) + 2 * c_in  # c_in wide, batch-normalised output
+    model = LSTMAutoencoder(out_channels=c_in, channels=channels, hidden=hidden, lstm_layers=layers, mode=mode,
+                            decoder_blocks=blocks, embed_cell=cell)
     x = jnp.zeros((2, 48, c_in))
     lengths = jnp.array([48, 20])
     # shapes only (jax.eval_shape compiles nothing)
@@ -152,8 +159,6 @@ def test_rejects_lengths_not_multiple_of_the_reduction():
 
 
 def test_reverse_valid_by_hand():
-    from seisjax.lstm_ae.model import reverse_valid
-
     x = np.arange(2 * 5, dtype=np.float32).reshape(2, 5, 1)
     mask = np.asarray(length_mask(np.array([3, 5]), 5))
     got = np.asarray(reverse_valid(jnp.asarray(x), jnp.asarray(mask)))[..., 0]
@@ -163,8 +168,6 @@ def test_reverse_valid_by_hand():
 
 def test_max_pool_over_valid_steps_by_hand():
     """4x pooling: each group's maximum over its valid steps (padding holds huge values here)."""
-    from seisjax.lstm_ae.model import _max_pool
-
     rng = np.random.default_rng(2)
     x = rng.normal(size=(2, 12, 3)).astype(np.float32)
     lengths = np.array([12, 6])
@@ -187,3 +190,16 @@ def test_decoder_clock_by_hand_and_independent_of_padding():
     np.testing.assert_allclose(clock[:, :, 1], k[None, :] / np.array([5.0, 8.0, 1.0])[:, None], rtol=1e-6)
     longer = np.asarray(decoder_clock(jnp.asarray(lengths), 13, 16.0))
     np.testing.assert_array_equal(longer[:, :8], clock)
+
+
+def test_embedding_without_the_cell_state_is_the_hidden_part():
+    """``embed_cell=False`` (signal_autoencoder's embedding) keeps ``h_l`` of ``[h_1, c_1, h_2, c_2]``;
+    the parameters are the same."""
+    x = jnp.asarray(np.random.default_rng(4).normal(size=(2, 24, 3)).astype(np.float32))
+    lengths = jnp.array([24, 13])
+    full = LSTMAutoencoder(**SMALL, lstm_layers=2)
+    variables = full.init({"params": jax.random.PRNGKey(0)}, x, lengths)
+    both = np.asarray(full.apply(variables, x, lengths, method="encode"))
+    hidden_only = np.asarray(LSTMAutoencoder(**SMALL, lstm_layers=2, embed_cell=False).apply(
+        variables, x, lengths, method="encode"))
+    np.testing.assert_array_equal(hidden_only, np.concatenate([both[:, 0:10], both[:, 20:30]], axis=1))

@@ -1,65 +1,20 @@
-"""LSTM autoencoder task: masked L1, records from a dataset, bucketed resumable batches, the engine."""
+"""LSTM autoencoder records: bucketed resumable batches, the length curriculum, records from a dataset
+(cut, resampling, problems, missing components, normalisation)."""
 
 import json
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy.signal import resample_poly
 
+from seisjax.data.convert import convert_phasenet
+from seisjax.data.dataset import Dataset
 from seisjax.errors import InputError
-from seisjax.lstm_ae.task import BucketBatchIterator, LSTMAETask, masked_l1
+from seisjax.lstm_ae.data import BucketBatchIterator
+from seisjax.lstm_ae.task import LSTMAETask
+from tests.lstm_ae.conftest import toy_config, write_records_dataset
 
 FAST_COMPILE = True
-
-
-def _config(**data):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "experiments" / "lstm_ae.py"
-    spec = importlib.util.spec_from_file_location("lstm_ae_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("toy")
-    config.data.update(data)
-    return config
-
-
-def write_records_dataset(path, *, seed=0):
-    """8 records: Z/N/E, 100 and 40 Hz, P and S picks, one NaN, one too short, two Z-only."""
-    from seisjax.data.dataset import DatasetWriter
-
-    rng = np.random.default_rng(seed)
-    rows = []
-    with DatasetWriter(path, component_order="ZNE", sampling_rate=None) as writer:
-        for i in range(8):
-            rate = 100.0 if i % 2 == 0 else 40.0
-            npts = int(rate * rng.uniform(8, 14))
-            wave = rng.normal(size=(3, npts)).astype(np.float32)
-            comps = "ZNE"
-            if i in (5, 6):
-                wave[1:] = 0.0
-                comps = "Z"
-            if i == 3:
-                wave[0, 10] = np.nan
-            p = rate * 2.0
-            s = rate * (3.0 if i != 4 else 2.05)  # row 4: S right after P -> a record too short
-            meta = dict(trace_sampling_rate_hz=rate, trace_p_arrival_sample=p, trace_s_arrival_sample=s,
-                        trace_components=comps, split="train" if i < 6 else "dev",
-                        path_distance_class="local" if i % 3 else "teleseismic", source_magnitude=1.0 + i / 2)
-            writer.add(wave, meta)
-            rows.append((rate, npts, p, s))
-    return rows
-
-
-def test_masked_l1_against_numpy():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(3, 16, 2)).astype(np.float32)
-    recon = rng.normal(size=(3, 16, 2)).astype(np.float32)
-    lengths = np.array([16, 5, 1])
-    expected = np.mean([np.abs(recon[i, :n] - x[i, :n]).sum() / n for i, n in enumerate(lengths)])
-    got = float(jnp.mean(masked_l1(jnp.asarray(recon), jnp.asarray(x), jnp.asarray(lengths))))
-    assert got == pytest.approx(expected, rel=1e-6)
 
 
 def test_bucketed_batches_sorted_resumable_and_sharded():
@@ -127,10 +82,10 @@ def test_prefetched_bucket_batches_equal_the_synchronous_ones():
 
 def test_length_schedule_crops_training_records_and_resumes(tmp_path):
     """Curriculum: steps 0-2 see the first 24 samples of each record, later steps whole records."""
-    config = _config(length_schedule=((0, 24), (3, 64)))
+    config = toy_config(length_schedule=((0, 24), (3, 64)))
     task = LSTMAETask(config, workdir=tmp_path)
-    train = task.records("train")
-    norm = task.normalisation()
+    train = task.data.records("train")
+    norm = task.data.normalisation()
     it = task.train_batches(process_index=0, process_count=1)
     per_epoch = it.steps_per_epoch  # 4: the run below crosses an epoch
     for step in range(6):
@@ -138,7 +93,7 @@ def test_length_schedule_crops_training_records_and_resumes(tmp_path):
         batch = next(it)
         limit = 24 if step < 3 else 64
         np.testing.assert_array_equal(batch["length"], np.minimum(train.lengths[rows], limit))
-        assert batch["bucket"][0] == (0 if step < 3 else task.bucket_index(int(train.lengths[rows].max())))
+        assert batch["bucket"][0] == (0 if step < 3 else task.data.bucket_index(int(train.lengths[rows].max())))
         for j, i in enumerate(rows):
             n = int(batch["length"][j])
             np.testing.assert_allclose(batch["x"][j, :n], (train.records[i][:n] - norm["mean"]) / norm["std"],
@@ -149,20 +104,20 @@ def test_length_schedule_crops_training_records_and_resumes(tmp_path):
     again.restore(it.state())
     it.close()   # their prefetch threads, which later tests in the same process would see
     again.close()
-    assert again.position == 6 and task.length_limit(again.position) == 64
-    assert task.length_limit(0) == 24 and task.length_limit(2) == 24 and task.length_limit(3) == 64
+    assert again.position == 6 and task.data.length_limit(again.position) == 64
+    assert task.data.length_limit(0) == 24 and task.data.length_limit(2) == 24 and task.data.length_limit(3) == 64
     for bad in (((0, 24), (0, 64)), ((0, 128),), ((-1, 24),)):
         with pytest.raises(InputError, match="length_schedule"):
-            LSTMAETask(_config(length_schedule=bad), workdir=tmp_path / "bad")
+            LSTMAETask(toy_config(length_schedule=bad), workdir=tmp_path / "bad")
 
 
 def test_records_from_dataset_cut_resample_problems_and_normalisation(tmp_path):
     rows = write_records_dataset(tmp_path / "ds")
-    config = _config(source="dataset", path=str(tmp_path / "ds"), sampling_rate=20.0, pre_p=10, end="s_coda",
+    config = toy_config(source="dataset", path=str(tmp_path / "ds"), sampling_rate=20.0, pre_p=10, end="s_coda",
                      s_coda_factor=1.0, min_length=16, max_length=64, bucket_lengths=(32, 64),
                      missing_components="zeros", record_scale="none")
     task = LSTMAETask(config, workdir=tmp_path / "run")
-    recs = task.prepare(task._dataset, progress=False)
+    recs = task.data.prepare(task.data.dataset, progress=False)
     assert recs.problems[3] == "non-finite samples"
     assert recs.problems[4].startswith("too short")
     assert recs.missing[5] == "NE" and recs.missing[6] == "NE" and recs.missing[0] == ""
@@ -173,26 +128,24 @@ def test_records_from_dataset_cut_resample_problems_and_normalisation(tmp_path):
         expected = min(int(np.ceil(s20 + (s20 - p20))) - int(round(p20) - 10), 64)
         assert recs.lengths[i] == expected == 50
     # the record is the resampled trace from P - pre_p, demeaned (record_scale none)
-    from scipy.signal import resample_poly
-
-    raw = task._dataset.get_waveforms(1)  # 40 Hz -> 20 Hz
+    raw = task.data.dataset.get_waveforms(1)  # 40 Hz -> 20 Hz
     ref = resample_poly(raw.astype(np.float64), 1, 2, axis=-1)[:, 30:80].T
     np.testing.assert_allclose(recs.records[1], ref - ref.mean(0), atol=1e-5)
     # zero-filled components stay zero, and are flagged
     assert np.all(recs.records[5][:, 1:] == 0)
     # normalisation: numpy over the usable training records, stored and reused
-    norm = task.normalisation()
-    train = task.records("train")
+    norm = task.data.normalisation()
+    train = task.data.records("train")
     good = np.concatenate([train.records[i] for i in train.good()])
     np.testing.assert_allclose(norm["mean"], good.mean(0), atol=1e-6)
     np.testing.assert_allclose(norm["std"], good.std(0), rtol=1e-5)
     stored = json.loads((tmp_path / "run" / "normalisation.json").read_text())
     assert stored["records"] == len(train.good()) == 4  # rows 0, 1, 2, 5 (3: NaN, 4: too short)
-    other = LSTMAETask(_config(source="dataset", path=str(tmp_path / "ds"), sampling_rate=20.0, pre_p=0,
+    other = LSTMAETask(toy_config(source="dataset", path=str(tmp_path / "ds"), sampling_rate=20.0, pre_p=0,
                                max_length=64, bucket_lengths=(32, 64), missing_components="zeros"),
                        workdir=tmp_path / "run")
-    np.testing.assert_array_equal(other.normalisation()["std"], norm["std"])  # read, not recomputed
-    batch = task.make_batch(train, np.array([0, 5]))
+    np.testing.assert_array_equal(other.data.normalisation()["std"], norm["std"])  # read, not recomputed
+    batch = task.data.make_batch(train, np.array([0, 5]))
     assert batch["x"].shape == (2, 64, 3) and batch["bucket"].tolist() == [1, 1]
     np.testing.assert_allclose(batch["x"][0, :50], (train.records[0] - norm["mean"]) / norm["std"], rtol=1e-5)
     assert np.all(batch["x"][1, :, 1:] == 0) and np.all(batch["x"][:, 50:] == 0)
@@ -203,75 +156,29 @@ def test_records_from_dataset_cut_resample_problems_and_normalisation(tmp_path):
 def test_missing_components_error_names_the_traces(tmp_path):
     write_records_dataset(tmp_path / "ds")
     with pytest.raises(InputError, match="2 trace\\(s\\) lack.*trace_components"):
-        LSTMAETask(_config(source="dataset", path=str(tmp_path / "ds"), missing_components="error"),
+        LSTMAETask(toy_config(source="dataset", path=str(tmp_path / "ds"), missing_components="error"),
                    workdir=tmp_path / "run")
     with pytest.raises(InputError, match="component\\(s\\) X"):
-        LSTMAETask(_config(source="dataset", path=str(tmp_path / "ds"), components="ZX"), workdir=tmp_path / "r2")
+        LSTMAETask(toy_config(source="dataset", path=str(tmp_path / "ds"), components="ZX"), workdir=tmp_path / "r2")
     # Z alone is present everywhere: accepted
-    task = LSTMAETask(_config(source="dataset", path=str(tmp_path / "ds"), components="Z"), workdir=tmp_path / "r3")
+    task = LSTMAETask(toy_config(source="dataset", path=str(tmp_path / "ds"), components="Z"), workdir=tmp_path / "r3")
     assert task.model_kwargs()["out_channels"] == 1
     task.close()
 
 
-def test_tiny_run_through_the_engine(tmp_path):
-    from seisjax.families import evaluate, train_and_evaluate
-
-    config = _config(bucket_lengths=(32, 64))
-    config.train.eval_every_epochs = None
-    result = train_and_evaluate(config, tmp_path / "run")
-    assert result["step"] == 8 and np.isfinite(result["train"]["loss"])
-    assert (tmp_path / "run" / "normalisation.json").exists()
-    metrics_path = evaluate(tmp_path / "run")
-    record = json.loads(metrics_path.read_text())
-    sums = record["sums"]
-    buckets = [k for k in sums if k.startswith("l1_len_")]
-    assert sorted(buckets) == ["l1_len_1-32", "l1_len_33-64"]
-    # the length buckets partition the evaluation records: counts and error add up to the total
-    assert sum(sums[k][1] for k in buckets) == sums["loss"][1] == record["data"]["examples"] == 24
-    assert sum(sums[k][0] for k in buckets) == pytest.approx(sums["loss"][0], rel=1e-5)
-    # the all-zero baseline is the L1 of the normalised evaluation records themselves
-    from seisjax.lstm_ae.task import toy_records
-
-    norm = json.loads((tmp_path / "run" / "normalisation.json").read_text())
-    toy = toy_records(96, channels=3, seed=0, min_length=16, max_length=64)
-    zero = [np.abs((r - norm["mean"]) / np.asarray(norm["std"])).sum() / len(r) for r in toy.records[72:]]
-    assert record["metrics"]["l1_zero_baseline"] == pytest.approx(np.mean(zero), rel=1e-4)
-    # ... and per length bucket, on the same records as the model's error
-    for k in buckets:
-        low, high = (int(v) for v in k.removeprefix("l1_len_").split("-"))
-        inside = [z for z, r in zip(zero, toy.records[72:]) if low <= len(r) <= high]
-        assert sums[k.replace("l1_len_", "l1_zero_len_")][1] == sums[k][1] == len(inside)
-        assert record["metrics"][k.replace("l1_len_", "l1_zero_len_")] == pytest.approx(np.mean(inside), rel=1e-4)
-    report = json.loads((metrics_path.parent / "embeddings.json").read_text())
-    probe = report["probes"]["path_distance_class"]
-    assert probe["n_train"] == 72 and probe["n_eval"] == 24
-    # the magnitude probe within each distance class sees that class's records alone
-    eval_classes = toy.labels["path_distance_class"][72:]
-    for cls in ("local", "teleseismic"):
-        within = report["probes"][f"magnitude_bin_within_{cls}"]
-        assert within["n_eval"] == int((eval_classes == cls).sum())
-        assert within["n_train"] == int((toy.labels["path_distance_class"][:72] == cls).sum())
-    assert 0.0 <= probe["majority_baseline"] <= 1.0
-    assert (metrics_path.parent / "embedding_map.png").stat().st_size > 0
-
-
 def test_phasenet_single_channel_records_explicit(shared_data, tmp_path):
     """Real PhaseNet records (some single-channel EHZ): refused by name, or zero-filled and flagged."""
-    from seisjax.data.convert import convert_phasenet
-
     convert_phasenet(shared_data / "phasenet", tmp_path / "pn", progress=False)
     common = dict(source="dataset", path=str(tmp_path / "pn"), sampling_rate=20.0, pre_p=20, min_length=64,
                   max_length=512, bucket_lengths=(256, 512), end="record")
-    from seisjax.data.dataset import Dataset
-
     with Dataset(tmp_path / "pn") as ds:
         present = ds.metadata["trace_components"].fillna("").astype(str).to_numpy()
     expected = np.array(["".join(c for c in "ZNE" if c not in p) for p in present])
     assert (expected != "").sum() >= 36  # the README's 36 single-channel records at least
     with pytest.raises(InputError, match=f"{int((expected != '').sum())} trace\\(s\\) lack"):
-        LSTMAETask(_config(**common), workdir=tmp_path / "run")
-    task = LSTMAETask(_config(**common, missing_components="zeros"), workdir=tmp_path / "run")
-    recs = task.prepare(task._dataset, progress=False)
+        LSTMAETask(toy_config(**common), workdir=tmp_path / "run")
+    task = LSTMAETask(toy_config(**common, missing_components="zeros"), workdir=tmp_path / "run")
+    recs = task.data.prepare(task.data.dataset, progress=False)
     np.testing.assert_array_equal(recs.missing.astype(str), expected)
     assert (recs.problems == "").all()
     single = expected == "NE"
@@ -279,7 +186,7 @@ def test_phasenet_single_channel_records_explicit(shared_data, tmp_path):
     assert (recs.lengths == 512).all()
     assert all(np.all(recs.records[i][:, 1:] == 0) for i in np.flatnonzero(single))
     # Z alone: every record usable without any zero filling
-    z_only = LSTMAETask(_config(**common, components="Z"), workdir=tmp_path / "run_z")
-    assert (z_only.prepare(z_only._dataset, progress=False).problems == "").all()
+    z_only = LSTMAETask(toy_config(**common, components="Z"), workdir=tmp_path / "run_z")
+    assert (z_only.data.prepare(z_only.data.dataset, progress=False).problems == "").all()
     task.close()
     z_only.close()

@@ -6,15 +6,15 @@ records padded to ``--length`` steps with lengths uniform in [length/2, length]:
 
 1. full train step (forward, masked L1, backward, Adam): JAX with ``lstm_impl`` "scan" (masked
    ``nn.scan``) and "rnn" (``nn.RNN`` with ``seq_lengths``), compile time apart; PyTorch eager with
-   ``pack_padded_sequence`` (benchmarks/torch_lstm.py, same trainable parameters);
+   ``pack_padded_sequence`` (benchmarks/torch_lstm_ae.py, same trainable parameters);
 2. the convolutional part alone (encoder and decoder blocks, pooling, upsampling; no LSTM) and the
    recurrent part alone (encoder and decoder LSTM over the length/8 pooled steps), forward and
    backward with a sum loss, on each side, to say where the recurrent scan limits the step.
 
-    python benchmarks/bench_lstm.py --threads 1              # one thread each
-    python benchmarks/bench_lstm.py --threads 0              # default threads each
-    python benchmarks/bench_lstm.py --batch 8 --length 512 --rounds 2 --steps 3   # quick check
-    python benchmarks/bench_lstm.py --threads 0 --torch-device cuda --batch 32 --length 2048   # on a GPU
+    python benchmarks/bench_lstm_ae.py --threads 1              # one thread each
+    python benchmarks/bench_lstm_ae.py --threads 0              # default threads each
+    python benchmarks/bench_lstm_ae.py --batch 8 --length 512 --rounds 2 --steps 3   # quick check
+    python benchmarks/bench_lstm_ae.py --threads 0 --torch-device cuda --batch 32 --length 2048   # on a GPU
 
 On a GPU JAX runs on its default device and PyTorch on ``--torch-device`` (cuDNN's LSTM); each
 timed block ends when the device is done (``block_until_ready`` / ``torch.cuda.synchronize``).
@@ -35,7 +35,8 @@ from seisjax.bench import cpu_model, limit_cpu_threads
 
 
 def _load_twin():
-    spec = importlib.util.spec_from_file_location("torch_lstm", Path(__file__).resolve().parent / "torch_lstm.py")
+    path = Path(__file__).resolve().parent / "torch_lstm_ae.py"
+    spec = importlib.util.spec_from_file_location("torch_lstm_ae", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -110,7 +111,7 @@ def main():
             c1, c2, c3 = args.channels
             h = x
             for k, f in enumerate((c1, c2, c3)):
-                h = lm._max_pool2(lm._ConvBlock(f, f, 0.1)(h, masks[k], train=True), masks[k], masks[k + 1])
+                h = lm._max_pool(lm._ConvBlock(f, f, 0.1)(h, masks[k], train=True), masks[k], masks[k + 1], 2)
             h = nn.Dense(c3)(h) * masks[3][..., None]
             for k, (f, o, last) in zip((2, 1, 0), ((c2, c2, False), (c1, c1, False), (c1, 3, True))):
                 h = lm._ConvBlock(f, o, 0.1, final_norm=not last, final_relu=not last)(jnp.repeat(h, 2, 1),
