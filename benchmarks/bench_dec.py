@@ -2,7 +2,7 @@
 
 The network is the Mousavi polarity network (``seisjax.dec.model.MousaviPolarity``) and its PyTorch
 twin (``benchmarks/torch_models.py``: same layers, parameters and function, checked by
-tests/test_torch_dec.py), with random weights (the cost does not depend on training) on random
+tests/dec/test_torch_twins.py), with random weights (the cost does not depend on training) on random
 windows; the target P comes from the random network's own soft assignment, so it is a real target.
 
 1. DEC fine-tuning step, one fixed batch: encoder forward and backward, Student's t soft assignment

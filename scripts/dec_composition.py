@@ -22,8 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from seisjax import config as config_lib
+from seisjax.data.dataset import Dataset
+from seisjax.dec.data import SNR_BIN_NAMES, snr_bin
 from seisjax.errors import InputError
-from seisjax.dec.task import SNR_BIN_NAMES, snr_bin
 
 
 def s_groups(metadata: pd.DataFrame, label_column: str, window_after_p_s: float) -> pd.Series:
@@ -75,9 +77,6 @@ def markdown(counts: pd.DataFrame) -> str:
 
 
 def main(argv=None) -> int:
-    from seisjax import config as config_lib
-    from seisjax.data.dataset import Dataset
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True, help="the DEC run (its config gives the window and the label)")
     parser.add_argument("--data", required=True, help="the dataset the cluster table was made from")

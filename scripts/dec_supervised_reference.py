@@ -14,7 +14,7 @@ bin, as the clustering report does:
   trained run (pretraining or DEC): does the unsupervised code still hold the class?
 
     python scripts/dec_supervised_reference.py --config experiments/dec_distance.py \
-        --data runs/dec_dist_pre/data --out runs/dec_dist_supervised.json
+        --data runs/dec_dist_pre/data --out runs/dec_dist_supervised.json [--config.KEY=VALUE ...]
 
 Events are split in two halves (``--seed``): train on one, score on the other, then swap, so every
 record is scored once by a model that never saw its event. Not an upper bound on what clustering can
@@ -28,14 +28,23 @@ import json
 import sys
 from pathlib import Path
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
+from tqdm.auto import tqdm
 
-from seisjax.dec.task import SNR_BIN_NAMES as BINS
+from seisjax.config import load_config, parse_override_args
+from seisjax.dec.data import SNR_BIN_NAMES as BINS
+from seisjax.dec.data import snr_bin
+from seisjax.dec.task import DECTask
+from seisjax.errors import InputError
+from seisjax.families import restore_trained
+from seisjax.metrics.embedding import linear_probe_predictions
 
 
 def _per_bin(correct: np.ndarray, log10_snr: np.ndarray) -> dict:
-    from seisjax.dec.task import snr_bin
-
     bins = snr_bin(log10_snr)
     out = {"all": {"accuracy": float(correct.mean()), "examples": int(correct.size)}}
     for b, name in enumerate(BINS):
@@ -46,12 +55,6 @@ def _per_bin(correct: np.ndarray, log10_snr: np.ndarray) -> dict:
 
 
 def _train_classifier(apply_fn, params, x, y, *, steps: int, batch: int, lr: float, seed: int, label: str):
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    from tqdm.auto import tqdm
-
     opt = optax.adam(lr)
     opt_state = opt.init(params)
 
@@ -76,18 +79,16 @@ def _train_classifier(apply_fn, params, x, y, *, steps: int, batch: int, lr: flo
 
 
 def _predict(apply_fn, params, x, chunk: int = 4096) -> np.ndarray:
-    import jax
-
     fn = jax.jit(apply_fn)
     return np.concatenate([np.asarray(fn(params, x[i:i + chunk])).argmax(-1) for i in range(0, len(x), chunk)])
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
+                                 epilog="Any other argument --config.KEY=VALUE overrides the config, e.g. "
+                                        "--config.data.stft_rows=12.")
     ap.add_argument("--config", default="experiments/dec_distance.py", help="the DEC config (its data section)")
     ap.add_argument("--data", required=True, help="the dataset the clustering ran on")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="config override, e.g. data.stft_noise_frames=4 (repeatable)")
     ap.add_argument("--steps", type=int, default=3000, help="Adam steps of the network per fold")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -96,26 +97,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--probe", action="append", default=[], metavar="WORKDIR",
                     help="also probe the code of this trained run (repeatable)")
     ap.add_argument("--out", default=None, help="also write the results as JSON")
-    args = ap.parse_args(argv)
-
-    from seisjax.errors import InputError
+    args, rest = ap.parse_known_args(argv)
+    overrides = parse_override_args(rest)
 
     chosen = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = sorted(set(chosen) - {"linear", "network"})
     if unknown:
         raise InputError(f"--methods: unknown {unknown} (expected linear, network)")
 
-    import flax.linen as nn
-    import jax
-
-    from seisjax.metrics.embedding import linear_probe_predictions
-    from seisjax.config import load_config
-    from seisjax.dec.task import DECTask
-
     spec = args.config if ":" in args.config else f"{args.config}:pretrain"
-    config = load_config(spec, args.set)
+    config = load_config(spec, overrides)
     task = DECTask(config, data_path=args.data)
-    arrays = task.windows("eval")
+    arrays = task.data.eval
     if "label" not in arrays or "log10_snr" not in arrays:
         raise InputError(f"{args.data}: needs the {config.data.label_column!r} and {config.data.snr_column!r} "
                          "columns (labels and SNR)")
@@ -139,11 +132,9 @@ def main(argv=None) -> dict:
 
     features = {"linear": x.reshape(len(x), -1)} if "linear" in chosen else {}
     for workdir in args.probe:
-        from seisjax.families import restore_trained
-
         _, trained, state, _ = restore_trained(workdir, data_path=args.data)
         trained.close()
-        own = trained.windows("eval")  # the run's own inputs, in case its data settings differ
+        own = trained.data.eval  # the run's own inputs, in case its data settings differ
         if not np.array_equal(own["trace_name"], arrays["trace_name"]):
             raise InputError(f"--probe {workdir}: its evaluation rows are not the records scored here "
                              "(another split or query); probe runs of the same data")

@@ -23,8 +23,8 @@ import math
 import sys
 from pathlib import Path
 
+from seisjax.dec.data import SNR_BIN_NAMES as BINS
 from seisjax.errors import InputError
-from seisjax.dec.task import SNR_BIN_NAMES as BINS
 
 
 def _report_path(arg: str) -> Path:

@@ -2,7 +2,7 @@
 
 ``cluster_dataset(workdir, data, out)`` restores the run's checkpoint, windows every row of the
 dataset at ``data`` as the task does for evaluation (all rows, whatever the run's splits;
-:meth:`seisjax.dec.task.DECTask.dataset_windows`) and writes one line per trace: its cluster, its
+:meth:`seisjax.dec.data.DECData.dataset_windows`) and writes one line per trace: its cluster, its
 soft assignment q and its embedding, as CSV or (``out`` ending in .h5/.hdf5) HDF5; ``cluster_class``,
 the class each cluster was matched to when ``eval`` scored the same checkpoint on the run's labelled
 data, and ``log10_snr`` of the clustered component where the dataset has it. Rows that cannot
@@ -15,12 +15,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import h5py
 import jax
 import numpy as np
 import pandas as pd
 
+from seisjax import config as config_lib
+from seisjax.data.dataset import Dataset
 from seisjax.dec.task import DECTask
 from seisjax.errors import InputError, log_problems
+from seisjax.metrics.clustering import apply_map, gmm_full
 from seisjax.train.loop import restore_trained
 
 __all__ = ["cluster_classes", "cluster_dataset"]
@@ -29,8 +33,6 @@ _HDF5_SUFFIXES = (".h5", ".hdf5")
 
 
 def _check_dec_run(workdir: Path):
-    from seisjax import config as config_lib
-
     config = config_lib.load_saved_config(workdir)
     name, stage = config.task.get("name"), config.task.get("stage")
     if name != "dec" or stage != "dec":
@@ -67,8 +69,6 @@ def _table(windows: dict, clusters: np.ndarray, q: np.ndarray, z: np.ndarray, la
 
 
 def _write_hdf5(path: Path, table: pd.DataFrame, q: np.ndarray, z: np.ndarray, attrs: dict):
-    import h5py
-
     strings = h5py.string_dtype()
     with h5py.File(path, "w") as f:
         f.create_dataset("trace_name", data=table["trace_name"].astype(str).to_numpy().astype(object), dtype=strings)
@@ -95,8 +95,6 @@ def cluster_dataset(workdir, data, out, *, step: int | None = None, refine: str 
     a full-covariance Gaussian mixture in the clustering space, started from DEC's (as ``eval``'s
     ``<method>_gmm_full``; fitted on the traces given, so give it many). Returns ``{"out", "rows",
     "counts" (traces per cluster), "problems" ({trace_name: reason}), "checkpoint_step"}``."""
-    from seisjax.data.dataset import Dataset
-
     workdir, data, out = Path(workdir), Path(data), Path(out)
     if refine not in ("none", "gmm_full"):
         raise InputError(f"--refine {refine!r}: expected 'none' or 'gmm_full'")
@@ -117,7 +115,7 @@ def cluster_dataset(workdir, data, out, *, step: int | None = None, refine: str 
         raise InputError(f"{workdir}: could not restore the run (restoring rebuilds its task, which reads "
                          f"the run's own training data): {err}") from None
     try:
-        windows = task.dataset_windows(dataset)
+        windows = task.data.dataset_windows(dataset)
         params = jax.device_get(state.params)
         n, k = len(windows["x"]), int(config.task.n_clusters)
         ok = windows["problem"] == ""
@@ -134,8 +132,6 @@ def cluster_dataset(workdir, data, out, *, step: int | None = None, refine: str 
     names = cluster_classes(workdir, ckpt_step, task.method_name)
     table = _table(windows, clusters, q, z, str(config.data.label_column or "label"), names)
     if refine == "gmm_full":
-        from seisjax.metrics.clustering import apply_map, gmm_full
-
         refined = np.full(n, -1, np.int64)
         if ok.any():  # in the space DEC clusters in (the whitened code where the run used one)
             space = apply_map(z[ok], task.cluster_map(jax.device_get(state.model_state)))

@@ -114,6 +114,10 @@ class MousaviDistance(nn.Module):
     activation: str = "tanh"
     embedding_activation: str = ""  # of the last encoder convolution; "" = ``activation``
     n_clusters: int = 2
+    # how every convolution is computed (seisjax.ops.conv.CONV_IMPLS, the same function and variables
+    # whatever the choice); "auto": on the CPU GEMMs and, for one-channel outputs, shifted planes,
+    # since XLA's own CPU convolutions are slowest for such thin layers (benchmarks/README.md)
+    conv_impl: str = "auto"
 
     def setup(self):
         factor = 2 ** len(self.channels)
@@ -121,11 +125,9 @@ class MousaviDistance(nn.Module):
             raise ValueError(f"mousavi_distance: input_shape {tuple(self.input_shape)} must be two sides "
                              f"divisible by {factor}")
         kernel = tuple(self.kernel)
-        # nn.Conv's variables; on the CPU GEMMs and, for one-channel outputs, shifted planes
-        # (seisjax/ops/conv.py): XLA's own CPU convolutions are slowest for such thin layers
-        self.encoder = [Conv(c, kernel, impl="auto", name=f"enc{i}") for i, c in enumerate(self.channels)]
+        self.encoder = [Conv(c, kernel, impl=self.conv_impl, name=f"enc{i}") for i, c in enumerate(self.channels)]
         widths = list(self.channels[-2::-1]) + [self.out_channels]
-        self.decoder = [Conv(c, kernel, impl="auto", name=f"dec{i}") for i, c in enumerate(widths)]
+        self.decoder = [Conv(c, kernel, impl=self.conv_impl, name=f"dec{i}") for i, c in enumerate(widths)]
         self.code_shape = (self.input_shape[0] // factor, self.input_shape[1] // factor, self.channels[-1])
         self.embedding_dim = self.code_shape[0] * self.code_shape[1] * self.code_shape[2]
         self.centres = self.param("centres", nn.initializers.normal(1.0), (self.n_clusters, self.embedding_dim))
@@ -193,22 +195,26 @@ class ZClust(nn.Module):
     embedding_dim: int = 9
     negative_slope: float = 0.02
     n_clusters: int = 2
+    # how the convolutions are computed (seisjax.ops.conv.CONV_IMPLS; the same function and variables
+    # whatever the choice), chosen by speed on the CPU (benchmarks/README.md): the stride-2 encoder as
+    # GEMMs ("auto"), the decoder by XLA, faster there than the GEMM form, and its one-channel output
+    # as shifted planes ("auto"), for which XLA's gradients are slowest
+    encoder_impl: str = "auto"
+    decoder_impl: str = "xla"
+    output_impl: str = "auto"
 
     def setup(self):
         if len(self.input_shape) != 2:
             raise ValueError(f"zclust: input_shape {tuple(self.input_shape)} must be (frequencies, times)")
         levels = len(self.channels)
         self.sides = list(zip(_halved(self.input_shape[0], levels), _halved(self.input_shape[1], levels)))
-        # nn.Conv's variables; on the CPU computed as a GEMM (seisjax/ops/conv.py), the faster there
-        # for these stride-2 convolutions (benchmarks/README.md)
-        self.encoder = [Conv(c, (3, 3), strides=(2, 2), impl="auto", name=f"enc{i}")
+        self.encoder = [Conv(c, (3, 3), strides=(2, 2), impl=self.encoder_impl, name=f"enc{i}")
                         for i, c in enumerate(self.channels)]
         self.embed = nn.Dense(self.embedding_dim, name="embed")
         self.unembed = nn.Dense(self.sides[-1][0] * self.sides[-1][1] * self.channels[-1], name="unembed")
         widths = list(self.channels[-2::-1]) + [self.out_channels]
-        # XLA's convolutions, faster than the GEMM form here; a one-channel output as shifted planes
-        # on the CPU (seisjax/ops/conv.py: XLA's gradients are slowest for it)
-        self.decoder = [Conv(c, (3, 3), impl="auto" if c == 1 else "xla", name=f"dec{i}") for i, c in enumerate(widths)]
+        impls = [self.decoder_impl] * (len(widths) - 1) + [self.output_impl]
+        self.decoder = [Conv(c, (3, 3), impl=impl, name=f"dec{i}") for i, (c, impl) in enumerate(zip(widths, impls))]
         self.centres = self.param("centres", nn.initializers.normal(1.0), (self.n_clusters, self.embedding_dim))
 
     def _act(self, x):

@@ -12,8 +12,12 @@ Scores (numpy, host side):
 k-means (:func:`kmeans`): Lloyd iterations from k-means++ seeds, ``n_init`` restarts run together
 in one compiled JAX call (vmapped), the restart with the lowest inertia kept.
 
-Gaussian mixture (:func:`gmm`): diagonal covariances fitted by EM in one compiled JAX loop, started
-from the k-means partition (means, per-cluster variances, fractions).
+Gaussian mixtures: :func:`gmm`, diagonal covariances fitted by EM in one compiled JAX loop, started
+from the k-means partition (means, per-cluster variances, fractions); :func:`gmm_full`, full
+covariances started from a given partition (e.g. DEC's clusters re-drawn along each cluster's own
+spread).
+
+Clustering spaces: :func:`whitening_map` (PCA whitening of embeddings) and :func:`apply_map`.
 
 DEC (Xie, Girshick & Farhadi 2016), as JAX functions used inside the task's traced loss:
 
@@ -32,11 +36,14 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.linalg
+from matplotlib.figure import Figure
 from scipy.optimize import linear_sum_assignment
+from scipy.special import logsumexp
 
 from seisjax.errors import InputError
 
-__all__ = ["contingency", "match_clusters", "hungarian_accuracy", "per_class_scores", "normalized_mutual_info",
+__all__ = ["contingency", "match_clusters", "matched_fraction", "hungarian_accuracy", "per_class_scores", "normalized_mutual_info",
            "adjusted_rand_index", "confusion_matrix", "clustering_scores", "plot_confusion", "kmeans", "gmm",
            "gmm_full", "soft_assignment", "target_distribution", "kl_divergence", "dataset_target", "whitening_map",
            "apply_map"]
@@ -159,14 +166,10 @@ def clustering_scores(truth, clusters) -> dict:
 
 def plot_confusion(truth, clusters, path, *, title: str = "") -> Path:
     """The confusion matrix (counts and row fractions) as a figure at ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     matrix, class_names, cluster_names = confusion_matrix(truth, clusters)
     fractions = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(1.2 * len(cluster_names) + 2.2, 1.0 * len(class_names) + 1.6))
+    fig = Figure(figsize=(1.2 * len(cluster_names) + 2.2, 1.0 * len(class_names) + 1.6))
+    ax = fig.subplots()
     ax.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, f"{count}\n{fractions[i, j]:.3f}", ha="center", va="center",
@@ -179,7 +182,6 @@ def plot_confusion(truth, clusters, path, *, title: str = "") -> Path:
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -338,9 +340,6 @@ def gmm_full(x, labels, *, max_iter: int = 200, tol: float = 1e-6, reg_covar: fl
     ``reg_covar`` times the data's mean variance is added to every covariance's diagonal. Returns
     ``{"means" (k, D), "covariances" (k, D, D), "weights" (k,), "labels" (N,), "responsibilities"
     (N, k), "mean_log_likelihood", "iterations"}``."""
-    import scipy.linalg
-    from scipy.special import logsumexp
-
     x = np.asarray(x, np.float64)
     labels = np.asarray(labels)
     if x.ndim != 2 or labels.shape != (len(x),):

@@ -12,7 +12,8 @@ import pytest
 from seisjax.config import config_hash, load_config, load_saved_config
 from seisjax.data.dataset import DatasetWriter
 from seisjax.families import task_class
-from seisjax.conv_ae.task import toy_waveforms, window_and_normalise
+from seisjax.conv_ae.data import toy_waveforms
+from seisjax.data.windows import window_and_normalise
 from seisjax.train.logging import read_metrics
 from seisjax.families import evaluate, restore_trained, train_and_evaluate
 from tests.conftest import REPO

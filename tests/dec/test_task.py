@@ -1,52 +1,32 @@
-"""DEC: the polarity network's size by hand, SNR bins, and pretrain -> DEC -> eval through the engine
-on clean up/down pulses (known truth), with the whole-dataset target and its exact recomputation
-after a resume."""
+"""DEC through the engine: pretrain -> DEC -> eval on clean up/down pulses and on two clearly
+different spectral shapes (known truth), the whole-dataset target and its exact recomputation after a
+resume, the whitened clustering space, the centres' initialisation, and the report's scores."""
 
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from seisjax.metrics import clustering as cl
 from seisjax.config import load_config
+from seisjax.data.dataset import Dataset
+from seisjax.dec.data import tone_waveforms
+from seisjax.dec.task import pair_split
 from seisjax.errors import InputError
-from seisjax.families import task_class
-from seisjax.dec.model import MODELS
-from seisjax.dec.task import snr_bin
-from seisjax.families import evaluate, restore_trained, train_and_evaluate
+from seisjax.families import evaluate, restore_trained, task_class, train_and_evaluate
+from seisjax.metrics import clustering as cl
+from tests.metrics.test_clustering import _anisotropic_blobs
 
 FAST_COMPILE = True
 CONFIG = "experiments/dec_polarity.py"
-
-
-def test_polarity_network_parameter_count():
-    model = MODELS["mousavi_polarity"]()
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 32, 1)))
-    params = variables["params"]
-    count = lambda prefix: sum(x.size for k, v in params.items() if k.startswith(prefix)
-                               for x in jax.tree_util.tree_leaves(v))
-    # encoder (kernel*in*out + out): 11*1*8+8, 9*8*4+4, 3*4*2+2, 3*2*1+1
-    assert count("enc") == 96 + 292 + 26 + 7
-    # decoder: 3*1*2+2, 3*2*4+4, 9*4*8+8, 11*8*1+1
-    assert count("dec") == 8 + 28 + 296 + 89
-    assert params["centres"].shape == (2, 2)
-    recon, z = model.apply(variables, jnp.ones((2, 32, 1)))
-    assert recon.shape == (2, 32, 1) and z.shape == (2, 2)
-
-
-def test_snr_bins():
-    np.testing.assert_array_equal(snr_bin([0.0, 0.99, 1.0, 2.5, 3.99, 4.0, 7.0, -0.5, np.nan]),
-                                  [0, 0, 1, 2, 3, 4, 4, -1, -1])
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("dec")
     pre, dec = root / "pre", root / "dec"
-    train_and_evaluate(load_config(f"{CONFIG}:pulses_pretrain"), pre)
+    train_and_evaluate(load_config(f"{CONFIG}:pulses,pretrain"), pre)
     result = train_and_evaluate(load_config(f"{CONFIG}:pulses", {"task.pretrained": str(pre)}), dec)
     return pre, dec, result
 
@@ -81,7 +61,7 @@ def test_pulses_cluster_by_polarity_through_the_engine(runs):
 def test_target_is_whole_dataset_and_recomputed_exactly_after_resume(runs):
     pre, dec, _ = runs
     config, task, state, step = restore_trained(dec)
-    x = task.windows("train")["x"]
+    x = task.data.train["x"]
     params = jax.tree_util.tree_map(np.asarray, state.params)
     # at an update step: P over every training window from the current parameters
     task.before_step(state, 0)
@@ -114,7 +94,7 @@ def test_whitened_cluster_space_is_fixed_at_init_and_kept_in_the_checkpoint(runs
                                       "kmeans_pretrained_whitened"}
     assert report["methods"]["dec_whitened"]["accuracy"] > 0.9
     config, task, state, step = restore_trained(run)
-    x = task.windows("train")["x"]
+    x = task.data.train["x"]
     # the map is the whitening of the pretrained code over the training windows, unchanged by training
     z_pre = task.encode(task._pretrained_params(), x)
     expected = cl.whitening_map(z_pre)
@@ -134,3 +114,58 @@ def test_whitened_cluster_space_is_fixed_at_init_and_kept_in_the_checkpoint(runs
     task.close()
     with pytest.raises(InputError, match="cluster_space"):
         task_class("dec")(load_config(f"{CONFIG}:pulses", {"task.cluster_space": "pca"}))
+
+
+def test_tones_cluster_by_spectral_shape_through_the_engine(tmp_path):
+    pre, dec = tmp_path / "pre", tmp_path / "dec"
+    distance = "experiments/dec_distance.py"
+    train_and_evaluate(load_config(f"{distance}:tones,pretrain"), pre)
+    train_and_evaluate(load_config(f"{distance}:tones", {"task.pretrained": str(pre)}), dec)
+    metrics_path = evaluate(dec)
+    report = json.loads((metrics_path.parent / "clustering.json").read_text())
+    config = load_config(f"{distance}:tones")
+    assert set(report["methods"]) == {"dec", "dec_gmm_full", "kmeans_raw", "kmeans_pretrained",
+                                      "kmeans_pretrained_whitened"}
+    assert report["examples"] == config.data.toy_examples
+    assert report["methods"]["dec"]["accuracy"] > 0.9
+    assert report["methods"]["dec"]["per_class"]["teleseismic"]["f1"] > 0.9
+    truth = tone_waveforms(config.data.toy_examples, length=1204, p=232, seed=config.data.toy_seed)["label"]
+    assert sorted(report["methods"]["dec"]["cluster_sizes"]) == pytest.approx(
+        sorted(np.unique(truth, return_counts=True)[1]), abs=0.1 * len(truth))
+
+
+def test_dec_init_gmm_puts_the_centres_on_the_blobs():
+    x, _ = _anisotropic_blobs(seed=1)
+    centres = {}
+    for init in ("kmeans", "gmm"):
+        config = load_config("experiments/dec_polarity.py:pulses", {"task.init": init, "data.toy_examples": 64})
+        centres[init] = task_class("dec")(config).initial_centres(x.astype(np.float32))
+    np.testing.assert_allclose(np.sort(centres["gmm"][:, 1]), [-1.0, 1.0], atol=0.05)
+    assert np.abs(centres["kmeans"][:, 1]).max() < 0.5  # k-means splits along the long axis instead
+    with pytest.raises(InputError, match="task.init"):
+        task_class("dec")(load_config("experiments/dec_polarity.py:pulses", {"task.init": "spectral"}))
+
+
+def test_eval_scores_clear_onsets_apart(tmp_path, write_pulses, load_script):
+    script = load_script("dec_polarity_flips")
+    write_pulses(tmp_path / "src", n=8, length=800, p=400)
+    script.make_polarity_flips([tmp_path / "src"], tmp_path / "flips", band=None, progress=False)
+    with Dataset(tmp_path / "flips") as ds:  # make the first two pairs noise-dominated: onset SNR < 3
+        meta = ds.metadata.copy()
+    meta.loc[:3, "trace_onset_snr"] = [0.5, 0.5, 2.0, 2.0]
+    meta.to_csv(tmp_path / "flips" / "metadata.csv", index=False)
+    config = load_config("experiments/dec_polarity.py:real,pretrain", {"data.path": str(tmp_path / "flips")})
+    task = task_class("dec")(config)
+    variables = task.model.init(jax.random.PRNGKey(0), task.data.eval["x"][:2])
+    report = task.eval_report(variables["params"], {}, tmp_path)
+    assert report["unambiguous"] == {"definition": "trace_onset_snr >= 3", "examples": 12}
+    raw = report["methods"]["kmeans_raw"]
+    assert raw["unambiguous"]["examples"] == 12 and raw["accuracy"] == 1.0 and raw["pair_split"]["split"] == 1.0
+    task.close()
+
+
+def test_pair_split_counts_pairs_in_different_clusters():
+    pairs = np.array([0, 0, 1, 1, 2, 2, 3, np.nan, 4, 4, 4])
+    clusters = np.array([0, 1, 1, 1, 1, 0, 0, 1, 0, 1, 0])
+    # pairs 0 and 2 split, 1 not; 3 (one row), NaN and 4 (three rows) not counted
+    assert pair_split(pairs, clusters) == {"pairs": 3, "split": pytest.approx(2 / 3)}

@@ -3,7 +3,7 @@
 
     python scripts/convert_stead.py ../shared/data/stead50 --out runs/stead50 --split none
     python scripts/convert_phasenet.py ../shared/data/phasenet --out runs/phasenet --split none
-    python scripts/make_polarity_flips.py runs/stead50 runs/phasenet runs/alaska_data --out runs/polarity_flips
+    python scripts/dec_polarity_flips.py runs/stead50 runs/phasenet runs/alaska_data --out runs/polarity_flips
 
 (``runs/alaska_data``: the MTUQ Alaska event built with the README's ``python -m seisjax data build``
 command.)
@@ -44,6 +44,13 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from scipy.signal import resample_poly
+from tqdm.auto import tqdm
+
+from seisjax.data.dataset import Dataset, DatasetWriter
+from seisjax.data.preprocess import bandpass
+from seisjax.errors import InputError
 
 KEEP_COLUMNS = ("source_id", "source_magnitude", "source_latitude_deg", "source_longitude_deg", "source_depth_km",
                 "station_network_code", "station_code", "path_ep_distance_km")
@@ -58,8 +65,6 @@ def polarity_windows(waveform_z: np.ndarray, p_sample: float, rate: float, *, ou
     """One vertical trace -> ``(window at out_rate, P sample in it, first-motion sign, SNR dB, onset SNR)``
     (onset SNR: |first-motion amplitude| / standard deviation of the second before P).
     Raises ValueError with the reason when the trace cannot be used."""
-    from scipy.signal import resample_poly
-
     x = np.asarray(waveform_z, np.float64)
     if not np.isfinite(x).all():
         raise ValueError("non-finite samples")
@@ -74,8 +79,6 @@ def polarity_windows(waveform_z: np.ndarray, p_sample: float, rate: float, *, ou
     piece = x[p - pre - pad:min(p + post + round(rate), len(x))]
     piece = piece - piece[:pad + pre].mean()
     if band is not None:
-        from seisjax.data.preprocess import bandpass
-
         piece = bandpass(piece[None], band[0], min(band[1], 0.45 * rate), rate, corners=4, zerophase=False)[0]
     if ratio != 1:
         piece = resample_poly(piece, ratio.numerator, ratio.denominator)
@@ -99,12 +102,6 @@ def make_polarity_flips(sources, out_dir, *, rate: float = 100.0, pre_s: float =
                         onset_samples: int = 5, band=(1.0, 20.0), overwrite: bool = False,
                         progress: bool = True) -> dict:
     """Write the flipped-pair dataset (see the module docstring); returns ``{"pairs", "rejected"}``."""
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    from seisjax.data.dataset import Dataset, DatasetWriter
-    from seisjax.errors import InputError
-
     out_dir = Path(out_dir)
     rejected, pairs = [], 0
     with DatasetWriter(out_dir, component_order="Z", sampling_rate=rate, dimension_order="CW",
@@ -165,9 +162,6 @@ def main(argv=None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-
-    from seisjax.errors import InputError
-
     try:
         band = None if args.band.lower() == "none" else tuple(float(v) for v in args.band.split(","))
         if band is not None and len(band) != 2:
@@ -176,7 +170,7 @@ def main(argv=None) -> int:
                                      onset_samples=args.onset_samples, band=band, overwrite=args.overwrite,
                                      progress=not args.quiet)
     except (InputError, FileNotFoundError, ValueError) as err:
-        print(f"make_polarity_flips: error: {err}", file=sys.stderr)
+        print(f"dec_polarity_flips: error: {err}", file=sys.stderr)
         return 2
     print(f"{report['pairs']} pairs ({2 * report['pairs']} traces) in {args.out}; {report['rejected']} trace(s) "
           f"rejected (see {Path(args.out) / 'rejected.csv'})")

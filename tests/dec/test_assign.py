@@ -7,13 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seisjax.metrics import clustering as cl
 from seisjax.cli import main
 from seisjax.config import load_config
 from seisjax.data.dataset import Dataset, DatasetWriter
+from seisjax.dec.assign import cluster_dataset
+from seisjax.dec.data import pulse_waveforms
 from seisjax.errors import InputError
-from seisjax.dec.task import pulse_waveforms
 from seisjax.families import restore_trained, train_and_evaluate
+from seisjax.metrics import clustering as cl
 
 FAST_COMPILE = True
 CONFIG = "experiments/dec_polarity.py"
@@ -23,12 +24,12 @@ CONFIG = "experiments/dec_polarity.py"
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster")
     pre, dec = root / "pre", root / "dec"
-    train_and_evaluate(load_config(f"{CONFIG}:pulses_pretrain"), pre)
+    train_and_evaluate(load_config(f"{CONFIG}:pulses,pretrain"), pre)
     train_and_evaluate(load_config(f"{CONFIG}:pulses", {"task.pretrained": str(pre)}), dec)
     return pre, dec
 
 
-def _write_pulses(path, arrays, *, bad_rows=False):
+def _pulse_dataset(path, arrays, *, bad_rows=False):
     """The pulses as a one-component dataset; with bad_rows, one trace with NaN inside its window
     and one without a P pick are appended."""
     with DatasetWriter(path, component_order="Z", sampling_rate=100.0) as writer:
@@ -47,7 +48,7 @@ def _write_pulses(path, arrays, *, bad_rows=False):
 def test_cluster_command_recovers_polarity_and_keeps_bad_rows(runs, tmp_path, capsys):
     _, dec = runs
     arrays = pulse_waveforms(300, length=128, seed=7, noise=0.02)  # new pulses, not the training ones
-    data = _write_pulses(tmp_path / "new", arrays, bad_rows=True)
+    data = _pulse_dataset(tmp_path / "new", arrays, bad_rows=True)
     out = tmp_path / "clusters.csv"
     assert main(["cluster", "--workdir", str(dec), "--data", str(data), "--out", str(out)]) == 0
     table = pd.read_csv(out)
@@ -92,7 +93,7 @@ def test_clusters_are_named_by_the_runs_evaluation_once_it_exists(runs, tmp_path
     pulses), and the clustered component's log10 SNR comes along."""
     _, dec = runs
     arrays = pulse_waveforms(200, length=128, seed=11, noise=0.02)
-    data = _write_pulses(tmp_path / "new", arrays)
+    data = _pulse_dataset(tmp_path / "new", arrays)
     step = restore_trained(dec)[3]
     evaluation = dec / "eval" / f"step_{step}" / "clustering.json"
     if evaluation.exists():   # another test of this module may have evaluated the run already
@@ -122,16 +123,16 @@ def test_windows_and_assignment_are_the_tasks_own(runs, tmp_path):
     d = config.data
     arrays = pulse_waveforms(int(d.toy_examples), length=int(d.toy_length), seed=int(d.toy_seed),
                              noise=float(d.toy_noise), sampling_rate=float(d.sampling_rate))
-    data = _write_pulses(tmp_path / "same", arrays)
+    data = _pulse_dataset(tmp_path / "same", arrays)
     out = tmp_path / "clusters.h5"
     assert main(["cluster", "--workdir", str(dec), "--data", str(data), "--out", str(out)]) == 0
     _, task, state, step = restore_trained(dec)
     try:
         with Dataset(data) as ds:
-            windows = task.dataset_windows(ds)
-        np.testing.assert_allclose(windows["x"], task.windows("eval")["x"], atol=1e-6)
+            windows = task.data.dataset_windows(ds)
+        np.testing.assert_allclose(windows["x"], task.data.eval["x"], atol=1e-6)
         assert (windows["problem"] == "").all()
-        clusters, q, z = task.assign(state.params, task.windows("eval")["x"])
+        clusters, q, z = task.assign(state.params, task.data.eval["x"])
     finally:
         task.close()
     with h5py.File(out) as f:
@@ -145,10 +146,8 @@ def test_windows_and_assignment_are_the_tasks_own(runs, tmp_path):
 
 def test_pretrain_run_is_refused(runs, tmp_path, capsys):
     pre, _ = runs
-    data = _write_pulses(tmp_path / "d", pulse_waveforms(8, seed=1))
+    data = _pulse_dataset(tmp_path / "d", pulse_waveforms(8, seed=1))
     with pytest.raises(InputError, match="stage 'dec'"):
-        from seisjax.dec.assign import cluster_dataset
-
         cluster_dataset(pre, data, tmp_path / "x.csv")
     assert main(["cluster", "--workdir", str(pre), "--data", str(data), "--out", str(tmp_path / "x.csv")]) == 2
     assert "'pretrain'" in capsys.readouterr().err
@@ -157,7 +156,7 @@ def test_pretrain_run_is_refused(runs, tmp_path, capsys):
 
 def test_unknown_output_format_is_refused(runs, tmp_path, capsys):
     _, dec = runs
-    data = _write_pulses(tmp_path / "d", pulse_waveforms(8, seed=1))
+    data = _pulse_dataset(tmp_path / "d", pulse_waveforms(8, seed=1))
     assert main(["cluster", "--workdir", str(dec), "--data", str(data), "--out", str(tmp_path / "x.txt")]) == 2
     assert ".csv, .h5 or .hdf5" in capsys.readouterr().err
     assert not (tmp_path / "x.txt").exists()

@@ -1,13 +1,13 @@
-"""Clustering scores against hand computations and identities; k-means on separated blobs; DEC's
-q, p and KL against direct numpy formulas; first-motion polarity recovered from synthetic local
-records with known truth by k-means on the polarity experiment's windows."""
+"""Clustering: scores against hand computations and identities; k-means on separated blobs; Gaussian
+mixtures (diagonal from k-means, full covariances from a partition) against cases k-means gets wrong;
+whitening; DEC's q, p and KL against direct numpy formulas."""
 
 import numpy as np
 import pytest
 from scipy.special import rel_entr
 
-from seisjax.metrics import clustering as cl
 from seisjax.errors import InputError
+from seisjax.metrics import clustering as cl
 
 
 def test_permuted_labels_score_one():
@@ -135,29 +135,43 @@ def test_dataset_target_normalises_over_the_whole_dataset():
     assert np.abs(p_part - p[85000:95000]).max() > 0.01
 
 
-def test_polarity_windows_recover_synthetic_first_motions(tmp_path):
-    """The polarity experiment's windows (24 samples before P, 8 after, causal 20 Hz low-pass) let
-    k-means on the raw windows find the true polarity sign(F_P) of synthetic local records; the
-    former centred, unfiltered window loses the short pulses of small events to their second swing."""
-    from seisjax.config import load_config
-    from seisjax.data.synthetic import scenario_config, synthesize
-    from seisjax.families import task_class
+# ---------------------------------------------------------------------------- Gaussian mixtures
+def _anisotropic_blobs(seed=0, sizes=(300, 500)):
+    """Two axis-aligned elongated blobs (std 5 along x, 0.3 along y) 2 apart in y: k-means cuts
+    them across x, a diagonal Gaussian mixture separates them."""
+    rng = np.random.default_rng(seed)
+    parts = [rng.normal(size=(n, 2)) * [5.0, 0.3] + [0.0, y] for n, y in zip(sizes, (-1.0, 1.0))]
+    return np.concatenate(parts), np.repeat([0, 1], sizes)
 
-    # local events only, TauP on a coarse grid: ~420 records in seconds
-    synthesize(scenario_config("local", {"catalog.teleseismic_fraction": 0.0, "taup.local_depth_step_km": 6.0,
-                                         "taup.local_distance_step_deg": 0.3}, events=25, seed=1),
-               tmp_path / "data", figure=False, progress=False)
-    scores = {}
-    for name, overrides in {"default": {}, "centred_unfiltered": {"data.pre_p": 16, "data.lowpass": 0.0}}.items():
-        config = load_config("experiments/dec_polarity.py:quick_pretrain",
-                             {"data.source": "dataset", "data.path": str(tmp_path / "data"), **overrides})
-        task = task_class("dec")(config)
-        windows = task.windows("eval")
-        labels = cl.kmeans(windows["x"][..., 0], 2, n_init=10, seed=0)[1]
-        clear = np.abs(windows["p_radiation"]) >= 0.1  # joined from truth.h5 by trace name
-        assert 0.7 < clear.mean() < 0.95  # near-nodal records exist and are excluded
-        scores[name] = (cl.hungarian_accuracy(windows["label"], labels),
-                        cl.hungarian_accuracy(windows["label"][clear], labels[clear]))
-        task.close()
-    assert scores["default"][0] > 0.94 and scores["default"][1] > 0.97
-    assert scores["centred_unfiltered"][0] < scores["default"][0] - 0.04
+
+def test_gmm_beats_kmeans_on_anisotropic_blobs_and_recovers_them():
+    x, truth = _anisotropic_blobs()
+    assert cl.hungarian_accuracy(truth, cl.kmeans(x, 2, n_init=10)[1]) < 0.75
+    fit = cl.gmm(x, 2, n_init=10)
+    assert cl.hungarian_accuracy(truth, fit["labels"]) > 0.97
+    order = np.argsort(fit["means"][:, 1])  # component of the lower blob first
+    np.testing.assert_allclose(fit["means"][order, 1], [-1.0, 1.0], atol=0.05)
+    np.testing.assert_allclose(np.sqrt(fit["variances"][order]), [[5.0, 0.3], [5.0, 0.3]], rtol=0.12)
+    np.testing.assert_allclose(fit["weights"][order], [300 / 800, 500 / 800], atol=0.02)
+    np.testing.assert_allclose(fit["responsibilities"].sum(1), 1.0, atol=1e-5)
+
+
+def test_full_covariance_mixture_redraws_a_boundary_that_equal_spreads_get_wrong():
+    """A tight cluster beside a wide one: k-means cuts halfway between the centres and gives the tight
+    cluster a third of the wide one; the full-covariance mixture, started from that partition, follows
+    each cluster's own spread."""
+    rng = np.random.default_rng(0)
+    tight = rng.normal(size=(600, 2)) * 0.3
+    wide = rng.normal(size=(600, 2)) * 3.0 + [3.0, 0.0]
+    x, truth = np.concatenate([tight, wide]), np.repeat([0, 1], 600)
+    start = cl.kmeans(x, 2, n_init=5, seed=0)[1]
+    fit = cl.gmm_full(x, start)
+    assert cl.hungarian_accuracy(truth, start) < 0.85
+    assert cl.hungarian_accuracy(truth, fit["labels"]) > 0.95
+    wide_component = int(np.argmax(fit["covariances"][:, 0, 0]))
+    np.testing.assert_allclose(np.diag(fit["covariances"][wide_component]), [9.0, 9.0], rtol=0.25)
+    np.testing.assert_allclose(fit["responsibilities"].sum(1), 1.0, atol=1e-9)
+    with pytest.raises(InputError, match="at least 2"):
+        cl.gmm_full(x, np.r_[np.zeros(len(x) - 1, int), 1])
+    with pytest.raises(InputError, match="NaN"):
+        cl.gmm_full(np.where(np.arange(len(x))[:, None] == 3, np.nan, x), start)
