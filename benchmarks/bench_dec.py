@@ -1,7 +1,7 @@
 """DEC fine-tuning step and DEC target update: JAX (jit) vs PyTorch (and numpy), one thread each.
 
 The network is the Mousavi polarity network (``seisjax.dec.model.MousaviPolarity``) and its PyTorch
-twin (``benchmarks/torch_models.py``: same layers, parameters and function, checked by
+twin (``benchmarks/torch_dec.py``: same layers, parameters and function, checked by
 tests/dec/test_torch_twins.py), with random weights (the cost does not depend on training) on random
 windows; the target P comes from the random network's own soft assignment, so it is a real target.
 
@@ -23,6 +23,7 @@ windows; the target P comes from the random network's own soft assignment, so it
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -33,7 +34,7 @@ import numpy as np
 
 from seisjax.bench import cpu_model, limit_cpu_threads
 
-TWINS_FILE = Path(__file__).resolve().parent / "torch_models.py"
+TWINS_FILE = Path(__file__).resolve().parent / "torch_dec.py"
 
 
 def _median_rate(times: list[float], work: int) -> float:
@@ -49,16 +50,16 @@ def _timed(fn, repeats: int) -> list[float]:
     return out
 
 
-def build_sides(length: int = 32, n_clusters: int = 2, seed: int = 0):
+def build_sides(length: int = 32, n_clusters: int = 2, seed: int = 0, torch_device: str = "cpu"):
     """``(jax_side, torch_side)`` for :func:`bench_step` and :func:`bench_target`: the modules, a
-    MousaviPolarity network and its random parameters; torch and the twins module."""
+    MousaviPolarity network and its random parameters; torch, the twins module and its device."""
     import jax
     import jax.numpy as jnp
     import optax
     import torch
 
-    from seisjax.metrics import clustering as cl
     from seisjax.dec.model import MousaviPolarity
+    from seisjax.metrics import clustering as cl
 
     spec = importlib.util.spec_from_file_location("seisjax_torch_twins_dec", TWINS_FILE)
     twins = importlib.util.module_from_spec(spec)
@@ -66,13 +67,24 @@ def build_sides(length: int = 32, n_clusters: int = 2, seed: int = 0):
     model = MousaviPolarity(length=length, n_clusters=n_clusters)
     params = jax.jit(model.init)(jax.random.key(seed), np.zeros((1, length, 1), np.float32))["params"]
     params = jax.tree_util.tree_map(np.asarray, params)
-    return (jax, jnp, optax, cl, model, params), (torch, twins)
+    return (jax, jnp, optax, cl, model, params), (torch, twins, torch.device(torch_device))
+
+
+def _synced(torch, device, fn):
+    """``fn`` timed to the end of its work on ``device`` (CUDA runs asynchronously)."""
+    def run():
+        out = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return out
+
+    return run
 
 
 def bench_step(jax_side, torch_side, variant: str, batch: int, steps: int, rounds: int, seed: int) -> dict:
     """One DEC (or IDEC) fine-tuning step, JAX vs PyTorch, on the same batch and parameters."""
     jax, jnp, optax, cl, model, params = jax_side
-    torch, twins = torch_side
+    torch, twins, device = torch_side
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, model.length, 1)).astype(np.float32)
     x /= np.abs(x).max(axis=1, keepdims=True)   # windows normalised as the task does
@@ -116,11 +128,12 @@ def bench_step(jax_side, torch_side, variant: str, batch: int, steps: int, round
     # ---- PyTorch twin with the same parameters
     twin = twins.MousaviPolarityTorch(length=model.length, n_clusters=model.n_clusters)
     twins.load_flax_mousavi_polarity(twin, params)
+    twin.to(device)
     train_params = (list(twin.parameters()) if variant == "idec"
                     else list(twin.encoder.parameters()) + [twin.centres])
     opt = torch.optim.Adam(train_params, lr=1e-3)
-    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 1)))
-    tt = torch.from_numpy(target)
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 1))).to(device)
+    tt = torch.from_numpy(target).to(device)
 
     def run_torch():
         for _ in range(steps):
@@ -134,6 +147,7 @@ def bench_step(jax_side, torch_side, variant: str, batch: int, steps: int, round
             opt.step()
         return loss
 
+    run_torch = _synced(torch, device, run_torch)
     first_loss = (float(run_jax()), float(run_torch().detach()))   # warm-up; the same loss after `steps` steps
     jax_times, torch_times = [], []
     for _ in range(rounds):
@@ -152,7 +166,7 @@ def bench_step(jax_side, torch_side, variant: str, batch: int, steps: int, round
 def bench_target(jax_side, torch_side, n: int, repeats: int, seed: int) -> dict:
     """The target update over ``n`` embeddings (and from ``n`` windows through the encoder)."""
     jax, _, _, cl, model, params = jax_side
-    torch, twins = torch_side
+    torch, twins, device = torch_side
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, model.length, 1)).astype(np.float32)
     x /= np.abs(x).max(axis=1, keepdims=True)
@@ -175,8 +189,9 @@ def bench_target(jax_side, torch_side, n: int, repeats: int, seed: int) -> dict:
     (_, p, labels), first, median = jax_case(compiled, z, centres)
     out["from_embeddings"] = {"jax": {"compile_s": compile_s, "first_call_s": first, "call_s": median}}
 
-    zt, ct = torch.from_numpy(z), torch.from_numpy(centres)
+    zt, ct = torch.from_numpy(z).to(device), torch.from_numpy(centres).to(device)
 
+    @functools.partial(_synced, torch, device)
     def torch_target():
         with torch.no_grad():
             tq = twins.soft_assignment_torch(zt, ct)
@@ -196,9 +211,9 @@ def bench_target(jax_side, torch_side, n: int, repeats: int, seed: int) -> dict:
     _, npp, nl = numpy_target()
     out["from_embeddings"]["numpy"] = {"call_s": float(np.median(_timed(numpy_target, repeats)))}
     # the three compute the same target (a wrong one could be fast)
-    out["from_embeddings"]["max_abs_diff_p"] = {"torch": float(np.abs(tp.numpy() - p).max()),
+    out["from_embeddings"]["max_abs_diff_p"] = {"torch": float(np.abs(tp.cpu().numpy() - p).max()),
                                                 "numpy": float(np.abs(npp - p).max())}
-    out["from_embeddings"]["labels_agree"] = bool((tl.numpy() == labels).all() and (nl == labels).all())
+    out["from_embeddings"]["labels_agree"] = bool((tl.cpu().numpy() == labels).all() and (nl == labels).all())
 
     # ---- from windows: encode everything and compute the target in one call
     def encode_target(params, x):
@@ -212,8 +227,10 @@ def bench_target(jax_side, torch_side, n: int, repeats: int, seed: int) -> dict:
     out["from_windows"] = {"jax": {"compile_s": compile_s, "first_call_s": first, "call_s": median}}
     twin = twins.MousaviPolarityTorch(length=model.length, n_clusters=model.n_clusters)
     twins.load_flax_mousavi_polarity(twin, params)
-    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 1)))
+    twin.to(device)
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 1))).to(device)
 
+    @functools.partial(_synced, torch, device)
     def torch_windows():
         with torch.no_grad():
             tq = twins.soft_assignment_torch(twin.encode(xt), twin.centres)
@@ -221,7 +238,7 @@ def bench_target(jax_side, torch_side, n: int, repeats: int, seed: int) -> dict:
 
     tp_w = torch_windows()[1]
     out["from_windows"]["torch"] = {"call_s": float(np.median(_timed(torch_windows, repeats)))}
-    out["from_windows"]["max_abs_diff_p"] = {"torch": float(np.abs(tp_w.numpy() - p_w).max())}
+    out["from_windows"]["max_abs_diff_p"] = {"torch": float(np.abs(tp_w.cpu().numpy() - p_w).max())}
     for case in ("from_embeddings", "from_windows"):
         entry = out[case]
         entry["torch_over_jax_time"] = entry["torch"]["call_s"] / entry["jax"]["call_s"]
@@ -243,6 +260,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=1,
                     help="CPU cores for JAX (XLA) and PyTorch, the process pinned to them")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--torch-device", default="cpu", help="PyTorch's device: cpu, or cuda beside a JAX GPU")
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
     args = ap.parse_args(argv)
 
@@ -253,7 +271,7 @@ def main(argv=None) -> dict:
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)   # XLA's CPU code flushes denormals too (see seisjax/bench.py)
-    jax_side, torch_side = build_sides(args.length, args.clusters, args.seed)
+    jax_side, torch_side = build_sides(args.length, args.clusters, args.seed, args.torch_device)
 
     results = {"machine": cpu_model(), "cpu_cores": os.cpu_count(),
                "load_average_1min_start": os.getloadavg()[0], "threads": args.threads,

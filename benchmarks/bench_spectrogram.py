@@ -168,18 +168,18 @@ class JaxTrainStep:
 class TorchTrainStep:
     """The twin's eager train step: the same loss, Adam."""
 
-    def __init__(self, twins, name: str, kwargs: dict, batch: dict, seed: int = 0):
+    def __init__(self, twins, name: str, kwargs: dict, batch: dict, seed: int = 0, device: str = "cpu"):
         import torch
 
         torch.manual_seed(seed)
-        self.torch, self.twins, self.name = torch, twins, name
-        self.module = twins.MODELS[name](exact=False, **kwargs)
+        self.torch, self.twins, self.name, self.device = torch, twins, name, device
+        self.module = twins.MODELS[name](exact=False, **kwargs).to(device)
         self.module.train()
         self.opt = torch.optim.Adam(self.module.parameters(), lr=1e-3)
-        self.x = torch.from_numpy(np.ascontiguousarray(batch["x"].transpose(0, 3, 1, 2)))
+        self.x = torch.from_numpy(np.ascontiguousarray(batch["x"].transpose(0, 3, 1, 2))).to(device)
         self.extra = (() if name != "spectral_cvae"
-                      else (torch.from_numpy(batch["cond"]), torch.from_numpy(batch["station"])))
-        self.log_scale = torch.from_numpy(batch["log_scale"])
+                      else (torch.from_numpy(batch["cond"]).to(device), torch.from_numpy(batch["station"]).to(device)))
+        self.log_scale = torch.from_numpy(batch["log_scale"]).to(device)
         self.params = sum(p.numel() for p in self.module.parameters())
         t0 = time.perf_counter()
         self.run(1)
@@ -192,7 +192,7 @@ class TorchTrainStep:
             loss = self.twins.spectrogram_loss_torch(self.name, out, self.x, self.log_scale, BETA)
             loss.backward()
             self.opt.step()
-        self.loss = float(loss.detach())
+        self.loss = float(loss.detach())   # waits for the device
 
 
 def bench_steps(args, twins) -> list[dict]:
@@ -202,7 +202,7 @@ def bench_steps(args, twins) -> list[dict]:
         name = MODEL_NAMES[short]
         jax_side = JaxTrainStep(name, _model_kwargs(name, args.upsample, args.shape), batch, args.seed)
         torch_side = TorchTrainStep(twins, name, _model_kwargs(name, args.torch_upsample, args.shape), batch,
-                                    args.seed)
+                                    args.seed, args.torch_device)
         jax_side.run(args.warmup)
         torch_side.run(args.warmup)
         rates, best, cpu = _interleaved({"jax": jax_side.run, "torch": torch_side.run}, args.steps, args.rounds,
@@ -489,6 +489,8 @@ def _parse(argv):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--xla-transpose", action="store_true",
                     help="layers: also time XLA's own conv_transpose (many times slower than the others)")
+    ap.add_argument("--torch-device", default="cpu",
+                    help="PyTorch's device in --what step: cpu, or cuda beside a JAX GPU")
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
     args = ap.parse_args(argv)
     if args.quick:   # shrinks everything not set explicitly on the command line

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seisjax.bench import cpu_model
+from seisjax.bench import cpu_model, limit_cpu_threads
 from seisjax.symae.data import GroupArrays
 from seisjax.symae.extraction import ExtractionConfig, make_extractor, target_groups
 from seisjax.symae.model import SymAE
@@ -83,8 +83,12 @@ def main():
     parser.add_argument("--no-loop", action="store_true", help="skip the per-event (loop) estimate")
     parser.add_argument("--optimisation-loop", choices=("auto", "scan", "host"), default="auto",
                         help="how the gradient steps run (ExtractionConfig.loop)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU cores, the process pinned to them (0: JAX's own); XLA reads its flags at its "
+                             "first computation, which comes after this")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args()
+    limit_cpu_threads(args.threads)
 
     model = SymAE(nt=192, p=30, q=30)
     example = jnp.zeros((1, 2, 192), jnp.float32)
@@ -108,6 +112,7 @@ def main():
               f"run {r['run_s']:8.3f} s (best of {len(r['runs_s'])})")
     print(f"  all / one pixel = {ratio:.1f} (target <= 3)")
     summary = {"args": vars(args), "device": jax.devices()[0].device_kind, "backend": jax.default_backend(),
+               "cpu": cpu_model(),
                "results": results, "all_over_one_pixel": ratio}
     if "one event" in results:
         loop = args.events * results["one event"]["run_s"]

@@ -1,30 +1,46 @@
-"""Throughput of a config's train step, of its PyTorch twin and of its input pipeline, in one run.
+"""Benchmarks: a config's train step against its PyTorch twin, and every family's in one table.
 
 ``python -m seisjax bench --config experiments/conv_ae.py:quick`` builds the config's task, model
 and optimizer exactly as training does, then measures:
 
 - JAX: compile time of the train step (ahead of time, reported apart) and examples/s over
   ``steps`` steps on one fixed batch after ``warmup`` steps;
-- PyTorch: the twin of the model from ``benchmarks/torch_models.py`` (same layers and parameter
-  count, same loss, Adam), eager, on the same batch: first-step time and examples/s; the ratio
-  JAX / PyTorch of examples/s;
+- PyTorch: the twin of the model from ``benchmarks/torch_<family>.py`` (same layers and parameter
+  count, same loss, Adam), eager, on the same batch and on the device JAX runs on (CUDA beside a
+  JAX GPU): first-step time and examples/s; the ratio JAX / PyTorch of examples/s;
 - input pipeline: examples/s of the task's training iterator (reads, transform, prefetch), beside
   the step's, so one sees whether the step would wait on the host.
+
+``python -m seisjax bench --all`` runs :data:`SUITE`: every family's train step against its twin,
+plus the SymAE extraction, the DEC target update and the LSTM scan (the scripts in
+``benchmarks/``), each in a process of its own, and writes one table (``results.md``, with
+``results.json``) naming the chip or GPU it ran on. ``--quick`` shrinks every case to a smoke run.
+
+JAX is imported inside the functions here (each import says so): XLA reads its thread flags when
+JAX starts, and :func:`limit_cpu_threads` must come first.
 """
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
+import json
 import os
 import platform
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["run_bench", "format_results", "load_torch_twins", "limit_cpu_threads", "cpu_model"]
+__all__ = ["run_bench", "format_results", "load_torch_twins", "limit_cpu_threads", "cpu_model", "SUITE",
+           "run_suite"]
 
-TWINS_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_models.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+#: the twins that ``run_bench`` times, one file per family (model name -> builder in each's TWINS)
+TWIN_FILES = tuple(BENCHMARKS / f"torch_{family}.py" for family in ("conv_ae", "symae", "dec"))
 
 
 def limit_cpu_threads(threads: int) -> None:
@@ -68,27 +84,38 @@ def cpu_model() -> str:
     return f"{name} ({isa})" if isa else name
 
 
-def load_torch_twins():
-    """The ``TWINS`` registry of benchmarks/torch_models.py; ImportError when torch is missing."""
+def load_torch_twins() -> dict:
+    """Model name -> twin builder, from :data:`TWIN_FILES`; ImportError when torch is missing."""
     try:
-        import torch  # noqa: F401
+        import torch  # noqa: F401  (optional: the bench extra)
     except ImportError:
         raise ImportError("PyTorch not installed (pip install 'seisjax[bench]' or pip install torch)") from None
-    if not TWINS_FILE.is_file():
-        raise ImportError(f"{TWINS_FILE} not found (the bench runs from a source checkout)")
-    spec = importlib.util.spec_from_file_location("seisjax_torch_twins", TWINS_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.TWINS
+    twins = {}
+    for path in TWIN_FILES:
+        if not path.is_file():
+            raise ImportError(f"{path} not found (the bench runs from a source checkout)")
+        spec = importlib.util.spec_from_file_location(f"seisjax_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        twins.update(module.TWINS)
+    return twins
+
+
+def device_name() -> str:
+    """What JAX computes on: the GPU's kind, or the CPU's model (:func:`cpu_model`)."""
+    import jax  # here: see the module docstring
+
+    device = jax.devices()[0]
+    return cpu_model() if device.platform == "cpu" else f"{jax.device_count()} x {device.device_kind}"
 
 
 class _JaxStep:
     """The config's train step, compiled ahead of time (timed), on one fixed batch."""
 
     def __init__(self, setup, batch):
-        import jax
+        import jax  # here: see the module docstring
 
-        from seisjax.train.loop import make_train_step
+        from seisjax.train.loop import make_train_step  # here: imports JAX
 
         self.jax = jax
         self.example = setup.shard(batch)
@@ -119,11 +146,11 @@ class _JaxStep:
 class _TorchStep:
     """The PyTorch twin of the model with the same loss and Adam, eager, on the same batch."""
 
-    def __init__(self, config, model_kwargs: dict, batch: dict, threads: int | None):
+    def __init__(self, config, model_kwargs: dict, batch: dict, threads: int | None, device: str):
         twins = load_torch_twins()
-        import torch
+        import torch  # optional: the bench extra
 
-        self.torch = torch
+        self.torch, self.device = torch, torch.device(device)
         if threads:
             torch.set_num_threads(int(threads))
         # XLA's CPU code flushes denormals to zero; without the same, PyTorch's convolutions slow
@@ -131,9 +158,10 @@ class _TorchStep:
         torch.set_flush_denormal(True)
         name = config.model.name
         if name not in twins:
-            raise ImportError(f"no PyTorch twin of model {name!r} in {TWINS_FILE.name}")
+            raise ImportError(f"no PyTorch twin of model {name!r} in {', '.join(p.name for p in TWIN_FILES)}")
         torch.manual_seed(int(config.seed))
         self.module, self.loss_fn = twins[name](dict(model_kwargs))
+        self.module.to(self.device)
         lr = float(config.optim.stages[0][1]) if config.optim.schedule == "stages" else float(config.optim.lr)
         self.opt = torch.optim.Adam(self.module.parameters(), lr=lr, betas=(config.optim.b1, config.optim.b2),
                                     eps=config.optim.eps)
@@ -150,7 +178,7 @@ class _TorchStep:
             loss = self.loss_fn(self.module, self.batch)
             loss.backward()
             self.opt.step()
-        self.loss = float(loss.detach())
+        self.loss = float(loss.detach())   # waits for the device
         return time.perf_counter() - t0
 
 
@@ -175,11 +203,11 @@ def run_bench(config, *, steps: int = 30, warmup: int = 3, input_batches: int = 
 
     JAX and PyTorch steps are timed in ``rounds`` interleaved blocks of ``steps / rounds`` steps,
     and each rate is the median over rounds, so that load from other processes on a shared
-    machine falls on both alike."""
-    import jax
+    machine falls on both alike. PyTorch runs on the GPU when JAX does."""
+    import jax  # here: see the module docstring
 
-    from seisjax.families import task_class
-    from seisjax.train.loop import _Setup
+    from seisjax.families import task_class  # here: imports JAX
+    from seisjax.train.loop import _Setup  # here: imports JAX
 
     if not workdir:  # one folder per config and variant: each generates the data it describes
         path, _, variant = str(config_spec or "bench").partition(":")
@@ -194,7 +222,8 @@ def run_bench(config, *, steps: int = 30, warmup: int = 3, input_batches: int = 
         torch_step, torch_info = None, {"available": False, "reason": "skipped (--no-torch)"}
         if torch:
             try:
-                torch_step = _TorchStep(config, setup.task.model_kwargs(), batch, torch_threads)
+                device = "cuda" if jax.default_backend() == "gpu" else "cpu"
+                torch_step = _TorchStep(config, setup.task.model_kwargs(), batch, torch_threads, device)
                 torch_step.run(max(0, warmup - 1))
             except ImportError as err:
                 torch_info = {"available": False, "reason": str(err)}
@@ -206,7 +235,8 @@ def run_bench(config, *, steps: int = 30, warmup: int = 3, input_batches: int = 
                 torch_rates.append(bs * per_round / torch_step.run(per_round))
         results = {
             "config": config_spec, "batch_size": bs, "timed_steps": per_round * rounds, "rounds": rounds,
-            "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}", "cpu": cpu_model(),
+            "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}", "device": device_name(),
+            "cpu": cpu_model(),
             "cpu_cores": os.cpu_count(),
             "load_average_1min": os.getloadavg()[0],  # other work on the machine skews both sides
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
@@ -217,7 +247,8 @@ def run_bench(config, *, steps: int = 30, warmup: int = 3, input_batches: int = 
         }
         if torch_step is not None:
             torch_info = {"available": True, "version": torch_step.torch.__version__,
-                          "threads": torch_step.torch.get_num_threads(), "first_step_s": torch_step.first_step_s,
+                          "threads": torch_step.torch.get_num_threads(), "device": str(torch_step.device),
+                          "first_step_s": torch_step.first_step_s,
                           "examples_per_s": float(np.median(torch_rates)), "params": torch_step.params,
                           "final_loss": torch_step.loss}
         results["torch"] = torch_info
@@ -253,3 +284,182 @@ def format_results(r: dict) -> str:
     if r["input_over_step"] < 1:
         lines.append("  WARNING: the input pipeline is slower than the train step: the step waits on the host")
     return "\n".join(lines)
+
+
+# ============================================================================ the whole suite
+@dataclass(frozen=True)
+class Case:
+    """One benchmark of the suite: a command (``python <args>``, run from the repository root) that
+    writes JSON to the file given after ``json_flag``, and how to read its rows from that JSON."""
+
+    family: str
+    what: str
+    args: tuple[str, ...]
+    quick_args: tuple[str, ...]
+    read: str                      # the reader in _READERS
+    json_flag: str = "--json"
+    torch_device_flag: bool = False  # takes --torch-device (the engine bench follows JAX by itself)
+
+
+def _engine(spec: str) -> tuple[str, ...]:
+    return ("-m", "seisjax", "bench", "--config", spec)
+
+
+_QUICK_ENGINE = ("--steps", "4", "--warmup", "1", "--batches", "2")
+
+#: every family's comparison with its PyTorch twin, and the analyses that are benchmarks of their own
+SUITE = (
+    Case("conv_ae", "train step", _engine("experiments/conv_ae.py:quick"),
+         _engine("experiments/conv_ae.py:toy") + _QUICK_ENGINE, "engine"),
+    Case("symae", "train step", _engine("experiments/symae.py:quick"),
+         _engine("experiments/symae.py:quick") + _QUICK_ENGINE, "engine"),
+    Case("symae", "STF extraction: all groups in one call",
+         ("benchmarks/bench_symae_extraction.py",),
+         ("benchmarks/bench_symae_extraction.py", "--events", "2", "--pixels", "2", "--traces", "8",
+          "--steps", "5", "--repeats", "1"), "extraction"),
+    Case("spectrogram", "train step", ("benchmarks/bench_spectrogram.py", "--what", "step"),
+         ("benchmarks/bench_spectrogram.py", "--what", "step", "--quick"), "spectrogram", torch_device_flag=True),
+    Case("lstm_ae", "train step", ("benchmarks/bench_lstm_ae.py",),
+         ("benchmarks/bench_lstm_ae.py", "--batch", "4", "--length", "128", "--rounds", "2", "--steps", "2"),
+         "lstm", json_flag="--out", torch_device_flag=True),
+    Case("dec", "polarity network, pretraining step", _engine("experiments/dec_polarity.py:quick,pretrain"),
+         _engine("experiments/dec_polarity.py:pulses,pretrain") + _QUICK_ENGINE, "engine"),
+    Case("dec", "polarity network, DEC/IDEC step and target update", ("benchmarks/bench_dec.py",),
+         ("benchmarks/bench_dec.py", "--batch", "64", "--n", "10000", "--rounds", "2", "--steps", "5",
+          "--repeats", "2"), "dec", torch_device_flag=True),
+    Case("dec", "distance network, pretraining step",
+         _engine("experiments/dec_distance.py:quick,pretrain"),
+         _engine("experiments/dec_distance.py:tones,pretrain") + _QUICK_ENGINE, "engine"),
+    Case("dec", "zClust network, pretraining step", _engine("experiments/dec_zclust.py:quick,pretrain"),
+         _engine("experiments/dec_zclust.py:quick,pretrain") + _QUICK_ENGINE, "engine"),
+)
+
+
+def _row(what: str, jax_ms: float, torch_ms: float | None, note: str = "") -> dict:
+    """A table row: times per call, and the speed ratio JAX / PyTorch (> 1: JAX is faster)."""
+    return {"what": what, "jax_ms": jax_ms, "torch_ms": torch_ms,
+            "jax_over_torch": None if torch_ms is None else torch_ms / jax_ms, "note": note}
+
+
+def _read_engine(r: dict) -> list[dict]:
+    torch_ms = r["torch"].get("step_ms")
+    return [_row(f"{r['config']}, batch {r['batch_size']}", r["jax"]["step_ms"], torch_ms,
+                 r["torch"].get("reason", "") if torch_ms is None else "")]
+
+
+def _read_extraction(r: dict) -> list[dict]:
+    res = r["results"]
+    rows = [_row(f"{res['all']['events']} events x {r['args']['pixels']} pixels x {r['args']['traces']} traces, "
+                 f"{r['args']['steps']} steps", 1e3 * res["all"]["run_s"], None,
+                 f"{r['all_over_one_pixel']:.1f}x the time of one pixel")]
+    if r.get("loop_estimate_s"):
+        rows.append(_row("a Python loop over the events (estimated)", 1e3 * r["loop_estimate_s"], None,
+                         f"{r['loop_estimate_s'] / res['all']['run_s']:.1f}x the one call"))
+    return rows
+
+
+def _read_spectrogram(r: dict) -> list[dict]:
+    shape = " x ".join(map(str, r["shape"]))
+    return [_row(f"{s['model']}, batch {r['batch']} of 3 x {shape}", s["jax"]["step_ms"], s["torch"]["step_ms"])
+            for s in r["steps"]]
+
+
+def _read_lstm(r: dict) -> list[dict]:
+    ms, setup = r["ms_per_step"], r["setup"]
+    size = f"batch {setup['batch']} of up to {setup['length']} samples"
+    return [_row(f"whole step, {size}", ms["jax_full_scan"], ms["torch_full"]),
+            _row(f"recurrent part alone, {size}", ms["jax_lstm_part_scan"], ms["torch_lstm_part"])]
+
+
+def _read_dec(r: dict) -> list[dict]:
+    rows = [_row(f"{s['variant'].upper()} step, batch {s['batch']}", s["jax"]["step_ms"], s["torch"]["step_ms"])
+            for s in r["steps"]]
+    target = r["target_update"]
+    for case, label in (("from_embeddings", "embeddings"), ("from_windows", "windows, encoder included")):
+        e = target[case]
+        rows.append(_row(f"target update over {target['n']:,} {label}", 1e3 * e["jax"]["call_s"],
+                         1e3 * e["torch"]["call_s"]))
+    return rows
+
+
+_READERS = {"engine": _read_engine, "extraction": _read_extraction, "spectrogram": _read_spectrogram,
+            "lstm": _read_lstm, "dec": _read_dec}
+
+
+def _ms(value) -> str:
+    return "" if value is None else (f"{value:.3g} ms" if value < 1000 else f"{value / 1e3:.3g} s")
+
+
+def _table(rows: list[dict], header: dict) -> str:
+    lines = [f"# Benchmarks on {header['device']}", "",
+             f"{header['date']}; {header['cores']} CPU cores, {header['threads']}; JAX {header['jax']}, "
+             f"PyTorch {header['torch']}{'; quick (smoke) sizes' if header['quick'] else ''}. "
+             "Times per call, medians of interleaved rounds; JAX / PyTorch above 1 means JAX is faster.", "",
+             "| family | benchmark | case | JAX | PyTorch | JAX / PyTorch | note |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = "" if r.get("jax_over_torch") is None else f"{r['jax_over_torch']:.2f}"
+        lines.append(f"| {r['family']} | {r['benchmark']} | {r['what']} | {_ms(r.get('jax_ms'))} | "
+                     f"{_ms(r.get('torch_ms'))} | {ratio} | {r.get('note', '')} |")
+    lines += ["", "Commands (from the repository root):", ""]
+    lines += [f"- {c}" for c in dict.fromkeys(f"`{r['command']}`" for r in rows)]
+    return "\n".join(lines) + "\n"
+
+
+def run_suite(out_dir, *, quick: bool = False, families=(), threads: int | None = None, log=print) -> Path:
+    """Run :data:`SUITE` (``families``: only those), each case in its own process, and write
+    ``results.json`` and ``results.md`` into ``out_dir``; returns the table's path. A case that
+    fails is reported in the table with its error and the rest go on. ``threads``: CPU cores per
+    case (default: 1 on a CPU, for steady numbers on a shared machine; each library's own on a GPU)."""
+    import jax  # here: see the module docstring
+
+    out_dir = Path(out_dir)
+    (out_dir / "raw").mkdir(parents=True, exist_ok=True)
+    gpu = jax.default_backend() == "gpu"
+    threads = (0 if gpu else 1) if threads is None else int(threads)
+    try:
+        import torch  # optional: the bench extra
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = "not installed"
+    header = {"device": device_name(), "cores": os.cpu_count(), "threads": f"{threads or 'default'} thread(s) each",
+              "jax": jax.__version__, "torch": torch_version, "quick": quick,
+              "date": datetime.date.today().isoformat()}
+    cases = [c for c in SUITE if not families or c.family in families]
+    if not cases:
+        raise ValueError(f"no benchmark of {', '.join(families)} (families: "
+                         f"{', '.join(sorted({c.family for c in SUITE}))})")
+    rows, raw = [], {}
+    for i, case in enumerate(cases):
+        name = f"{i:02d}_{case.family}"
+        json_path = out_dir / "raw" / f"{name}.json"
+        args = list(case.quick_args if quick else case.args)
+        engine = "--config" in args
+        if threads or not engine:
+            args += ["--threads", str(threads)]
+        if gpu and case.torch_device_flag:
+            args += ["--torch-device", "cuda"]
+        # the engine bench keeps its generated data beside the results
+        where = ["--workdir", str(out_dir / "work" / name)] if engine else []
+        command = [sys.executable, *args, *where, case.json_flag, str(json_path)]
+        log(f"[{i + 1}/{len(cases)}] {case.family}: {case.what}\n    {' '.join(command[1:])}")
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, cwd=BENCHMARKS.parent)
+        (out_dir / "raw" / f"{name}.log").write_text(done.stdout + done.stderr)
+        entry = {"family": case.family, "benchmark": case.what, "command": " ".join(["python", *args]),
+                 "seconds": round(time.perf_counter() - started, 1)}
+        if done.returncode != 0 or not json_path.is_file():
+            error = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            rows.append({**entry, "what": "failed", "note": f"{error} (log: raw/{name}.log)"})
+            log(f"    failed: {error}")
+            continue
+        result = json.loads(json_path.read_text())
+        raw[name] = result
+        for row in _READERS[case.read](result):
+            rows.append({**entry, **row})
+            ratio = row["jax_over_torch"]
+            log(f"    {row['what']}: JAX {_ms(row['jax_ms'])}" + (f", PyTorch {_ms(row['torch_ms'])}, "
+                f"JAX / PyTorch {ratio:.2f}" if ratio is not None else f" ({row['note']})"))
+    table = out_dir / "results.md"
+    table.write_text(_table(rows, header))
+    (out_dir / "results.json").write_text(json.dumps({"header": header, "rows": rows, "raw": raw}, indent=2) + "\n")
+    return table

@@ -11,7 +11,6 @@ import json
 import sys
 from pathlib import Path
 
-
 from seisjax.errors import InputError
 from seisjax.malloc import retain_freed_memory, wants_retained_memory
 
@@ -146,7 +145,11 @@ def _add_data_synth(sub):
 
     def run(args):
         from seisjax.config import parse_override_args  # lazy
-        from seisjax.data.synthetic import read_truth, scenario_config, synthesize  # lazy
+        from seisjax.data.synthetic import (  # lazy
+            read_truth,
+            scenario_config,
+            synthesize,
+        )
 
         config = scenario_config(args.scenario, parse_override_args(args.config_overrides))
         if args.show_config:
@@ -252,8 +255,8 @@ def _add_train(commands):
     p.add_argument("--workdir", required=True, help="folder of the run")
 
     def run(args):
-        from seisjax.train.logging import NonFiniteError  # lazy
         from seisjax.families import train_and_evaluate  # lazy
+        from seisjax.train.logging import NonFiniteError  # lazy
 
         config = _load_config(args)
         try:
@@ -303,27 +306,50 @@ def _add_eval(commands):
 
 
 def _add_bench(commands):
-    p = commands.add_parser("bench", help="train-step and input-pipeline throughput (vs PyTorch)",
-                            description="Compile time and examples/s of a config's train step, of the "
-                                        "PyTorch twin of its model (benchmarks/torch_models.py) and of its "
-                                        "input pipeline, from one run.")
-    _config_arguments(p)
+    p = commands.add_parser("bench", help="JAX vs the PyTorch twins: one config, or every family (--all)",
+                            description="With --config: compile time and examples/s of the config's train "
+                                        "step, of the PyTorch twin of its model (benchmarks/torch_<family>.py) "
+                                        "and of its input pipeline, from one run. With --all: every family's "
+                                        "comparison and the analyses' benchmarks (seisjax/bench.py: SUITE), "
+                                        "one process each, in one table that names the chip or GPU.")
+    _overrides_accepted(p)
+    p.add_argument("--config", metavar="FILE[:VARIANT]",
+                   help="experiment config, e.g. experiments/conv_ae.py:quick; then any number of "
+                        "--config.KEY=VALUE overrides")
+    p.add_argument("--all", action="store_true", help="run the whole suite instead of one config")
+    p.add_argument("--quick", action="store_true", help="with --all: smoke sizes (a few minutes on a CPU)")
+    p.add_argument("--family", nargs="+", default=(), help="with --all: only these families")
+    p.add_argument("--out", default="runs/bench/all", help="with --all: where results.md and results.json go")
     p.add_argument("--steps", type=int, default=30, help="timed steps after warm-up")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation")
     p.add_argument("--batches", type=int, default=30, help="input-pipeline batches timed")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch twin")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU cores for both JAX and PyTorch, the process pinned to them (default: each "
-                        "library's own threads); 1 gives stable numbers on a shared machine")
+                        "library's own threads; with --all, 1 on a CPU); 1 gives stable numbers on a "
+                        "shared machine")
     p.add_argument("--workdir", default=None, help="where synthetic data is generated/kept if needed")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
 
     def run(args):
-        from seisjax.bench import format_results, limit_cpu_threads, run_bench  # lazy
+        from seisjax.bench import (  # lazy
+            format_results,
+            limit_cpu_threads,
+            run_bench,
+            run_suite,
+        )
 
-        if args.threads:  # before JAX starts its CPU backend
+        if bool(args.all) == bool(args.config):
+            raise InputError("bench: give --config FILE[:VARIANT] or --all")
+        if args.all and args.config_overrides:
+            raise InputError("bench --all runs the suite's own configs: --config. overrides have no effect there")
+        if args.threads and not args.all:  # before JAX starts its CPU backend
             limit_cpu_threads(args.threads)
-
+        if args.all:
+            table = run_suite(args.out, quick=args.quick, families=args.family, threads=args.threads)
+            print(table.read_text(), end="")
+            print(f"written: {table} (and results.json, raw/ beside it)")
+            return
         config = _load_config(args)
         results = run_bench(config, steps=args.steps, warmup=args.warmup, input_batches=args.batches,
                             torch=not args.no_torch, torch_threads=args.threads, workdir=args.workdir,

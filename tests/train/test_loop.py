@@ -11,10 +11,9 @@ import pytest
 from seisjax.cli import main
 from seisjax.config import load_config
 from seisjax.errors import InputError
-from seisjax.families import task_class
+from seisjax.families import restore_trained, task_class, train_and_evaluate
 from seisjax.train.checkpoint import Checkpointer
 from seisjax.train.logging import read_metrics
-from seisjax.families import restore_trained, train_and_evaluate
 from tests.conftest import REPO
 
 CONFIG = str(REPO / "experiments" / "conv_ae.py")
@@ -157,63 +156,3 @@ def test_nan_stops_the_run_naming_step_and_term_and_keeps_last_good_checkpoint(t
 def test_unknown_task_is_named():
     with pytest.raises(InputError, match=r"unknown task 'nosuch' \(known: .*autoencoder"):
         task_class("nosuch")
-
-
-def test_torch_twin_computes_the_same_function():
-    torch = pytest.importorskip("torch")
-    import importlib.util
-
-    from seisjax.bench import TWINS_FILE
-    from seisjax.conv_ae.model import ConvAutoencoder
-
-    spec = importlib.util.spec_from_file_location("torch_twins", TWINS_FILE)
-    twins = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(twins)
-    kwargs = dict(channels=(4, 8), kernel_size=5, latent_dim=6, out_channels=3, length=64)
-    model = ConvAutoencoder(**kwargs)
-    x = np.random.default_rng(0).normal(size=(2, 64, 3)).astype(np.float32)
-    params = model.init(jax.random.PRNGKey(0), x)["params"]
-    twin, _ = twins.TWINS["conv_ae"](kwargs)
-    twins.load_flax_conv_ae(twin, params)
-    assert sum(p.numel() for p in twin.parameters()) == sum(p.size for p in jax.tree_util.tree_leaves(params))
-    out = twin(torch.from_numpy(x.transpose(0, 2, 1).copy())).detach().numpy().transpose(0, 2, 1)
-    np.testing.assert_allclose(out, np.asarray(model.apply({"params": params}, x)), atol=1e-5)
-
-
-def test_bench_reports_jax_torch_and_input_pipeline(tmp_path):
-    pytest.importorskip("torch")
-    from seisjax.bench import format_results, run_bench
-
-    config = load_config(f"{CONFIG}:toy", SMALL)
-    results = run_bench(config, steps=4, warmup=1, input_batches=4, rounds=2, torch_threads=1,
-                        workdir=tmp_path, config_spec="experiments/conv_ae.py:toy")
-    assert results["jax"]["compile_s"] > 0 and results["jax"]["examples_per_s"] > 0
-    assert results["torch"]["available"] and results["torch"]["params"] == results["jax"]["params"]
-    assert results["jax_over_torch"] == pytest.approx(
-        results["jax"]["examples_per_s"] / results["torch"]["examples_per_s"])
-    assert results["input"]["examples_per_s"] > 0
-    assert "ratio JAX / PyTorch" in format_results(results)
-    assert results["cpu"] and results["cpu"] in format_results(results)   # ratios depend on the chip
-
-
-def test_bench_says_when_pytorch_is_missing(monkeypatch):
-    import sys
-
-    from seisjax.bench import load_torch_twins
-
-    monkeypatch.setitem(sys.modules, "torch", None)  # what `import torch` meets without PyTorch
-    with pytest.raises(ImportError, match="PyTorch not installed"):
-        load_torch_twins()
-
-
-def test_one_bench_thread_pins_the_process_to_one_core():
-    import os
-    import subprocess
-    import sys
-
-    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
-        pytest.skip("needs a process that can be pinned, on two or more cores")
-    probe = ("import os; from seisjax.bench import limit_cpu_threads; limit_cpu_threads(1); "
-             "print(len(os.sched_getaffinity(0)), os.environ['XLA_FLAGS'])")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
-    assert out[0] == "1" and "--xla_cpu_multi_thread_eigen=false" in out
