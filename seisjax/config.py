@@ -2,7 +2,7 @@
 
 An experiment file defines ``get_config(arg=None) -> ml_collections.ConfigDict``, built on
 :func:`base_config` (the engine's sections, written once); ``arg`` is the text after the colon
-(``"quick,cvae"`` in ``experiments/spectral_vae.py:quick,cvae``), which the file reads with
+(``"quick,cvae"`` in ``experiments/spectrogram.py:quick,cvae``), which the file reads with
 :func:`parse_variant`: comma-separated words, each a value of one of the config's variant groups,
 or ``group=value``. Files in a folder with an ``__init__.py`` (``experiments/``) are loaded as
 modules of that package, so one config builds on another by import.

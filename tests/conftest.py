@@ -1,3 +1,4 @@
+import importlib.util
 import os
 from pathlib import Path
 
@@ -11,6 +12,16 @@ def shared_data_dir() -> Path | None:
     env = os.environ.get("SEISJAX_SHARED_DATA")
     path = Path(env) if env else REPO.parent / "shared" / "data"
     return path if path.is_dir() else None
+
+
+def load_file(relative: str):
+    """A script or benchmark of the repository as a module (``scripts/`` and ``benchmarks/`` are not
+    packages): ``load_file("benchmarks/torch_dec.py")``."""
+    path = REPO / relative
+    spec = importlib.util.spec_from_file_location(f"_tests_{path.parent.name}_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
 """Experiment configs: loading with variants, typed overrides, unknown keys, hashing, saving."""
 
+import ast
 import json
 
 import pytest
 
-from seisjax.config import (apply_overrides, config_hash, diff_configs, load_config, load_saved_config,
-                            parse_override_args, save_config)
+from seisjax.config import (apply_overrides, base_config, config_hash, diff_configs, load_config,
+                            load_saved_config, parse_override_args, parse_variant, save_config)
 from seisjax.errors import InputError
 from tests.conftest import REPO
 
@@ -76,7 +77,7 @@ def test_bad_values_and_sections_are_errors(experiment):
 def test_missing_file_and_unknown_variant(tmp_path):
     with pytest.raises(InputError, match="not found"):
         load_config(str(tmp_path / "nope.py"))
-    with pytest.raises(InputError, match="unknown variant 'bogus'"):
+    with pytest.raises(InputError, match=r"unknown variant word 'bogus' \(known: size: full, quick, toy\)"):
         load_config(f"{CONV_AE}:bogus")
 
 
@@ -111,3 +112,59 @@ def test_conv_ae_quick_docstring_holds_its_launch_command():
     quick = load_config(f"{CONV_AE}:quick")
     assert quick.task.name == "autoencoder" and quick.model.name == "conv_ae"
     assert quick.data.window % 2 ** len(quick.model.channels) == 0
+
+
+def test_variant_words_and_groups():
+    groups = dict(size=("full", "quick"), stage=("dec", "pretrain"))
+    assert vars(parse_variant(None, **groups)) == {"size": "full", "stage": "dec"}
+    assert vars(parse_variant("quick,pretrain", **groups)) == {"size": "quick", "stage": "pretrain"}
+    assert vars(parse_variant("stage=pretrain", **groups)) == {"size": "full", "stage": "pretrain"}
+    with pytest.raises(InputError, match=r"unknown variant word 'quik' \(known: size: full, quick; stage: dec, pretrain\)"):
+        parse_variant("quik", **groups)
+    with pytest.raises(InputError, match="gives size twice"):
+        parse_variant("quick,full", **groups)
+    with pytest.raises(InputError, match="unknown variant 'stage=quick'"):
+        parse_variant("stage=quick", **groups)
+
+
+def test_unknown_key_names_the_nearest_ones():
+    config = base_config()
+    with pytest.raises(InputError, match=r"did you mean optim\.clip_norm"):
+        apply_overrides(config, ["optim.clipnorm=1"])
+
+
+def test_a_pair_of_floats_stays_floats():
+    config = base_config()
+    with config.unlocked():
+        config.band = (0.5, 2.0)
+    apply_overrides(config, ["band=(1,10)"])
+    assert config.band == (1.0, 10.0) and all(isinstance(v, float) for v in config.band)
+
+
+def test_configs_in_a_package_import_each_other(tmp_path):
+    package = tmp_path / "myexperiments"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "base.py").write_text(EXPERIMENT)
+    (package / "derived.py").write_text(
+        "from myexperiments import base\n\n"
+        "def get_config(arg=None):\n    c = base.get_config(arg)\n    c.name = 'derived ' + c.name\n    return c\n")
+    assert load_config(f"{package / 'derived.py'}:quick").name == "derived quick"
+
+
+EXPERIMENTS = sorted(p for p in (REPO / "experiments").glob("*.py") if p.name != "__init__.py")
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_every_experiment_builds_on_the_base_config(path):
+    """The engine's sections are written once (seisjax.config.base_config): an experiment changes
+    their values, never their keys."""
+    config = load_config(str(path))
+    base = base_config()
+    for section in ("optim", "train", "distributed", "debug"):
+        assert set(config[section].keys()) == set(base[section].keys()), section
+    assert set(base.eval.keys()) <= set(config.eval.keys())
+    source = path.read_text()
+    for section in ("optim", "train", "eval", "distributed", "debug"):
+        assert f"config.{section} = " not in source, f"{path.name} builds config.{section} itself"
+    assert len(ast.get_docstring(ast.parse(source)).splitlines()) <= 22, "docstring: command, runtime, headline"

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-
 __all__ = ["ConvEncoder", "ConvDecoder", "ConvAutoencoder"]
 
 

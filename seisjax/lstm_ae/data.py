@@ -75,7 +75,7 @@ import pandas as pd
 from scipy.signal import resample_poly
 from tqdm.auto import tqdm
 
-from seisjax.data.batches import PrefetchEnd, PrefetchFailed, Prefetcher
+from seisjax.data.batches import PrefetchEnd, Prefetcher, PrefetchFailed
 from seisjax.data.dataset import Dataset, trace_names
 from seisjax.data.resolve import resolve_dataset
 from seisjax.errors import InputError

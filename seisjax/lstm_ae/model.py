@@ -65,7 +65,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
 __all__ = ["LSTMAutoencoder", "MaskedBatchNorm", "MaskedLSTM", "decoder_clock", "level_lengths", "length_mask",
            "reverse_valid"]
 

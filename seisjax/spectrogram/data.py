@@ -60,22 +60,10 @@ from tqdm.auto import tqdm
 
 from seisjax.data.batches import ArrayBatchIterator
 from seisjax.data.dataset import Dataset, DatasetWriter, trace_names
-from seisjax.data.preprocess import (
-    BANDPASS_TABLE,
-    bandpass_bands,
-    instrument_code,
-    preprocess_batch,
-)
+from seisjax.data.preprocess import BANDPASS_TABLE, bandpass_bands, instrument_code, preprocess_batch
 from seisjax.data.quality import QualityFilter, snr
-from seisjax.data.stft import (
-    MinMax,
-    log_scale,
-    minmax_scale,
-    minmax_unscale,
-    stft,
-    stft_axes,
-)
 from seisjax.data.resolve import resolve_dataset
+from seisjax.data.stft import MinMax, log_scale, minmax_scale, minmax_unscale, stft, stft_axes
 from seisjax.errors import InputError
 from seisjax.train.task import array_fingerprint, dataset_fingerprint
 

@@ -28,8 +28,8 @@ import numpy as np
 import scipy.signal
 
 from seisjax.data.stft import hilbert_envelope
-from seisjax.ops.fourier import delay_padded
 from seisjax.errors import InputError
+from seisjax.ops.fourier import delay_padded
 from seisjax.ops.xcorr import xcorr_max
 
 __all__ = ["MCCCResult", "mccc", "ICCSResult", "iccs", "linear_stack",

@@ -64,8 +64,8 @@ from seisjax.errors import InputError
 from seisjax.symae.baselines import BASELINE_METHODS, baseline_stf
 from seisjax.symae.data import padded_groups
 from seisjax.symae.extraction import read_extraction_hdf5
-from seisjax.symae.stf_scores import (SNR_EDGES, format_table, score_stf, snr_table, stf_duration, time_shift_rms,
-                                      truth_subevent_times)
+from seisjax.symae.stf_scores import (SNR_EDGES, format_table, score_stf, snr_table, stf_duration,
+                                      time_shift_rms, truth_subevent_times)
 
 __all__ = ["SYMAE_METHODS", "evaluate_stfs", "goal_by_snr", "goal_comparisons", "goal_rows", "symae_per_group",
            "truth_for_groups", "write_scores", "plot_scores"]

@@ -13,7 +13,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
+
+from matplotlib.figure import Figure
+from tqdm import tqdm
 
 __all__ = ["NonFiniteError", "check_finite", "MetricLogger", "read_metrics", "plot_history"]
 
@@ -50,11 +54,6 @@ def read_metrics(workdir: str | os.PathLike, kind: str | None = "train") -> list
 
 def plot_history(records: list[dict], path: str | os.PathLike, eval_records: list[dict] = ()) -> Path:
     """Loss terms and learning rate against step, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     steps = [r["step"] for r in records]
@@ -62,8 +61,8 @@ def plot_history(records: list[dict], path: str | os.PathLike, eval_records: lis
         "train/loss", "train/lr", "train/grad_norm", "train/param_norm", "train/update_norm")] if records else []
     # The total first; its terms only when there are several (a single term is the total itself).
     terms = ["train/loss"] + (terms if len(terms) > 1 else []) if records else []
-    fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(7, 6), sharex=True,
-                                         gridspec_kw={"height_ratios": [3, 1]})
+    fig = Figure(figsize=(7, 6))
+    ax_loss, ax_lr = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     for key in terms:
         values = [r.get(key, math.nan) for r in records]
         ax_loss.plot(steps, values, label=key.removeprefix("train/"))
@@ -82,22 +81,19 @@ def plot_history(records: list[dict], path: str | os.PathLike, eval_records: lis
     ax_lr.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
 def _summary_writer_class():
     """tensorboardX's SummaryWriter, imported without PyTorch: tensorboardX imports torch at load
     time (only to recognise its tensors), which costs seconds per run when torch is installed."""
-    import sys
-
     if "tensorboardX" in sys.modules or "torch" in sys.modules:
-        from tensorboardX import SummaryWriter
+        from tensorboardX import SummaryWriter  # here, not at the top: see the docstring
 
         return SummaryWriter
     sys.modules["torch"] = None  # makes `import torch` fail inside tensorboardX's optional import
     try:
-        from tensorboardX import SummaryWriter
+        from tensorboardX import SummaryWriter  # here, not at the top: see the docstring
     finally:
         del sys.modules["torch"]
     return SummaryWriter
@@ -135,8 +131,6 @@ class MetricLogger:
             SummaryWriter = _summary_writer_class()
             self._tb = SummaryWriter(logdir=str(self.workdir / "tensorboard"), purge_step=start_step or None)
         if progress:
-            from tqdm import tqdm
-
             self._bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step",
                              dynamic_ncols=True, mininterval=0.5)
 

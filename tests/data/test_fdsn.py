@@ -20,7 +20,8 @@ from obspy.geodetics import gps2dist_azimuth, locations2degrees
 from obspy.taup import TauPyModel
 
 from seisjax.data.dataset import Dataset
-from seisjax.data.fdsn import DownloadRequest, bulk_lines, download, event_query, save_waveforms, station_query
+from seisjax.data.fdsn import (DownloadRequest, bulk_lines, download, event_query, save_waveforms,
+                               station_query)
 from seisjax.data.ingest import BuildConfig, build_dataset
 from seisjax.data.sources import events_from_catalog, read_catalog, read_stations, stations_from_inventory
 

@@ -1,14 +1,11 @@
 """Helpers of the DEC tests: datasets of clean first-motion pulses and the family's scripts."""
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from seisjax.data.dataset import DatasetWriter
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import load_file
 
 
 def _write_pulses(path, *, rate=100.0, n=24, length=1200, p=600, seed=0, bad_rows=()):
@@ -31,10 +28,7 @@ def _write_pulses(path, *, rate=100.0, n=24, length=1200, p=600, seed=0, bad_row
 
 
 def _load_script(name):
-    spec = importlib.util.spec_from_file_location(f"_test_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(f"scripts/{name}.py")
 
 
 @pytest.fixture

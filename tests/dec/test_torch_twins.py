@@ -4,16 +4,15 @@ reconstruction and embedding given the Flax parameters, and the same losses (pre
 DEC's soft assignment, target and KL) and gradients, centres included; and bench_dec.py times equal
 work."""
 
-import importlib.util
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seisjax.bench import TWINS_FILE
 from seisjax.dec.model import MousaviDistance, MousaviPolarity, ZClust
 from seisjax.metrics import clustering as cl
+from tests.conftest import load_file
 
 torch = pytest.importorskip("torch")
 
@@ -22,10 +21,7 @@ FAST_COMPILE = True  # see conftest.py
 
 @pytest.fixture(scope="module")
 def twins():
-    spec = importlib.util.spec_from_file_location("torch_twins_dec", TWINS_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("benchmarks/torch_dec.py")
 
 
 # ---------------------------------------------------------------------------- the polarity network
@@ -117,10 +113,7 @@ def test_pretraining_loss_is_the_reconstruction_mse(twins):
 
 @pytest.fixture(scope="module")
 def bench_dec():
-    spec = importlib.util.spec_from_file_location("bench_dec", TWINS_FILE.parent / "bench_dec.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("benchmarks/bench_dec.py")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from seisjax.lstm_ae.model import (LSTMAutoencoder, MaskedBatchNorm, _max_pool, count_params, decoder_clock,
-                                    length_mask, level_lengths, reverse_valid)
+                                   length_mask, level_lengths, reverse_valid)
 
 FAST_COMPILE = True  # correctness only: compiling dominates
 

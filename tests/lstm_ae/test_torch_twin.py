@@ -1,20 +1,16 @@
 """The PyTorch twin of the LSTM autoencoder: same trainable parameter count, same masking."""
 
-import importlib.util
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from seisjax.lstm_ae.model import LSTMAutoencoder, count_params
-from tests.conftest import REPO
+from tests.conftest import load_file
 
 torch = pytest.importorskip("torch")
 
-_spec = importlib.util.spec_from_file_location("torch_lstm_ae", REPO / "benchmarks" / "torch_lstm_ae.py")
-torch_lstm_ae = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(torch_lstm_ae)
+torch_lstm_ae = load_file("benchmarks/torch_lstm_ae.py")
 
 
 @pytest.mark.parametrize("mode,layers,blocks", [("bottleneck", 1, "relu"), ("reference", 2, "relu"),

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from seisjax.metrics import spectral as sm
 from seisjax.data.stft import stft, stft_axes
 from seisjax.errors import InputError
+from seisjax.metrics import spectral as sm
 
 
 def _mags(shape, seed=0):

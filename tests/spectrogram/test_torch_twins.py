@@ -2,35 +2,25 @@
 benchmarks/bench_spectrogram.py) are the same networks as seisjax.spectrogram.model: equal parameter counts
 for every model and upsampling mode, and, with the Flax weights copied in, the same outputs."""
 
-import importlib.util
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seisjax.spectrogram.model import (
-    SpectrogramAE,
-    SpectrogramCVAE,
-    SpectrogramVAE,
-)
+from seisjax.spectrogram.model import SpectrogramAE, SpectrogramCVAE, SpectrogramVAE
+from tests.conftest import load_file
 
 torch = pytest.importorskip("torch")
 
 FAST_COMPILE = True  # see conftest.py
 
-TWINS_FILE = Path(__file__).resolve().parents[2] / "benchmarks" / "torch_spectrogram.py"
 SMALL = {"features": (4, 6, 8, 10)}   # narrow widths: the layers are the same, the test is fast
 SHAPE = (32, 48)                       # (F, T), multiples of 16, F != T so transposed axes would show
 
 
 @pytest.fixture(scope="module")
 def twins():
-    spec = importlib.util.spec_from_file_location("torch_spectrogram_twins", TWINS_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("benchmarks/torch_spectrogram.py")
 
 
 def _flax(name, upsample, **overrides):

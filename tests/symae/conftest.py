@@ -1,11 +1,9 @@
-import importlib.util
-
 import pytest
 
 from seisjax.data.dataset import Dataset
 from seisjax.data.synthetic import scenario_config, synthesize
 from seisjax.symae.data import prepare_symae_groups
-from tests.conftest import REPO
+from tests.conftest import load_file
 
 # Dense arrays of 28 stations within 2 degrees, so that (event, pixel) groups of more than 20 exist
 # in 3 events; records just long enough for the 200 s window at 1 Hz with its margins.
@@ -27,7 +25,4 @@ def tele(tmp_path_factory):
 
 def load_script(name: str):
     """``scripts/<name>.py`` as a module (scripts are not a package)."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(f"scripts/{name}.py")

@@ -9,7 +9,8 @@ from seisjax.data.dataset import Dataset
 from seisjax.data.synthetic import read_truth, scenario_config, synthesize
 from seisjax.errors import InputError
 from seisjax.symae import stf_scores as sm
-from seisjax.symae.baselines import BASELINE_METHODS, baseline_stf, iccs, linear_stack, mccc, phase_weighted_stack
+from seisjax.symae.baselines import (BASELINE_METHODS, baseline_stf, iccs, linear_stack, mccc,
+                                     phase_weighted_stack)
 
 T = 200  # samples per trace
 

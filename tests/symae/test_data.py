@@ -11,8 +11,8 @@ from seisjax.data.dataset import Dataset, DatasetWriter
 from seisjax.data.grouping import group_traces
 from seisjax.data.ingest import BuildConfig, build_dataset
 from seisjax.data.synthetic import read_truth
-from seisjax.symae.data import (PREP_DEFAULTS, GroupDrawIterator, cache_path, eval_datapoints, prepare_symae_groups,
-                                window_traces)
+from seisjax.symae.data import (PREP_DEFAULTS, GroupDrawIterator, cache_path, eval_datapoints,
+                                prepare_symae_groups, window_traces)
 from tests.conftest import REPO
 from tests.symae.conftest import SETTINGS
 

@@ -5,7 +5,8 @@ import pytest
 
 from seisjax.data.synthetic import synthesize
 from seisjax.errors import InputError
-from seisjax.symae.demo import run as run_demo, symae_config
+from seisjax.symae.demo import run as run_demo
+from seisjax.symae.demo import symae_config
 
 
 def test_demo_set_changes_the_data_and_refuses_data_made_otherwise(tmp_path):

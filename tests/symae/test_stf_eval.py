@@ -15,8 +15,8 @@ from seisjax.errors import InputError
 from seisjax.ops.fourier import fourier_shift
 from seisjax.symae.data import arrays_from_prepared, padded_groups
 from seisjax.symae.extraction import Extraction, ExtractionConfig, aligned_stack, write_extraction_hdf5
-from seisjax.symae.stf_eval import (_clustered_standard_error, evaluate_stfs, symae_per_group, truth_for_groups,
-                                    write_scores)
+from seisjax.symae.stf_eval import (_clustered_standard_error, evaluate_stfs, symae_per_group,
+                                    truth_for_groups, write_scores)
 from tests.symae.conftest import load_script
 
 RATE, TRUTH_RATE, NT, M = 1.0, 10.0, 96, 8

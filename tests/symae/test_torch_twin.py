@@ -2,16 +2,14 @@
 what the Flax model computes: same parameter count, same Fourier shift, same deterministic forward
 and, with the same sampling noise, the same loss terms and gradients, given the Flax parameters."""
 
-import importlib.util
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seisjax.bench import TWINS_FILE
 from seisjax.ops.fourier import fourier_shift
 from seisjax.symae.model import SymAE, count_params, symae_loss
+from tests.conftest import load_file
 
 torch = pytest.importorskip("torch")
 
@@ -24,10 +22,7 @@ FAST_COMPILE = True  # see conftest.py
 
 @pytest.fixture(scope="module")
 def twins():
-    spec = importlib.util.spec_from_file_location("torch_twins_symae", TWINS_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("benchmarks/torch_symae.py")
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ import pytest
 
 from seisjax.config import load_config
 from seisjax.errors import InputError
+from seisjax.families import evaluate, restore_trained, train_and_evaluate
 from seisjax.train.checkpoint import Checkpointer, abstract_like
 from seisjax.train.logging import read_metrics
-from seisjax.families import evaluate, restore_trained, train_and_evaluate
 from tests.conftest import REPO
 
 CONFIG = str(REPO / "experiments" / "conv_ae.py")

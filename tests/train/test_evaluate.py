@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 
 from seisjax.config import config_hash, load_config, load_saved_config
-from seisjax.data.dataset import DatasetWriter
-from seisjax.families import task_class
 from seisjax.conv_ae.data import toy_waveforms
+from seisjax.data.dataset import DatasetWriter
 from seisjax.data.windows import window_and_normalise
+from seisjax.families import evaluate, restore_trained, task_class, train_and_evaluate
 from seisjax.train.logging import read_metrics
-from seisjax.families import evaluate, restore_trained, train_and_evaluate
 from tests.conftest import REPO
 
 CONFIG = str(REPO / "experiments" / "conv_ae.py")

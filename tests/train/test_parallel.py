@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from seisjax.config import load_config
-from seisjax.train.logging import read_metrics
 from seisjax.families import evaluate, restore_trained, train_and_evaluate
+from seisjax.train.logging import read_metrics
 from tests.conftest import REPO
 
 CONFIG = str(REPO / "experiments" / "conv_ae.py")

@@ -45,7 +45,8 @@ import scipy.fft
 
 from seisjax.data.synthetic import physics
 from seisjax.data.synthetic.earthquakes import stf_cumulative, teleseismic_event
-from seisjax.data.synthetic.geometry import DEG_KM, distance_azimuth, straight_distance_km, uniform_cap, uniform_sphere
+from seisjax.data.synthetic.geometry import (DEG_KM, distance_azimuth, straight_distance_km, uniform_cap,
+                                             uniform_sphere)
 from seisjax.data.synthetic.metadata import clean_row, iso_time, source_columns
 from seisjax.data.synthetic.noise import colored_noise, peterson_psd_db, scale_noise_to_snr, window_mask
 from seisjax.data.synthetic.streams import NOISE, PATH, event_rng

@@ -15,8 +15,8 @@ from obspy.geodetics import gps2dist_azimuth
 from seisjax.data.dataset import Dataset
 from seisjax.data.grouping import group_traces
 from seisjax.data.synthetic import default_config, read_truth, scenario_config, synthesize
-from tests.data.synthetic.conftest import (TAUP, TELE_BARE, TELE_SIGNAL, aki_richards_p, first_arrival, make_dataset,
-                                           peak_time, seconds_after_origin)
+from tests.data.synthetic.conftest import (TAUP, TELE_BARE, TELE_SIGNAL, aki_richards_p, first_arrival,
+                                           make_dataset, peak_time, seconds_after_origin)
 
 
 @pytest.fixture(scope="module")
