@@ -1,13 +1,6 @@
 """PyTorch twin of the conv AE (``seisjax/conv_ae/model.py``), for ``python -m seisjax bench``.
 
-A twin has the same layers, widths, kernel sizes and parameter count as the Flax model (the bench
-checks the count), the same loss and optimizer, and is fed the same batch; it runs eagerly, as
-PyTorch users run it. ``TWINS`` maps each model name to a builder:
-
-    TWINS[name] = builder(model_kwargs: dict) -> (module: torch.nn.Module, loss_fn(module, batch) -> loss)
-
-``batch`` is the dict of numpy arrays the seisjax task yields (channels-last); the loss function
-converts what it needs. Imported only by the benchmarks and their tests: torch is an optional extra.
+The contract of a twin and of ``TWINS``: ``seisjax.bench.load_torch_twins``.
 """
 
 from __future__ import annotations
@@ -15,16 +8,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-
-TWINS = {}
-
-
-def register(name):
-    def decorator(builder):
-        TWINS[name] = builder
-        return builder
-
-    return decorator
 
 
 def device_of(module: nn.Module) -> torch.device:
@@ -68,7 +51,6 @@ class ConvAutoencoderTorch(nn.Module):
         return self.to_output(x)
 
 
-@register("conv_ae")
 def conv_ae(model_kwargs):
     module = ConvAutoencoderTorch(**model_kwargs)
 
@@ -99,3 +81,7 @@ def load_flax_conv_ae(module: ConvAutoencoderTorch, params) -> ConvAutoencoderTo
         conv(layer, dec[f"conv{i}"])
     conv(module.to_output, dec["to_output"])
     return module
+
+
+#: model name -> twin builder (seisjax.bench.load_torch_twins)
+TWINS = {"conv_ae": conv_ae}

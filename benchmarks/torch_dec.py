@@ -1,14 +1,7 @@
 """PyTorch twins of DEC's networks (``seisjax/dec/model.py``: the Mousavi polarity and distance
 networks, zClust), for ``python -m seisjax bench`` and ``benchmarks/bench_dec.py``.
 
-A twin has the same layers, widths, kernel sizes and parameter count as the Flax model (the bench
-checks the count), the same loss and optimizer, and is fed the same batch; it runs eagerly, as
-PyTorch users run it. ``TWINS`` maps each model name to a builder:
-
-    TWINS[name] = builder(model_kwargs: dict) -> (module: torch.nn.Module, loss_fn(module, batch) -> loss)
-
-``batch`` is the dict of numpy arrays the seisjax task yields (channels-last); the loss function
-converts what it needs. Imported only by the benchmarks and their tests: torch is an optional extra.
+The contract of a twin and of ``TWINS``: ``seisjax.bench.load_torch_twins``.
 """
 
 from __future__ import annotations
@@ -16,16 +9,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-
-TWINS = {}
-
-
-def register(name):
-    def decorator(builder):
-        TWINS[name] = builder
-        return builder
-
-    return decorator
 
 
 def device_of(module: nn.Module) -> torch.device:
@@ -119,7 +102,6 @@ def dec_loss_torch(module, x, target=None, *, variant="dec", gamma=0.1, alpha=1.
     return kl if variant == "dec" else mse + gamma * kl
 
 
-@register("mousavi_polarity")
 def mousavi_polarity(model_kwargs):
     # The bench passes the model's kwargs only: a batch with a "target" (the DEC stage) gets the
     # DEC loss with the experiment's defaults (variant "dec", alpha 1), otherwise pretraining's MSE.
@@ -297,5 +279,6 @@ def _dec_twin(module_class):
     return builder
 
 
-register("mousavi_distance")(_dec_twin(MousaviDistanceTorch))
-register("zclust")(_dec_twin(ZClustTorch))
+#: model name -> twin builder (seisjax.bench.load_torch_twins)
+TWINS = {"mousavi_polarity": mousavi_polarity, "mousavi_distance": _dec_twin(MousaviDistanceTorch),
+         "zclust": _dec_twin(ZClustTorch)}

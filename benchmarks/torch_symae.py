@@ -1,13 +1,6 @@
 """PyTorch twin of SymAE (``seisjax/symae/model.py``), for ``python -m seisjax bench``.
 
-A twin has the same layers, widths, kernel sizes and parameter count as the Flax model (the bench
-checks the count), the same loss and optimizer, and is fed the same batch; it runs eagerly, as
-PyTorch users run it. ``TWINS`` maps each model name to a builder:
-
-    TWINS[name] = builder(model_kwargs: dict) -> (module: torch.nn.Module, loss_fn(module, batch) -> loss)
-
-``batch`` is the dict of numpy arrays the seisjax task yields (channels-last); the loss function
-converts what it needs. Imported only by the benchmarks and their tests: torch is an optional extra.
+The contract of a twin and of ``TWINS``: ``seisjax.bench.load_torch_twins``.
 """
 
 from __future__ import annotations
@@ -15,16 +8,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-
-TWINS = {}
-
-
-def register(name):
-    def decorator(builder):
-        TWINS[name] = builder
-        return builder
-
-    return decorator
 
 
 def device_of(module: nn.Module) -> torch.device:
@@ -203,7 +186,6 @@ def symae_loss_torch(outputs, x, mask=None, *, gamma=100.0, beta_nuisance=1.0, b
     return loss, terms
 
 
-@register("symae")
 def symae(model_kwargs):
     # The bench passes the model's kwargs only; the loss uses symae_loss's defaults, which are the
     # experiment's (gamma 100, beta 1, "norm"): they change values, not the cost of a step.
@@ -259,3 +241,7 @@ def load_flax_symae(module: SymAETorch, params) -> SymAETorch:
     """Copy a Flax SymAE's parameters into the twin (every parameter, strictly)."""
     module.load_state_dict(flax_symae_to_torch(module, params), strict=True)
     return module
+
+
+#: model name -> twin builder (seisjax.bench.load_torch_twins)
+TWINS = {"symae": symae}

@@ -33,7 +33,7 @@ def get_config(arg=None):
     config = dec_distance.get_config(f"{variant.size},{variant.stage}")
     config.model = ml_collections.ConfigDict(dict(
         name="zclust", channels=(8, 16, 32, 64, 128), embedding_dim=9, negative_slope=0.02,
-        encoder_impl="auto", decoder_impl="xla", output_impl="auto"))
+        encoder_conv_impl="auto", decoder_conv_impl="xla", output_conv_impl="auto"))
     data = config.data
     data.window, data.pre_p, data.stft_margin = 5676, 500, 100
     # scipy's STFT with zClust's Kaiser window (nfft = nperseg: all 87 rows, 0-50 Hz; zero-padded edge

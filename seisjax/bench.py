@@ -85,7 +85,14 @@ def cpu_model() -> str:
 
 
 def load_torch_twins() -> dict:
-    """Model name -> twin builder, from :data:`TWIN_FILES`; ImportError when torch is missing."""
+    """Model name -> twin builder, from the ``TWINS`` of each of :data:`TWIN_FILES`; ImportError when
+    torch is missing.
+
+    A twin has the same layers, widths, kernel sizes and parameter count as the Flax model (the bench
+    checks the count), the same loss and optimizer, and is fed the same batch; it runs eagerly, as
+    PyTorch users run it. A builder is ``builder(model_kwargs) -> (module, loss_fn(module, batch) ->
+    loss)``; ``batch`` is the dict of numpy arrays the task yields (channels-last), which the loss
+    function converts and moves to the module's device."""
     try:
         import torch  # noqa: F401  (optional: the bench extra)
     except ImportError:

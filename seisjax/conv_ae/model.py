@@ -3,7 +3,7 @@
 Input ``(batch, samples, components)`` (Flax's channels-last layout). The encoder halves the length
 with each stride-2 convolution and ends in a dense latent code; the decoder mirrors it, but
 upsamples by repeating samples and then convolving instead of using a strided transposed
-convolution, which XLA runs several times slower on CPU (see DESIGN.md, "Performance notes").
+convolution, which XLA runs several times slower on CPU (``seisjax/ops/conv.py``).
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ spectrogram. Five stride-2 3x3 convolutions 1-8-16-32-64-128 ("same" padding, so
 -> 22 x 17 -> 11 x 9 -> 6 x 5 -> 3 x 3) with leaky ReLU (slope 0.02), flattened and a Linear layer to
 a 9-d embedding. Decoder: Linear back to 3 x 3 x 128 (leaky ReLU), then five levels of (nearest
 resize to the encoder's shape at that level, 3x3 convolution) with widths 64-32-16-8-out, leaky ReLU
-between, linear output; resize-then-convolve instead of transposed convolutions (see DESIGN.md,
-performance notes), the receptive field and parameter count of the package's decoder.
+between, linear output; resize-then-convolve instead of transposed convolutions (slow on XLA's CPU
+backend: ``seisjax/ops/conv.py``), the receptive field and parameter count of the package's decoder.
 """
 
 from __future__ import annotations
@@ -199,21 +199,21 @@ class ZClust(nn.Module):
     # whatever the choice), chosen by speed on the CPU (benchmarks/README.md): the stride-2 encoder as
     # GEMMs ("auto"), the decoder by XLA, faster there than the GEMM form, and its one-channel output
     # as shifted planes ("auto"), for which XLA's gradients are slowest
-    encoder_impl: str = "auto"
-    decoder_impl: str = "xla"
-    output_impl: str = "auto"
+    encoder_conv_impl: str = "auto"
+    decoder_conv_impl: str = "xla"
+    output_conv_impl: str = "auto"
 
     def setup(self):
         if len(self.input_shape) != 2:
             raise ValueError(f"zclust: input_shape {tuple(self.input_shape)} must be (frequencies, times)")
         levels = len(self.channels)
         self.sides = list(zip(_halved(self.input_shape[0], levels), _halved(self.input_shape[1], levels)))
-        self.encoder = [Conv(c, (3, 3), strides=(2, 2), impl=self.encoder_impl, name=f"enc{i}")
+        self.encoder = [Conv(c, (3, 3), strides=(2, 2), impl=self.encoder_conv_impl, name=f"enc{i}")
                         for i, c in enumerate(self.channels)]
         self.embed = nn.Dense(self.embedding_dim, name="embed")
         self.unembed = nn.Dense(self.sides[-1][0] * self.sides[-1][1] * self.channels[-1], name="unembed")
         widths = list(self.channels[-2::-1]) + [self.out_channels]
-        impls = [self.decoder_impl] * (len(widths) - 1) + [self.output_impl]
+        impls = [self.decoder_conv_impl] * (len(widths) - 1) + [self.output_conv_impl]
         self.decoder = [Conv(c, (3, 3), impl=impl, name=f"dec{i}") for i, (c, impl) in enumerate(zip(widths, impls))]
         self.centres = self.param("centres", nn.initializers.normal(1.0), (self.n_clusters, self.embedding_dim))
 

@@ -25,10 +25,14 @@ model picks the form with a config value, ``impl`` (:data:`CONV_IMPLS`): ``"gemm
 forms above on the CPU backend, XLA's convolution on accelerators, where it is cuDNN's and the GEMM
 form only adds the im2col traffic). Activations are NHWC float32.
 
+The models' config keys for the choice: ``model.encoder_conv_impl`` and ``model.decoder_conv_impl``
+(spectrogram autoencoders), ``model.conv_impl`` (DEC's distance network), and
+``model.encoder_conv_impl``, ``decoder_conv_impl``, ``output_conv_impl`` (zClust).
+
 The GEMM forms are ``jax.custom_vjp`` functions: reverse mode (``jax.grad``, ``jax.vjp``) works,
-forward mode (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``) raises. ``impl="xla"`` avoids them;
-training-mode :func:`batch_norm_relu` is a custom VJP too, so forward mode through a model works in
-evaluation mode (running averages) with ``"xla"`` convolutions.
+forward mode (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``) raises. Setting those keys to ``"xla"``
+avoids them; training-mode :func:`batch_norm_relu` is a custom VJP too, so forward mode through a
+spectrogram model works in evaluation mode (running averages) with ``"xla"`` convolutions.
 """
 
 from __future__ import annotations

@@ -120,10 +120,10 @@ def test_zclust_resize_is_jax_nearest_resize(size_in, size_out):
 @pytest.mark.parametrize("model, kwargs, choices", [
     (MousaviDistance, {"input_shape": (8, 16)}, [{"conv_impl": "xla"}, {"conv_impl": "gemm"}]),
     (ZClust, {"input_shape": (13, 11), "channels": (4, 6), "embedding_dim": 3},
-     [{"encoder_impl": "xla", "decoder_impl": "gemm", "output_impl": "xla"}, {"output_impl": "one_output"}]),
+     [{"encoder_conv_impl": "xla", "decoder_conv_impl": "gemm", "output_conv_impl": "xla"}, {"output_conv_impl": "one_output"}]),
 ])
 def test_the_convolution_form_is_a_config_value_that_changes_how_not_what(model, kwargs, choices):
-    """model.conv_impl (zClust: encoder_impl, decoder_impl, output_impl) picks how the convolutions
+    """model.conv_impl (zClust: encoder_conv_impl, decoder_conv_impl, output_conv_impl) picks how the convolutions
     are computed: the same variables, and the same reconstruction and embedding."""
     x = np.random.default_rng(0).normal(size=(3, *kwargs["input_shape"], 1)).astype(np.float32)
     default = model(**kwargs)
