@@ -3,12 +3,12 @@
 XLA's CPU runtime allocates each step's temporary buffers afresh (an AE train step of the
 spectrogram study: about 260 MiB). glibc serves allocations that large with a new ``mmap`` and
 returns them with ``munmap`` on free, so every step page-faults all of that memory in again and the
-kernel zeroes it: 66,000 minor page faults per step, and a step 20-40% slower on one core
-(``benchmarks/bench_spectrogram.py --what step`` prints the faults; benchmarks/README.md). :func:`retain_freed_memory` tells glibc to serve large blocks from its one
+kernel zeroes it: tens of thousands of minor page faults per step, and a markedly slower step
+(``benchmarks/bench_spectrogram.py --what step`` prints the faults; the numbers: benchmarks/README.md). :func:`retain_freed_memory` tells glibc to serve large blocks from its one
 main heap and to keep what is freed there, so the next step reuses the same, already mapped pages.
 PyTorch's CPU tensors come from the same ``malloc`` and gain too.
 
-The one arena costs small steps a little (the SymAE quick step about 5% slower on one core), so the
+The one arena costs small steps a little (the SymAE quick step), so the
 command line (``python -m seisjax``) sets it, before JAX starts its threads, only for the tasks in
 :data:`RETAIN_FOR_TASKS`, whose steps were measured faster with it (benchmarks/README.md);
 ``SEISJAX_RETAIN_FREED_MEMORY=1`` sets it for every command, ``0`` for none. A library user can call
@@ -27,7 +27,7 @@ from seisjax.errors import InputError
 __all__ = ["ENV_VAR", "RETAIN_FOR_TASKS", "retain_freed_memory", "wants_retained_memory"]
 
 ENV_VAR = "SEISJAX_RETAIN_FREED_MEMORY"
-# tasks whose CPU train step gains: the spectrogram autoencoders (20-40% faster steps)
+# tasks whose CPU train step gains (benchmarks/README.md): the spectrogram autoencoders
 RETAIN_FOR_TASKS = ("spectral_vae",)
 
 # mallopt parameters (glibc's malloc.h)
