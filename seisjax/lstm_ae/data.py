@@ -591,8 +591,8 @@ class RecordData:
 
     # ------------------------------------------------------------------ normalisation
     def normalisation(self) -> dict:
-        """Per-channel ``mean`` and ``std`` over every valid sample of the training records: read
-        from ``<workdir>/normalisation.json`` when there, else computed and written there."""
+        """Per-channel ``mean`` and ``std`` over every valid sample of the training records, read from
+        ``<workdir>/normalisation.json`` when there, else computed and written there."""
         if self._norm is not None:
             return self._norm
         path = self.workdir / NORMALISATION_FILE if self.workdir is not None else None
