@@ -513,6 +513,24 @@ def _add_embed(commands):
     p.set_defaults(func=run)
 
 
+def _add_export(commands):
+    p = commands.add_parser("export", help="write what `seisjax.load_run` needs, for runs trained before it existed",
+                            description="Build the run's task from its training data and write, beside each kept "
+                                        "checkpoint, the inference data that seisjax.load_run reads "
+                                        "(<workdir>/inference/step_<N>.npz: the model's arguments, normalisation, "
+                                        "scalers, vocabularies). Runs trained with this version have it already.")
+    p.add_argument("--workdir", required=True, help="folder of a trained run")
+    p.add_argument("--step", type=checkpoint_step, action="append", default=None,
+                   help="only this checkpoint (repeatable; default: every one kept)")
+
+    def run(args):
+        from seisjax.families import export  # lazy
+
+        export(args.workdir, steps=args.step)
+
+    p.set_defaults(func=run)
+
+
 # ----------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -535,6 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(commands)
     _add_interpolate(commands)
     _add_embed(commands)
+    _add_export(commands)
     return parser
 
 

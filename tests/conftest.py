@@ -2,7 +2,9 @@ import importlib.util
 import os
 from pathlib import Path
 
+import nbformat
 import pytest
+from nbclient import NotebookClient
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,6 +24,28 @@ def load_file(relative: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_notebook(name: str, workdir: Path, timeout: int = 600):
+    """Execute ``notebooks/<name>.ipynb`` top to bottom in a fresh kernel with ``workdir`` as its
+    working folder and ``SEISJAX_NOTEBOOK_TINY=1`` (the notebook trains a tiny run of its own);
+    returns the executed notebook. The committed notebook must carry no outputs."""
+    path = REPO / "notebooks" / f"{name}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(not c.outputs and c.execution_count is None for c in code), \
+        f"{path.name}: commit it with its outputs stripped"
+    env = os.environ.get("SEISJAX_NOTEBOOK_TINY")
+    os.environ["SEISJAX_NOTEBOOK_TINY"] = "1"   # the kernel inherits this process's environment
+    try:
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(workdir)}}).execute()
+    finally:
+        if env is None:
+            os.environ.pop("SEISJAX_NOTEBOOK_TINY")
+        else:
+            os.environ["SEISJAX_NOTEBOOK_TINY"] = env
+    return nb
 
 
 @pytest.fixture

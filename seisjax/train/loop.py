@@ -45,6 +45,7 @@ from seisjax.errors import InputError
 from seisjax.train import optim, parallel
 from seisjax.train.checkpoint import Checkpointer, abstract_like
 from seisjax.train.logging import MetricLogger, check_finite
+from seisjax.train.restore import inference_path, prune_inference_data, read_checkpoint, write_inference_data
 from seisjax.train.state import TrainState
 
 __all__ = ["make_train_step", "make_eval_step", "train_and_evaluate", "evaluate", "restore_trained",
@@ -262,6 +263,9 @@ def train_and_evaluate(task_cls, config, workdir) -> dict:
         # a data-dependent start (e.g. DEC: a pretrained run + k-means); the default keeps the state
         tree["state"] = jax.device_put(task.initial_state(parallel.to_host(tree["state"])), setup.repl)
     state, rng = tree["state"], tree["rng"]
+    if is_chief and start_step and not inference_path(workdir, start_step).is_file():
+        # a run stopped between a checkpoint and its inference data, or trained before it existed
+        write_inference_data(workdir, start_step, task.inference_data(parallel.to_host(state)))
     if start_step >= total:
         ckpt.close()
         train_iter.close()
@@ -324,6 +328,9 @@ def train_and_evaluate(task_cls, config, workdir) -> dict:
         if (cfg_train.best_metric or "").startswith("eval/") and last["eval"] is not None:
             metrics.update({f"eval/{k}": v for k, v in last["eval"].items()})
         ckpt.save(step_n, {"state": state, "rng": rng}, data_state=train_iter.state(), config=config_dict, metrics=metrics)
+        if is_chief:   # what load_run needs beside the checkpoint (seisjax.train.restore)
+            write_inference_data(workdir, step_n, task.inference_data(parallel.to_host(state)))
+            prune_inference_data(workdir, {*ckpt.all_steps(), step_n})
         window.update(t=time.perf_counter(), step=step_n)
 
     interrupted = None
@@ -360,6 +367,9 @@ def train_and_evaluate(task_cls, config, workdir) -> dict:
             if eval_every and not interrupted and (last["eval"] is None or step_n % eval_every):
                 do_eval(step_n)
     finally:
+        if is_chief:   # the last saves may have retired older checkpoints
+            ckpt.wait()
+            prune_inference_data(workdir, ckpt.all_steps())
         ckpt.close()
         logger.close()
         train_iter.close()
@@ -384,6 +394,28 @@ def restore_trained(task_cls, workdir, *, step: int | str | None = None, data_pa
             setup.task.close()
             raise
     return config, setup.task, state, step
+
+
+def export_inference_data(task_cls, workdir, *, steps=None, log=print) -> list[Path]:
+    """Write the inference data (:mod:`seisjax.train.restore`) of the checkpoints ``steps`` (default:
+    every one kept) of a run of ``task_cls``, from its training data: for runs trained before seisjax
+    wrote it beside each checkpoint."""
+    workdir = Path(workdir)
+    config = _saved_config(task_cls, workdir)
+    with _checkpointer(workdir, config.train) as ckpt:
+        wanted = [ckpt.resolve_step(s) for s in steps] if steps else ckpt.all_steps()
+        if not wanted:
+            raise InputError(f"{workdir}: no checkpoint to export")
+        setup = _Setup(task_cls, config, workdir, train_iter=False)
+        written = []
+        try:
+            for step in wanted:
+                state = parallel.to_host(_restore_state(setup, ckpt, step))
+                written.append(write_inference_data(workdir, step, setup.task.inference_data(state)))
+                log(f"export: wrote {written[-1]}")
+        finally:
+            setup.task.close()
+    return written
 
 
 def _saved_config(task_cls, workdir: Path):
@@ -420,25 +452,28 @@ def _restore_state(setup: _Setup, ckpt: Checkpointer, step: int):
     return ckpt.restore(setup.abstract(example), step)[0]["state"]
 
 
-def evaluate(task_cls, workdir, *, step: int | None = None, data_path=None, out_dir=None,
+def evaluate(task_cls, workdir, *, step: int | str | None = None, data_path=None, out_dir=None,
              figures: bool = True) -> Path:
-    """Evaluate a checkpoint of a run of ``task_cls`` (the latest by default) on the task's evaluation data (or on the
-    dataset at ``data_path``); writes ``<workdir>/eval/step_<N>/metrics.json`` and figures and
-    returns the metrics file's path (``figures=False`` skips the figures).
+    """Evaluate a checkpoint of a run of ``task_cls`` (the latest by default; ``"best"`` or a step)
+    on the data of the run's config, or on the dataset at ``data_path``; writes
+    ``<workdir>/eval/step_<N>/metrics.json`` and figures and returns the metrics file's path
+    (``figures=False`` skips the figures). The model side is read from the checkpoint alone
+    (:func:`seisjax.train.restore.read_checkpoint`); the task supplies the data.
 
     ``metrics.json`` is byte-identical for the same checkpoint, data and software: it holds the
     checkpoint step, the resolved config's hash, the data's fingerprint, library versions, and
     each metric's mean with the (sum, count) it comes from."""
     workdir = Path(workdir)
-    config = _saved_config(task_cls, workdir)
-    with _checkpointer(workdir, config.train) as ckpt:
-        step = ckpt.resolve_step(step)   # a wrong step fails before the task loads its data
-        setup = _Setup(task_cls, config, workdir, data_path=data_path, train_iter=False)
-        try:
-            state = _restore_state(setup, ckpt, step)
-            return _write_evaluation(setup, state, step, workdir, out_dir, figures)
-        finally:
-            setup.task.close()
+    _saved_config(task_cls, workdir)
+    checkpoint = read_checkpoint(workdir, "latest" if step is None else step)   # fails before the data loads
+    setup = _Setup(task_cls, checkpoint.config, workdir, data_path=data_path, train_iter=False)
+    try:
+        state = TrainState(step=np.asarray(checkpoint.step, np.int32), params=checkpoint.params,
+                           model_state=checkpoint.model_state, opt_state=())
+        state = jax.device_put(state, setup.repl)
+        return _write_evaluation(setup, state, checkpoint.step, workdir, out_dir, figures)
+    finally:
+        setup.task.close()
 
 
 def _write_evaluation(setup: _Setup, state, step: int, workdir: Path, out_dir, figures: bool) -> Path:

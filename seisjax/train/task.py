@@ -46,9 +46,12 @@ def pairs(per_example: Mapping[str, jax.Array], weights: jax.Array) -> dict[str,
     return {name: (jnp.sum(values.astype(jnp.float32) * weights), count) for name, values in per_example.items()}
 
 
-def _tupled(value):
+def tupled(value):
+    """JSON lists (of a saved config) back to the tuples that Flax module fields take."""
+    if isinstance(value, dict):
+        return {k: tupled(v) for k, v in value.items()}
     if isinstance(value, list):
-        return tuple(_tupled(v) for v in value)
+        return tuple(tupled(v) for v in value)
     return value
 
 
@@ -121,7 +124,7 @@ class Task:
     # ------------------------------------------------------------------ model
     def model_kwargs(self) -> dict:
         """Constructor arguments of the model: ``config.model`` without its ``name``."""
-        return {k: _tupled(v) for k, v in self.config.model.items() if k != "name"}
+        return {k: tupled(v) for k, v in self.config.model.items() if k != "name"}
 
     def model_class(self) -> type:
         """The Flax module class that ``config.model.name`` names."""
@@ -178,6 +181,14 @@ class Task:
     def eval_figures(self, params, model_state, batch, out_dir: Path) -> list[Path]:
         """Figures of an evaluation from its first batch (host side; numpy arrays)."""
         return []
+
+    def inference_data(self, state) -> dict:
+        """What a trained run needs to treat new inputs as this task treats its training data,
+        without the data (``seisjax.load_run``): names -> numpy arrays or JSON values, written beside
+        every checkpoint (:mod:`seisjax.train.restore`) from its ``state`` (host arrays). The default
+        holds the model's constructor arguments; families add their normalisation, scalers,
+        vocabularies and the like."""
+        return {"model_kwargs": self.model_kwargs()}
 
     def eval_report(self, params, model_state, out_dir: Path) -> dict | None:
         """Analyses of an evaluation that need more than per-batch sums (e.g. SymAE's STF scores
